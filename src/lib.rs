@@ -1,0 +1,12 @@
+//! pgpool-rs: a PostgreSQL v3 proxy that reads Pgpool-II's configuration, authenticates
+//! clients, sends writes to the primary and reads to the replica, and caches backend
+//! connections. See DESIGN in the repository for the data path.
+
+pub mod admin;
+pub mod auth;
+pub mod backend;
+pub mod config;
+pub mod protocol;
+pub mod router;
+pub mod server;
+pub mod session;
