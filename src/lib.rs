@@ -10,3 +10,4 @@ pub mod protocol;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod stream;

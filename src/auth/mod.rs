@@ -1,1 +1,3 @@
-//! auth
+//! TEMPORARY stand-in until the real auth module lands.
+pub mod md5;
+pub mod passwd;

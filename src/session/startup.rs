@@ -1,0 +1,91 @@
+//! The first phase of a client connection: read the startup packet, answer SSL/GSS
+//! negotiation, and hand back either a startup message or a cancel request.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::SessionError;
+use crate::protocol::StartupPacket;
+use crate::stream::Stream;
+
+pub enum FirstPacket {
+    Startup(Vec<(String, String)>),
+    Cancel { pid: i32, key: i32 },
+}
+
+/// Reads packets until a StartupMessage or CancelRequest arrives. SSLRequest and
+/// GSSENCRequest are answered `N` (no TLS yet) and the client may then go on in plain text.
+pub async fn read_first_packet(stream: &mut Stream) -> Result<FirstPacket, SessionError> {
+    let mut buf = BytesMut::with_capacity(512);
+    loop {
+        let packet = read_packet(stream, &mut buf).await?;
+        match StartupPacket::decode(&packet).map_err(SessionError::Protocol)? {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                if !buf.is_empty() {
+                    // Bytes after an SSLRequest before our answer: a buffer-stuffing attempt
+                    // (CVE-2021-23214 class); PostgreSQL refuses these too.
+                    return Err(SessionError::Protocol(
+                        crate::protocol::ProtocolError::Malformed(
+                            "unencrypted data after SSL request",
+                        ),
+                    ));
+                }
+                stream.write_all(b"N").await?;
+            }
+            StartupPacket::Cancel { pid, key } => return Ok(FirstPacket::Cancel { pid, key }),
+            StartupPacket::Startup { params } => return Ok(FirstPacket::Startup(params)),
+        }
+    }
+}
+
+async fn read_packet(stream: &mut Stream, buf: &mut BytesMut) -> Result<Vec<u8>, SessionError> {
+    loop {
+        if let Some(len) = StartupPacket::peek_len(buf).map_err(SessionError::Protocol)? {
+            if buf.len() >= len {
+                return Ok(buf.split_to(len).to_vec());
+            }
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(SessionError::ClientGone);
+        }
+    }
+}
+
+/// Startup parameters the proxy handles itself and never forwards.
+pub fn is_proxy_param(name: &str) -> bool {
+    matches!(name, "replication")
+}
+
+/// The client's user and database (database defaults to the user name, as PostgreSQL does).
+pub fn user_and_database(params: &[(String, String)]) -> Option<(String, String)> {
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let user = get("user").filter(|u| !u.is_empty())?;
+    let database = get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
+    Some((user, database))
+}
+
+/// The parameters sent to a backend: the client's, with `database` made explicit.
+pub fn backend_params(params: &[(String, String)], database: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| !is_proxy_param(k) && k != "database")
+        .cloned()
+        .collect();
+    out.push(("database".into(), database.into()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_defaults_to_user() {
+        let p = vec![("user".to_string(), "bob".to_string())];
+        assert_eq!(user_and_database(&p), Some(("bob".into(), "bob".into())));
+        let p = vec![("database".to_string(), "x".to_string())];
+        assert_eq!(user_and_database(&p), None);
+    }
+}
