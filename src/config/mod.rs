@@ -1,156 +1,172 @@
-//! TEMPORARY stand-in until the real config module lands (same names, minimal parsing).
+//! `pgpool.conf`: Pgpool-II's file format read the way Pgpool-II reads it (lexer quirks,
+//! units, indexed `backend_*N` parameters, `include`), into one typed `Config`, then
+//! overridden by `PGPOOL_PARAMS_*` environment variables as the Kubernetes image does.
+//!
+//! Where Pgpool-II is silent or sloppy we are stricter but compatible: an invalid value
+//! (including a boolean Pgpool-II would take as true) stops start-up with file, line,
+//! parameter and the accepted values; an unknown, misspelled or renamed name is a warning.
+
+mod access;
+mod lexer;
+mod model;
+mod params;
+mod parse;
+mod types;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug)]
-pub struct BackendFlag {
-    pub always_primary: bool,
-    pub disallow_to_failover: bool,
+pub use model::Config;
+pub use params::{context, is_session_settable, Context};
+pub use types::{
+    anchored_regex, BackendConfig, BackendFlag, BackendSsl, CheckTempTable, DisableLbOnWrite,
+    LogStandbyDelay, RedirectNode, RedirectRule,
+};
+
+/// Where a setting came from: a file and line, or an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub line: Option<usize>,
 }
-#[derive(Clone, Debug)]
-pub struct BackendConfig {
-    pub id: usize,
-    pub hostname: String,
-    pub port: u16,
-    pub weight: f64,
-    pub flag: BackendFlag,
-    pub application_name: String,
+
+impl Location {
+    pub(crate) fn at(file: &str, line: usize) -> Self {
+        Self {
+            file: file.to_string(),
+            line: Some(line),
+        }
+    }
+
+    pub(crate) fn env(var: &str) -> Self {
+        Self {
+            file: format!("environment variable {var}"),
+            line: None,
+        }
+    }
 }
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub listen_addresses: Vec<String>,
-    pub port: u16,
-    pub unix_socket_directories: Vec<String>,
-    pub backends: Vec<BackendConfig>,
-    pub num_init_children: u32,
-    pub max_pool: u32,
-    pub reserved_connections: u32,
-    pub authentication_timeout: u64,
-    pub connect_timeout: u64,
-    pub max_message_size: u64,
-    pub pool_passwd: String,
-    pub config_dir: PathBuf,
-    pub client_idle_limit: u64,
-    pub connection_cache: bool,
-    pub reset_query_list: Vec<String>,
-    pub enable_pool_hba: bool,
-    pub allow_clear_text_frontend_auth: bool,
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.file),
+            None => f.write_str(&self.file),
+        }
+    }
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value the parameter does not accept; names the accepted values.
+    #[error("{loc}: invalid value for parameter \"{name}\": \"{value}\" (accepted: {accepted})")]
+    InvalidValue {
+        loc: Location,
+        name: String,
+        value: String,
+        accepted: String,
+    },
+    /// The file is not a sequence of `KEY [=] value` (Pgpool-II's "syntax error").
+    #[error("{loc}: syntax error in configuration file: parse error at '{token}'")]
+    Syntax { loc: Location, token: String },
+    /// `backend_hostname` with no index, or an index over 127.
+    #[error("{loc}: parameter \"{name}\" {reason}")]
+    BadIndex {
+        loc: Location,
+        name: String,
+        reason: String,
+    },
+    #[error("{loc}: could not process include: maximum nesting depth exceeded ({max})", max = parse::MAX_INCLUDE_DEPTH)]
+    IncludeDepth { loc: Location },
+    #[error("could not read configuration file \"{}\": {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `PGPOOL SHOW`/`SET` of a name that is not a parameter (Pgpool-II's wording).
+    #[error("config variable \"{0}\" not found")]
+    Unknown(String),
+    /// The settings are each valid but do not make a runnable configuration.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A parsed configuration and what the operator should be told about it.
+#[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
+    /// Unknown, misspelled or renamed parameters, a missing file: log at WARNING.
     pub warnings: Vec<String>,
+    /// Pgpool-II parameters that pgpool-rs accepts but ignores: log at INFO/DEBUG.
+    pub unsupported: Vec<String>,
 }
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
+
+/// Reads `path` (None or a missing file → Pgpool-II's defaults, with a warning for the
+/// missing file), then applies `PGPOOL_PARAMS_*` from `env`. Call `Config::validate`
+/// before serving.
 pub fn load(path: Option<&Path>, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
-    let text = path
-        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-        .unwrap_or_default();
-    let mut c = Config {
-        listen_addresses: vec!["localhost".into()],
-        port: 9999,
-        unix_socket_directories: vec!["/tmp".into()],
-        backends: vec![],
-        num_init_children: 32,
-        max_pool: 4,
-        reserved_connections: 0,
-        authentication_timeout: 60,
-        connect_timeout: 10000,
-        max_message_size: 1 << 30,
-        pool_passwd: "pool_passwd".into(),
-        config_dir: path
-            .and_then(|p| p.parent())
-            .map(|p| p.to_path_buf())
-            .unwrap_or_else(|| PathBuf::from(".")),
-        client_idle_limit: 0,
-        connection_cache: true,
-        reset_query_list: vec!["ABORT".into(), "DISCARD ALL".into()],
-        enable_pool_hba: false,
-        allow_clear_text_frontend_auth: false,
+    let Some(path) = path else {
+        return finish(parse::Builder::new(None, cwd()), env);
     };
-    let mut kv: Vec<(String, String)> = text
-        .lines()
-        .filter_map(|l| {
-            let l = l.split('#').next()?.trim();
-            let (k, v) = l.split_once('=')?;
-            Some((
-                k.trim().to_string(),
-                v.trim().trim_matches('\'').to_string(),
-            ))
-        })
-        .collect();
-    for (k, v) in env {
-        if let Some(n) = k.strip_prefix("PGPOOL_PARAMS_") {
-            kv.push((n.to_lowercase(), v.clone()));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => cwd(),
+    };
+    let mut b = parse::Builder::new(Some(path.to_path_buf()), dir);
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse::parse_text(&mut b, &text, path, 0)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => b.warnings.push(format!(
+            "could not open configuration file: \"{}\"; using default configuration parameter values",
+            path.display()
+        )),
+        Err(source) => {
+            return Err(ConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
         }
     }
-    for (k, v) in kv {
-        let idx = |p: &str| k.strip_prefix(p).and_then(|n| n.parse::<usize>().ok());
-        let slot = |c: &mut Config, i: usize| -> usize {
-            if let Some(p) = c.backends.iter().position(|b| b.id == i) {
-                p
-            } else {
-                c.backends.push(BackendConfig {
-                    id: i,
-                    hostname: String::new(),
-                    port: 0,
-                    weight: 1.0,
-                    flag: BackendFlag {
-                        always_primary: false,
-                        disallow_to_failover: false,
-                    },
-                    application_name: String::new(),
-                });
-                c.backends.len() - 1
-            }
-        };
-        match k.as_str() {
-            "port" => c.port = v.parse().map_err(|_| ConfigError(k.clone()))?,
-            "listen_addresses" => {
-                c.listen_addresses = v.split(',').map(|s| s.trim().to_string()).collect()
-            }
-            "unix_socket_directories" => {
-                c.unix_socket_directories = v.split(',').map(|s| s.trim().to_string()).collect()
-            }
-            "num_init_children" => {
-                c.num_init_children = v.parse().map_err(|_| ConfigError(k.clone()))?
-            }
-            "pool_passwd" => c.pool_passwd = v,
-            _ => {
-                if let Some(i) = idx("backend_hostname") {
-                    let s = slot(&mut c, i);
-                    c.backends[s].hostname = v;
-                } else if let Some(i) = idx("backend_port") {
-                    let s = slot(&mut c, i);
-                    c.backends[s].port = v.parse().map_err(|_| ConfigError(k.clone()))?;
-                } else if let Some(i) = idx("backend_weight") {
-                    let s = slot(&mut c, i);
-                    c.backends[s].weight = v.parse().unwrap_or(1.0);
-                }
-            }
-        }
-    }
-    c.backends.sort_by_key(|b| b.id);
+    finish(b, env)
+}
+
+/// Parses configuration text; `origin` names it in messages and anchors relative
+/// `include`s and paths. Then applies `PGPOOL_PARAMS_*` from `env`.
+pub fn parse_str(
+    text: &str,
+    origin: &str,
+    env: &[(String, String)],
+) -> Result<Loaded, ConfigError> {
+    let origin_path = Path::new(origin);
+    let dir = match origin_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => cwd(),
+    };
+    let mut b = parse::Builder::new(None, dir);
+    parse::parse_text(&mut b, text, origin_path, 0)?;
+    finish(b, env)
+}
+
+fn finish(mut b: parse::Builder, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+    parse::apply_env(&mut b, env)?;
+    let (config, warnings, unsupported) = b.finish();
     Ok(Loaded {
-        config: c,
-        warnings: vec![],
+        config,
+        warnings,
+        unsupported,
     })
 }
-impl Config {
-    pub fn pool_passwd_path(&self) -> Option<PathBuf> {
-        if self.pool_passwd.is_empty() {
-            None
-        } else {
-            Some(self.config_dir.join(&self.pool_passwd))
-        }
-    }
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.backends.is_empty() {
-            return Err(ConfigError("backend_hostname0 is not set".into()));
-        }
-        Ok(())
-    }
-    pub fn render_effective(&self) -> String {
-        format!("{self:#?}")
-    }
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// The process environment as `load` expects it (names and values that are not UTF-8 are
+/// skipped: they cannot be `PGPOOL_PARAMS_*` settings we understand).
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }

@@ -1,0 +1,220 @@
+//! The typed `Config`. Field names are Pgpool-II's parameter names; defaults live in the
+//! parameter table (`params.rs`), which `Config::default()` applies, so the documented
+//! default and the effective one cannot drift apart.
+
+use std::path::PathBuf;
+
+use super::types::{
+    BackendConfig, BackendSsl, CheckTempTable, DisableLbOnWrite, LogStandbyDelay, RedirectRule,
+};
+
+/// Declares `Config` and a private all-zero constructor the defaults are applied onto.
+macro_rules! config_struct {
+    ($(#[$meta:meta])* pub struct Config { $( $(#[$fmeta:meta])* pub $f:ident : $t:ty, )* }) => {
+        $(#[$meta])*
+        pub struct Config { $( $(#[$fmeta])* pub $f: $t, )* }
+        impl Config {
+            /// Every field zero/empty; only a base for applying the table's defaults.
+            pub(crate) fn blank() -> Self {
+                Self { $( $f: Default::default(), )* }
+            }
+        }
+    };
+}
+
+config_struct! {
+/// Pgpool-II's configuration, typed. Each field says: Pgpool-II name, default, meaning.
+/// Durations are integers in the parameter's base unit (units such as `5min` are accepted
+/// on input). Fields marked *pgpool-rs extension* are not Pgpool-II parameters.
+#[derive(Clone, Debug)]
+pub struct Config {
+    // --- connections --------------------------------------------------------------
+    /// `listen_addresses`, default `localhost`: TCP addresses; `*` = all, empty = no TCP.
+    pub listen_addresses: Vec<String>,
+    /// `port`, default 9999: the client port.
+    pub port: u16,
+    /// `unix_socket_directories` (alias `socket_dir`), default `/tmp`: dirs for `.s.PGSQL.<port>`.
+    pub unix_socket_directories: Vec<String>,
+    /// `unix_socket_permissions`, default 0777: mode of the client socket file.
+    pub unix_socket_permissions: u32,
+    /// `backend_*N`: configured backend slots (those with `backend_portN`), ordered by id.
+    pub backends: Vec<BackendConfig>,
+    /// `num_init_children`, default 32: maximum concurrent client sessions.
+    pub num_init_children: u32,
+    /// `max_pool`, default 4: cached backend connection slots per child (per client slot).
+    pub max_pool: u32,
+    /// `reserved_connections`, default 0: >0 refuses (53300) instead of queueing when full.
+    pub reserved_connections: u32,
+    /// `listen_backlog_multiplier`, default 2: listen backlog = num_init_children × this.
+    pub listen_backlog_multiplier: u32,
+    /// `child_life_time` (s), default 300: an idle child's cache is dropped after this long.
+    pub child_life_time: u64,
+    /// `child_max_connections`, default 0: recycle a child after this many sessions (0 = never).
+    pub child_max_connections: u32,
+    /// `connection_life_time` (s), default 0: close a cached connection idle this long (0 = never).
+    pub connection_life_time: u64,
+    /// `client_idle_limit` (s), default 0: disconnect a client silent this long (0 = never).
+    pub client_idle_limit: u64,
+    /// `authentication_timeout` (s), default 60: limit for the startup/auth exchange.
+    pub authentication_timeout: u64,
+    /// `connection_cache`, default on: cache backend connections between sessions.
+    pub connection_cache: bool,
+    /// `reset_query_list`, default `ABORT;DISCARD ALL`: run before caching a connection.
+    pub reset_query_list: Vec<String>,
+    // --- load balancing -------------------------------------------------------------
+    /// `load_balance_mode`, default on: send reads to the load-balance node.
+    pub load_balance_mode: bool,
+    /// `statement_level_load_balance`, default off: pick the read node per statement.
+    pub statement_level_load_balance: bool,
+    /// `disable_load_balance_on_write`, default `transaction`.
+    pub disable_load_balance_on_write: DisableLbOnWrite,
+    /// `dml_adaptive_object_relationship_list`, default '': `table:dependent,…` pairs.
+    pub dml_adaptive_object_relationship_list: String,
+    /// `write_function_list`, default '': function-name regexes that write (→ primary).
+    pub write_function_list: Vec<String>,
+    /// `read_only_function_list`, default '': if set, every other function counts as writing.
+    pub read_only_function_list: Vec<String>,
+    /// `primary_routing_query_pattern_list`, default '': whole-query regexes forcing the primary.
+    pub primary_routing_query_pattern_list: Vec<String>,
+    /// `user_redirect_preference_list`, default '': user-regex:node[(ratio)] items.
+    pub user_redirect_preference_list: Vec<RedirectRule>,
+    /// `database_redirect_preference_list`, default '': db-regex:node[(ratio)] items.
+    pub database_redirect_preference_list: Vec<RedirectRule>,
+    /// `app_name_redirect_preference_list`, default '': app-regex:node[(ratio)] items.
+    pub app_name_redirect_preference_list: Vec<RedirectRule>,
+    /// `allow_sql_comments`, default off: ignore comments when judging read-only-ness.
+    pub allow_sql_comments: bool,
+    /// `ignore_leading_white_space`, default on: skip leading blanks before that check.
+    pub ignore_leading_white_space: bool,
+    /// `check_temp_table`, default `catalog`: detect temp tables (→ primary).
+    pub check_temp_table: CheckTempTable,
+    /// `check_unlogged_table`, default on: detect unlogged tables (→ primary).
+    pub check_unlogged_table: bool,
+    // --- replication delay ------------------------------------------------------------
+    /// `delay_threshold` (bytes), default 0: a replica further behind gets no reads (0 = off).
+    pub delay_threshold: u64,
+    /// `delay_threshold_by_time` (ms), default 0: same in replay lag; overrides the byte limit.
+    pub delay_threshold_by_time: u64,
+    /// `prefer_lower_delay_standby`, default off: on lag, pick the least-delayed standby.
+    pub prefer_lower_delay_standby: bool,
+    /// `log_standby_delay`, default `if_over_threshold`.
+    pub log_standby_delay: LogStandbyDelay,
+    /// `sr_check_period` (s), default 10: delay check interval (0 = off).
+    pub sr_check_period: u64,
+    /// `sr_check_user`, default '': user for the delay check.
+    pub sr_check_user: String,
+    /// `sr_check_password`, default '': its password ('' = look up pool_passwd).
+    pub sr_check_password: String,
+    /// `sr_check_database`, default `postgres`.
+    pub sr_check_database: String,
+    /// `health_check_period` (s), default 0: health check interval (0 = off).
+    pub health_check_period: u64,
+    /// `health_check_timeout` (s), default 20.
+    pub health_check_timeout: u64,
+    /// `health_check_user`, default ''.
+    pub health_check_user: String,
+    /// `health_check_password`, default ''.
+    pub health_check_password: String,
+    /// `health_check_database`, default `postgres`.
+    pub health_check_database: String,
+    /// `health_check_max_retries`, default 0.
+    pub health_check_max_retries: u32,
+    /// `health_check_retry_delay` (s), default 1.
+    pub health_check_retry_delay: u64,
+    /// `connect_timeout` (ms), default 10000: also the backend connect timeout for sessions.
+    pub connect_timeout: u64,
+    /// `failover_on_backend_error`, default on: off = a backend error ends only that session.
+    pub failover_on_backend_error: bool,
+    // --- authentication and TLS -------------------------------------------------------
+    /// `enable_pool_hba`, default off: authenticate clients with `pool_hba.conf`.
+    pub enable_pool_hba: bool,
+    /// `pool_passwd`, default `pool_passwd` (relative to the config dir; '' disables).
+    pub pool_passwd: String,
+    /// `allow_clear_text_frontend_auth`, default off: ask clients for a clear-text password.
+    pub allow_clear_text_frontend_auth: bool,
+    /// `ssl`, default off: TLS for clients.
+    pub ssl: bool,
+    /// `ssl_key`, default '': server private key (relative to the config dir).
+    pub ssl_key: String,
+    /// `ssl_cert`, default '': server certificate chain (relative to the config dir).
+    pub ssl_cert: String,
+    /// `ssl_ca_cert`, default '': CA for client certificates.
+    pub ssl_ca_cert: String,
+    /// `ssl_ca_cert_dir`, default ''.
+    pub ssl_ca_cert_dir: String,
+    /// `ssl_crl_file`, default ''.
+    pub ssl_crl_file: String,
+    /// `ssl_ciphers`, default `HIGH:MEDIUM:+3DES:!aNULL` (OpenSSL syntax; informational).
+    pub ssl_ciphers: String,
+    /// `ssl_prefer_server_ciphers`, default off.
+    pub ssl_prefer_server_ciphers: bool,
+    /// `ssl_ecdh_curve`, default `prime256v1`.
+    pub ssl_ecdh_curve: String,
+    /// `ssl_min_protocol_version`, default `TLSv1.2`.
+    pub ssl_min_protocol_version: String,
+    /// `ssl_max_protocol_version`, default '' (no limit).
+    pub ssl_max_protocol_version: String,
+    /// `ssl_extra_names` (pgpool-rs extension), default '': extra DNS names for the
+    /// self-signed certificate made when `ssl = on` and no `ssl_cert` is given.
+    pub ssl_extra_names: Vec<String>,
+    /// `backend_ssl` (pgpool-rs extension), default `prefer`: TLS to the backends.
+    pub backend_ssl: BackendSsl,
+    /// `backend_ssl_ca_cert` (pgpool-rs extension), default '': CA to verify backends
+    /// ('' = no verification, as Pgpool-II/libpq `sslmode=prefer`).
+    pub backend_ssl_ca_cert: String,
+    // --- PCP ------------------------------------------------------------------------------
+    /// `pcp_listen_addresses`, default `localhost`.
+    pub pcp_listen_addresses: Vec<String>,
+    /// `pcp_port`, default 9898.
+    pub pcp_port: u16,
+    /// `pcp_socket_dir`, default `/tmp`.
+    pub pcp_socket_dir: Vec<String>,
+    // --- logging ------------------------------------------------------------------------
+    /// `log_min_messages`, default `warning`.
+    pub log_min_messages: String,
+    /// `client_min_messages`, default `notice`.
+    pub client_min_messages: String,
+    /// `log_statement`, default off: log every statement.
+    pub log_statement: bool,
+    /// `log_per_node_statement`, default off: log each statement with the node that ran it.
+    pub log_per_node_statement: bool,
+    /// `log_connections`, default off.
+    pub log_connections: bool,
+    /// `log_disconnections`, default off.
+    pub log_disconnections: bool,
+    /// `log_hostname`, default off: log client host names instead of addresses.
+    pub log_hostname: bool,
+    /// `log_client_messages`, default off.
+    pub log_client_messages: bool,
+    /// `log_line_prefix`, default `%m: %a pid %p: `.
+    pub log_line_prefix: String,
+    // --- process ----------------------------------------------------------------------
+    /// `pid_file_name`, default `/var/run/pgpool/pgpool.pid`.
+    pub pid_file_name: String,
+    /// `logdir` (alias `work_dir`), default `/tmp`: where the node status file goes.
+    pub logdir: String,
+    /// `backend_clustering_mode`, default `streaming_replication` (the only mode supported).
+    pub backend_clustering_mode: String,
+    /// `memory_cache_enabled`, default off; `on` is refused (no query cache in pgpool-rs).
+    pub memory_cache_enabled: bool,
+    // --- pgpool-rs extensions -----------------------------------------------------------
+    /// `max_message_size` (bytes, pgpool-rs extension), default 1GB: longer client
+    /// messages are refused with SQLSTATE 08P01.
+    pub max_message_size: u64,
+    /// `metrics_listen_addresses` (pgpool-rs extension), default `*`: metrics/health HTTP.
+    pub metrics_listen_addresses: Vec<String>,
+    /// `metrics_port` (pgpool-rs extension), default 9930; 0 = no metrics listener.
+    pub metrics_port: u16,
+    /// `shutdown_delay` (s, pgpool-rs extension), default 5: on SIGTERM keep accepting
+    /// this long (readiness goes down first) so Kubernetes can remove the endpoint.
+    pub shutdown_delay: u64,
+    /// `drain_timeout` (s, pgpool-rs extension), default 30: then wait this long for
+    /// sessions to finish before closing them.
+    pub drain_timeout: u64,
+    // --- where it came from ---------------------------------------------------------------
+    /// The file read, if any (`-f`).
+    pub config_file: Option<PathBuf>,
+    /// Directory relative paths are resolved against: the file's dir, or the cwd.
+    pub config_dir: PathBuf,
+}
+}

@@ -1,0 +1,311 @@
+//! The small typed values a `Config` holds: backend slots, flags, enum parameters and
+//! redirect rules.
+
+use super::values::{invalid, ConfEnum, Invalid};
+
+/// Pgpool-II's `backend_flagN`, as the two bits it carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendFlag {
+    /// `ALWAYS_PRIMARY`: this node is the primary without asking `pg_is_in_recovery()`.
+    pub always_primary: bool,
+    /// `DISALLOW_TO_FAILOVER`: never detach this node (the default `ALLOW_TO_FAILOVER` is false).
+    pub disallow_to_failover: bool,
+}
+
+impl BackendFlag {
+    /// `|`-separated, case-sensitive tokens, as Pgpool-II reads them.
+    pub(crate) fn parse(v: &str) -> Result<Self, Invalid> {
+        const ACCEPTED: &str =
+            "'|'-separated ALLOW_TO_FAILOVER, DISALLOW_TO_FAILOVER, ALWAYS_PRIMARY";
+        let mut flag = BackendFlag::default();
+        let mut allow = false;
+        for token in v.split('|').map(str::trim).filter(|t| !t.is_empty()) {
+            match token {
+                "ALLOW_TO_FAILOVER" => allow = true,
+                "DISALLOW_TO_FAILOVER" => flag.disallow_to_failover = true,
+                "ALWAYS_PRIMARY" => flag.always_primary = true,
+                other => {
+                    return Err(invalid(format!(
+                        "{ACCEPTED}; unknown backend flag: {other}"
+                    )))
+                }
+            }
+        }
+        if allow && flag.disallow_to_failover {
+            return Err(invalid(format!(
+                "{ACCEPTED}; cannot set ALLOW_TO_FAILOVER and DISALLOW_TO_FAILOVER at the same time"
+            )));
+        }
+        Ok(flag)
+    }
+
+    /// Pgpool-II's spelling, e.g. `ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER`.
+    pub fn show(&self) -> String {
+        let failover = if self.disallow_to_failover {
+            "DISALLOW_TO_FAILOVER"
+        } else {
+            "ALLOW_TO_FAILOVER"
+        };
+        if self.always_primary {
+            format!("ALWAYS_PRIMARY|{failover}")
+        } else {
+            failover.to_string()
+        }
+    }
+}
+
+/// One backend slot `N` (`backend_hostnameN` …). A slot exists iff `backend_portN` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// The slot number N; node 0 is the primary in this deployment.
+    pub id: usize,
+    /// `backend_hostnameN`: host or Service name; `''` means the Unix socket in `/tmp`,
+    /// a leading `/` names another socket directory.
+    pub hostname: String,
+    /// `backend_portN`.
+    pub port: u16,
+    /// `backend_weightN` as written (0 .. 1e8, default 0); not normalised. Pgpool-II
+    /// normalises to `w / Σw` for the load-balance draw.
+    pub weight: f64,
+    /// `backend_flagN`, default `ALLOW_TO_FAILOVER`.
+    pub flag: BackendFlag,
+    /// `backend_application_nameN`: the standby's `application_name` in `pg_stat_replication`.
+    pub application_name: String,
+}
+
+/// `disable_load_balance_on_write`: when a write stops reads from going to a replica.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DisableLbOnWrite {
+    /// Never: reads keep being balanced after writes.
+    Off,
+    /// After a write, the rest of that explicit transaction reads from the primary.
+    #[default]
+    Transaction,
+    /// As `Transaction`, and later transactions too until the session's transaction ends.
+    TransTransaction,
+    /// After a write, the rest of the session reads from the primary.
+    Always,
+    /// Only reads of the written tables (and `dml_adaptive_object_relationship_list`
+    /// dependants) go to the primary.
+    DmlAdaptive,
+}
+
+impl ConfEnum for DisableLbOnWrite {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("off", Self::Off),
+        ("transaction", Self::Transaction),
+        ("trans_transaction", Self::TransTransaction),
+        ("always", Self::Always),
+        ("dml_adaptive", Self::DmlAdaptive),
+    ];
+}
+
+/// `check_temp_table`: how a SELECT on a temporary table is detected (it must go to the primary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CheckTempTable {
+    /// Ask the system catalog (`on` is an alias).
+    #[default]
+    Catalog,
+    /// Track `CREATE TEMP TABLE` / `DROP TABLE` seen in the session.
+    Trace,
+    /// Do not check (`off` is an alias).
+    None,
+}
+
+impl ConfEnum for CheckTempTable {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("catalog", Self::Catalog),
+        ("trace", Self::Trace),
+        ("none", Self::None),
+        ("on", Self::Catalog),
+        ("off", Self::None),
+    ];
+}
+
+/// `log_standby_delay`: when the replication monitor logs a standby's delay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogStandbyDelay {
+    Always,
+    #[default]
+    IfOverThreshold,
+    None,
+}
+
+impl ConfEnum for LogStandbyDelay {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("always", Self::Always),
+        ("if_over_threshold", Self::IfOverThreshold),
+        ("none", Self::None),
+    ];
+}
+
+/// `backend_ssl` (pgpool-rs extension): TLS from the proxy to the backends. Pgpool-II
+/// always tries TLS when `ssl = on` and falls back; `prefer` is that behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendSsl {
+    #[default]
+    Prefer,
+    Disable,
+    Require,
+}
+
+impl ConfEnum for BackendSsl {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("prefer", Self::Prefer),
+        ("disable", Self::Disable),
+        ("require", Self::Require),
+    ];
+}
+
+/// Where a redirect preference sends matching sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectNode {
+    /// A node id 0..127.
+    Id(usize),
+    Primary,
+    /// Any standby (chosen by weight).
+    Standby,
+}
+
+/// One item `regex:node[(ratio)]` of `*_redirect_preference_list`.
+#[derive(Debug, Clone)]
+pub struct RedirectRule {
+    /// The name pattern, anchored (`^…$` added unless present) and case-insensitive.
+    pub pattern: regex::Regex,
+    pub node: RedirectNode,
+    /// Share of matching sessions sent to `node` (0.0 ..= 1.0, default 1.0).
+    pub ratio: f64,
+    /// The item as written, for SHOW.
+    pub source: String,
+}
+
+/// Parses a redirect list the way Pgpool-II does: items split on `,` with no trimming
+/// (a space after a comma becomes part of the regex), each split at its first `:`.
+pub(crate) fn parse_redirect_list(v: &str) -> Result<Vec<RedirectRule>, Invalid> {
+    v.split(',')
+        .filter(|item| !item.is_empty())
+        .map(parse_redirect_item)
+        .collect()
+}
+
+const REDIRECT_ACCEPTED: &str =
+    "comma-separated 'regex:node[(ratio)]' items, node = 0..127, primary or standby, ratio 0..1";
+
+fn parse_redirect_item(item: &str) -> Result<RedirectRule, Invalid> {
+    let bad = |why: &str| invalid(format!("{REDIRECT_ACCEPTED}; {why}: \"{item}\""));
+    let (left, right) = item.split_once(':').ok_or_else(|| bad("missing ':'"))?;
+    let (spec, ratio) = match right.split_once('(') {
+        Some((spec, rest)) => {
+            let ratio = rest.strip_suffix(')').ok_or_else(|| bad("missing ')'"))?;
+            let ratio: f64 = ratio.trim().parse().map_err(|_| bad("bad ratio"))?;
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(bad("ratio outside 0..1"));
+            }
+            (spec, ratio)
+        }
+        None => (right, 1.0),
+    };
+    let node = match spec {
+        s if s.eq_ignore_ascii_case("primary") => RedirectNode::Primary,
+        s if s.eq_ignore_ascii_case("standby") => RedirectNode::Standby,
+        s => match s.parse::<usize>() {
+            Ok(id) if id < 128 && s.bytes().all(|b| b.is_ascii_digit()) => RedirectNode::Id(id),
+            _ => return Err(bad("wrong redirect node spec")),
+        },
+    };
+    if left.is_empty() {
+        return Err(bad("empty regular expression"));
+    }
+    let pattern = anchored_regex(left).map_err(|_| bad("wrong regular expression"))?;
+    Ok(RedirectRule {
+        pattern,
+        node,
+        ratio,
+        source: item.to_string(),
+    })
+}
+
+/// Pgpool-II's `add_regex_pattern`: `^` and `$` are added unless present, matching is
+/// case-insensitive, so a pattern matches a whole name.
+pub fn anchored_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    let mut p = String::with_capacity(pattern.len() + 2);
+    if !pattern.starts_with('^') {
+        p.push('^');
+    }
+    p.push_str(pattern);
+    if !pattern.ends_with('$') {
+        p.push('$');
+    }
+    regex::RegexBuilder::new(&p).case_insensitive(true).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_flags_parse_like_pgpool() {
+        let cases: &[(&str, Option<(bool, bool)>)] = &[
+            ("", Some((false, false))),
+            ("ALLOW_TO_FAILOVER", Some((false, false))),
+            ("DISALLOW_TO_FAILOVER", Some((false, true))),
+            ("ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER", Some((true, true))),
+            ("ALWAYS_PRIMARY", Some((true, false))),
+            ("always_primary", None),
+            ("ALLOW_TO_FAILOVER|DISALLOW_TO_FAILOVER", None),
+            ("ALWAYS_PRIMARY,DISALLOW_TO_FAILOVER", None),
+        ];
+        for (input, expected) in cases {
+            let got = BackendFlag::parse(input)
+                .ok()
+                .map(|f| (f.always_primary, f.disallow_to_failover));
+            assert_eq!(got, *expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn redirect_items_give_regex_node_and_ratio() {
+        let rules = parse_redirect_list("postgres:primary,mydb\\d:1(0.3),^bi.*$:STANDBY")
+            .unwrap_or_default();
+        let summary: Vec<(RedirectNode, f64)> = rules.iter().map(|r| (r.node, r.ratio)).collect();
+        assert_eq!(
+            summary,
+            [
+                (RedirectNode::Primary, 1.0),
+                (RedirectNode::Id(1), 0.3),
+                (RedirectNode::Standby, 1.0)
+            ]
+        );
+        let matches = |i: usize, name: &str| rules.get(i).is_some_and(|r| r.pattern.is_match(name));
+        assert!(matches(0, "POSTGRES"));
+        assert!(
+            !matches(0, "postgres2"),
+            "anchored: must match the whole name"
+        );
+        assert!(matches(1, "mydb7"));
+        assert!(matches(2, "bi_reports"));
+    }
+
+    #[test]
+    fn redirect_items_are_not_trimmed_and_bad_specs_fail() {
+        let rules = parse_redirect_list("a:primary, b:standby").unwrap_or_default();
+        let second = rules
+            .get(1)
+            .map(|r| (r.pattern.is_match(" b"), r.pattern.is_match("b")));
+        assert_eq!(second, Some((true, false)));
+        for bad in [
+            "a:replica",
+            "a",
+            "a:1(x)",
+            "a:200",
+            ":primary",
+            "a:0(2)",
+            "a:1(0.5",
+        ] {
+            assert!(
+                parse_redirect_list(bad).is_err(),
+                "{bad:?} must be rejected"
+            );
+        }
+    }
+}
