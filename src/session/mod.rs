@@ -4,16 +4,18 @@
 mod auth;
 mod relay;
 mod request;
+mod route;
+mod slot;
 mod startup;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, Instrument};
 
-use crate::backend::{self, BackendConn, BackendError, NodeAddr, Startup};
+use crate::backend::{self, BackendConn, BackendError, Credential, NodeAddr, Startup};
 use crate::protocol::{self, Frame, FrameDecoder, PgError, ProtocolError};
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
@@ -73,7 +75,7 @@ pub(crate) async fn read_frame(
 
 /// Runs a client connection to its end. Errors are reported to the client here.
 pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
-    let span = tracing::info_span!("session", client = %peer);
+    let span = tracing::info_span!("session", client = %peer, user = tracing::field::Empty);
     async move {
         let result = serve(&ctx, &mut stream).await;
         if let Err(e) = result {
@@ -98,19 +100,40 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionErr
     let started = tokio::time::timeout(timeout, start_session(ctx, stream))
         .await
         .map_err(|_| SessionError::AuthTimeout)??;
-    let Some((primary, cancel, client_buf)) = started else {
+    let Some(started) = started else {
         return Ok(());
     };
-    let mut s = relay::Relay::new(ctx.clone(), primary, cancel, client_buf);
+    let nodes = ctx.config().backends.len();
+    let router = route::Router::new(started.params, started.credential, nodes);
+    let mut s = relay::Relay::new(
+        ctx.clone(),
+        slot::Slot::new(started.primary),
+        started.cancel,
+        started.buf,
+        router,
+    );
     let result = s.run(stream).await;
     s.finish().await;
     result
 }
 
-type Started = Option<(BackendConn, CancelHandle, BytesMut)>;
+/// An authenticated session, ready for the relay.
+struct Started {
+    primary: BackendConn,
+    cancel: CancelHandle,
+    /// Client bytes already read past the password message.
+    buf: BytesMut,
+    /// Startup parameters for further backend connections.
+    params: Vec<(String, String)>,
+    /// What authenticated the primary; reused for the other backends.
+    credential: Credential,
+}
 
 /// Startup packet, authentication, backend connection and the greeting to the client.
-async fn start_session(ctx: &Arc<Context>, stream: &mut Stream) -> Result<Started, SessionError> {
+async fn start_session(
+    ctx: &Arc<Context>,
+    stream: &mut Stream,
+) -> Result<Option<Started>, SessionError> {
     let params = match startup::read_first_packet(stream).await? {
         FirstPacket::Cancel { pid, key } => {
             ctx.cancel.cancel(pid, key).await;
@@ -138,6 +161,7 @@ async fn start_session(ctx: &Arc<Context>, stream: &mut Stream) -> Result<Starte
     let bparams = startup::backend_params(&params, &database);
     let connect_timeout = Duration::from_millis(cfg.connect_timeout.max(1));
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut credential = Credential::None;
     let conn = match backend::start(&addr, &bparams, connect_timeout, cfg.max_message_size).await? {
         Startup::Ready(c) => c,
         Startup::NeedsAuth(pending) => {
@@ -148,8 +172,8 @@ async fn start_session(ctx: &Arc<Context>, stream: &mut Stream) -> Result<Starte
                 stored: ctx.passwd().get(&user).cloned(),
                 allow_clear_text: cfg.allow_clear_text_frontend_auth,
             };
-            let cred = a.mirror(&pending).await?;
-            pending.complete(&cred).await.map_err(|e| match e {
+            credential = a.mirror(&pending).await?;
+            pending.complete(&credential).await.map_err(|e| match e {
                 BackendError::Server(pg) if pg.code == "28P01" => {
                     SessionError::Client(PgError::fatal(
                         "28P01",
@@ -164,7 +188,13 @@ async fn start_session(ctx: &Arc<Context>, stream: &mut Stream) -> Result<Starte
     cancel.add_backend(&conn);
     greet(stream, &conn, &cancel).await?;
     debug!(user, database, backend_pid = conn.pid, "session started");
-    Ok(Some((conn, cancel, buf)))
+    Ok(Some(Started {
+        primary: conn,
+        cancel,
+        buf,
+        params: bparams,
+        credential,
+    }))
 }
 
 /// AuthenticationOk, the server's ParameterStatus set, our own BackendKeyData, ReadyForQuery.
@@ -182,11 +212,4 @@ async fn greet(
     protocol::ready_for_query(&mut out, conn.txn_status);
     stream.write_all(&out).await?;
     Ok(())
-}
-
-/// Encodes one error for the client.
-pub(crate) fn error_bytes(e: &PgError) -> Bytes {
-    let mut out = BytesMut::new();
-    e.encode(&mut out);
-    out.freeze()
 }

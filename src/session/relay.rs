@@ -1,7 +1,8 @@
 //! The relay loop: one task moves bytes both ways without ever blocking one direction on the
 //! other (a client pipelining many queries while the backend streams results cannot
-//! deadlock the proxy). Backend output is scanned by header only: DataRow and CopyData
-//! bodies are copied through without being decoded or held whole.
+//! deadlock the proxy). Only the *active* backend is read and written; a request that goes
+//! elsewhere waits until the active one has answered everything, so answers never
+//! interleave.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -14,11 +15,11 @@ use tokio::io::AsyncWrite;
 use tokio_util::io::poll_read_buf;
 
 use super::request::{Assembler, Request};
+use super::route::{Router, Target};
+use super::slot::Slot;
 use super::SessionError;
-use crate::backend::{set_param, BackendConn, BackendError};
-use crate::protocol::{
-    btag, decode_parameter_status, decode_ready, FrameDecoder, PgError, HEADER_LEN,
-};
+use crate::backend::BackendError;
+use crate::protocol::{FrameDecoder, PgError};
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
@@ -41,41 +42,45 @@ pub struct Relay {
     out: BytesMut,
     asm: Assembler,
     queue: VecDeque<Request>,
-    backend: BackendConn,
-    /// Bytes for the backend.
-    bout: BytesMut,
-    /// ReadyForQuery messages still to come from the backend.
-    outstanding: usize,
-    /// Body bytes of an opaque backend message still to copy through.
-    passthrough: usize,
-    /// The backend reported a FATAL error: it is about to close.
-    backend_fatal: bool,
+    /// Backend connections by node index; `None` until first needed.
+    slots: Vec<Option<Slot>>,
+    /// The backend whose answers are being relayed.
+    active: usize,
+    router: Router,
     terminated: bool,
 }
 
 impl Relay {
     pub fn new(
         ctx: Arc<Context>,
-        backend: BackendConn,
+        primary: Slot,
         cancel: CancelHandle,
         cbuf: BytesMut,
+        router: Router,
     ) -> Relay {
-        let max = ctx.config().max_message_size;
+        let cfg = ctx.config();
+        let mut slots: Vec<Option<Slot>> = (0..cfg.backends.len().max(1)).map(|_| None).collect();
+        slots[0] = Some(primary);
         Relay {
+            decoder: FrameDecoder::new(cfg.max_message_size),
             ctx,
             cancel,
-            decoder: FrameDecoder::new(max),
             cbuf,
             out: BytesMut::with_capacity(16 * 1024),
             asm: Assembler::default(),
             queue: VecDeque::new(),
-            backend,
-            bout: BytesMut::with_capacity(4 * 1024),
-            outstanding: 0,
-            passthrough: 0,
-            backend_fatal: false,
+            slots,
+            active: 0,
+            router,
             terminated: false,
         }
+    }
+
+    fn active_slot(&mut self) -> Result<&mut Slot, SessionError> {
+        let node = self.active;
+        self.slots[node]
+            .as_mut()
+            .ok_or(SessionError::Backend(BackendError::Closed { node }))
     }
 
     /// Relays until the client terminates (Ok) or something breaks (Err).
@@ -83,44 +88,59 @@ impl Relay {
         // The client may have pipelined messages right after its password.
         self.take_client_frames()?;
         loop {
-            self.dispatch();
+            self.dispatch().await?;
             if self.terminated
-                && self.outstanding == 0
+                && self.queue.is_empty()
                 && self.out.is_empty()
-                && self.bout.is_empty()
+                && self.active_slot()?.idle()
             {
                 return Ok(());
             }
             match self.next_event(client).await? {
                 Event::ClientRead(0) => return Err(SessionError::ClientGone),
                 Event::ClientRead(_) => self.take_client_frames()?,
-                Event::BackendRead(0) => {
-                    let node = self.backend.node;
-                    return Err(if self.backend_fatal {
-                        // The server already told the client why; nothing to add.
-                        SessionError::ClientGone
-                    } else {
-                        BackendError::Closed { node }.into()
-                    });
+                Event::BackendRead(0) => return Err(self.backend_closed()),
+                Event::BackendRead(_) => {
+                    let Relay {
+                        slots, active, out, ..
+                    } = self;
+                    if let Some(slot) = slots[*active].as_mut() {
+                        slot.scan(out)?;
+                    }
                 }
-                Event::BackendRead(_) => self.scan_backend()?,
                 Event::Progress => {}
             }
         }
     }
 
+    fn backend_closed(&mut self) -> SessionError {
+        let node = self.active;
+        let fatal = self.slots[node].as_ref().is_some_and(|s| s.fatal);
+        self.slots[node] = None;
+        if fatal {
+            // The server already told the client why; nothing to add.
+            SessionError::ClientGone
+        } else {
+            BackendError::Closed { node }.into()
+        }
+    }
+
     /// Waits until bytes arrive from either side or some output could be written.
     async fn next_event(&mut self, client: &mut Stream) -> Result<Event, SessionError> {
-        let want_client =
-            !self.terminated && self.bout.len() < HIGH_WATER && self.queue.len() < 1024;
-        let want_backend = self.out.len() < HIGH_WATER;
+        let node = self.active;
         let Relay {
             cbuf,
             out,
-            backend,
-            bout,
+            slots,
+            terminated,
+            queue,
             ..
         } = self;
+        let slot = slots[node]
+            .as_mut()
+            .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
+        let want_client = !*terminated && slot.bout.len() < HIGH_WATER && queue.len() < 1024;
+        let want_backend = out.len() < HIGH_WATER;
         poll_fn(|cx| {
             let mut progressed = false;
             while !out.is_empty() {
@@ -134,11 +154,11 @@ impl Relay {
                     Poll::Pending => break,
                 }
             }
-            while !bout.is_empty() {
-                match Pin::new(&mut backend.stream).poll_write(cx, bout) {
+            while !slot.bout.is_empty() {
+                match Pin::new(&mut slot.conn.stream).poll_write(cx, &slot.bout) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Event::BackendRead(0))),
                     Poll::Ready(Ok(n)) => {
-                        bout.advance(n);
+                        slot.bout.advance(n);
                         progressed = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(BackendError::Io(e).into())),
@@ -146,12 +166,11 @@ impl Relay {
                 }
             }
             if want_backend {
-                if backend.rbuf.capacity() - backend.rbuf.len() < 4096 {
-                    backend.rbuf.reserve(32 * 1024);
+                let rbuf = &mut slot.conn.rbuf;
+                if rbuf.capacity() - rbuf.len() < 4096 {
+                    rbuf.reserve(32 * 1024);
                 }
-                if let Poll::Ready(r) =
-                    poll_read_buf(Pin::new(&mut backend.stream), cx, &mut backend.rbuf)
-                {
+                if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut slot.conn.stream), cx, rbuf) {
                     return Poll::Ready(
                         r.map(Event::BackendRead)
                             .map_err(|e| BackendError::Io(e).into()),
@@ -202,86 +221,101 @@ impl Relay {
         Ok(())
     }
 
-    /// Moves queued requests to the backend's output.
-    fn dispatch(&mut self) {
-        while let Some(req) = self.queue.pop_front() {
-            self.outstanding += req.expected_ready();
-            req.encode(&mut self.bout);
+    /// Moves queued requests to their backends, in order, as far as routing allows.
+    async fn dispatch(&mut self) -> Result<(), SessionError> {
+        while let Some(req) = self.queue.front() {
+            if let Request::Copy(_) = req {
+                // COPY data belongs to the COPY running on the active backend.
+                let req = self.queue.pop_front().ok_or(SessionError::ClientGone)?;
+                req.encode(&mut self.active_slot()?.bout);
+                continue;
+            }
+            let target = self.router.route(req, &self.slots);
+            let node = match target {
+                Target::Node(n) => n,
+                Target::Answer(bytes) => {
+                    if !self.active_slot()?.idle() {
+                        return Ok(());
+                    }
+                    self.queue.pop_front();
+                    self.out.extend_from_slice(&bytes);
+                    continue;
+                }
+            };
+            if node != self.active && !self.active_slot()?.idle() {
+                return Ok(()); // answers still due from the active backend
+            }
+            let node = self.ensure_connected(node).await?;
+            let req = self.queue.pop_front().ok_or(SessionError::ClientGone)?;
+            self.active = node;
+            self.send(node, req).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens the connection to `node` on first use, or falls back to the primary when it
+    /// cannot be reached (a replica failure must never fail a read the primary can serve).
+    async fn ensure_connected(&mut self, node: usize) -> Result<usize, SessionError> {
+        if self.slots.get(node).is_some_and(|s| s.is_some()) {
+            return Ok(node);
+        }
+        match self.router.connect(&self.ctx, node).await {
+            Ok(mut slot) => {
+                if let Err(e) = self
+                    .router
+                    .replay_state(&mut slot, self.decoder.max_len)
+                    .await
+                {
+                    tracing::warn!(node, "could not bring backend up to session state: {e}");
+                    self.router.mark_unusable(node);
+                    return Ok(0);
+                }
+                self.cancel.add_backend(&slot.conn);
+                self.slots[node] = Some(slot);
+                Ok(node)
+            }
+            Err(e) => {
+                tracing::warn!(node, "backend unreachable, using the primary: {e}");
+                self.router.mark_unusable(node);
+                Ok(0)
+            }
         }
     }
 
-    /// Copies complete or opaque backend messages to the client, noting the few that change
-    /// session state.
-    fn scan_backend(&mut self) -> Result<(), SessionError> {
-        let rbuf = &mut self.backend.rbuf;
-        loop {
-            if self.passthrough > 0 {
-                let n = self.passthrough.min(rbuf.len());
-                if n == 0 {
-                    return Ok(());
-                }
-                self.out.extend_from_slice(&rbuf[..n]);
-                rbuf.advance(n);
-                self.passthrough -= n;
-                continue;
-            }
-            if rbuf.len() < HEADER_LEN {
-                return Ok(());
-            }
-            let tag = rbuf[0];
-            let len = i32::from_be_bytes([rbuf[1], rbuf[2], rbuf[3], rbuf[4]]);
-            if len < 4 {
-                return Err(
-                    BackendError::protocol_msg(format!("invalid message length {len}")).into(),
-                );
-            }
-            let total = len as usize + 1;
-            if matches!(
-                tag,
-                btag::DATA_ROW | btag::COPY_DATA | btag::ROW_DESCRIPTION | btag::NOTICE_RESPONSE
-            ) {
-                self.passthrough = total;
-                continue;
-            }
-            if rbuf.len() < total {
-                rbuf.reserve(total - rbuf.len());
-                return Ok(());
-            }
-            let msg = rbuf.split_to(total);
-            let body = &msg[HEADER_LEN..];
-            match tag {
-                btag::READY_FOR_QUERY => {
-                    self.outstanding = self.outstanding.saturating_sub(1);
-                    self.backend.txn_status = decode_ready(body).unwrap_or(b'I');
-                }
-                btag::PARAMETER_STATUS => {
-                    if let Ok((k, v)) = decode_parameter_status(body) {
-                        set_param(&mut self.backend.params, k, v);
+    /// Writes `req` to `node`, with whatever the backend needs first (statement re-prepare)
+    /// and state commands mirrored to the other backends.
+    async fn send(&mut self, node: usize, req: Request) -> Result<(), SessionError> {
+        let max = self.decoder.max_len;
+        for other in self.router.mirror_targets(&req, node, &self.slots) {
+            if let Some(slot) = self.slots[other].as_mut() {
+                if let Some(sql) = Router::simple_text(&req) {
+                    if let Some(e) = slot.exec_silent(&sql, max).await? {
+                        tracing::debug!(node = other, "mirrored statement failed: {e}");
                     }
                 }
-                btag::ERROR_RESPONSE => {
-                    if PgError::decode(body).is_fatal() {
-                        self.backend_fatal = true;
-                    }
-                }
-                _ => {}
             }
-            self.out.extend_from_slice(&msg);
         }
+        let slot = self.slots[node]
+            .as_mut()
+            .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
+        self.router.prepare_for(&req, slot);
+        slot.outstanding += req.expected_ready();
+        req.encode(&mut slot.bout);
+        self.router.after_send(&req, node);
+        self.router.record_prepared(&req, slot);
+        Ok(())
     }
 
-    /// Ends the session's hold on its backend: a backend busy with a query is cancelled first
-    /// so its locks go at once; then the connection is closed.
+    /// Ends the session's hold on its backends: a backend busy with a query is cancelled
+    /// first so its locks go at once; then the connections are closed.
     pub async fn finish(self) {
         self.cancel.unregister();
-        let _ = &self.ctx;
-        if self.outstanding > 0 || self.backend.txn_status != b'I' {
-            let addr = self.backend.addr.clone();
-            if self.outstanding > 0 {
-                let _ =
-                    crate::backend::send_cancel(&addr, self.backend.pid, self.backend.key).await;
+        for slot in self.slots.into_iter().flatten() {
+            if !slot.idle() {
+                let _ = crate::backend::send_cancel(&slot.conn.addr, slot.conn.pid, slot.conn.key)
+                    .await;
             }
+            slot.conn.terminate().await;
         }
-        self.backend.terminate().await;
     }
 }

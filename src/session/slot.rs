@@ -1,0 +1,158 @@
+//! One backend connection as a session uses it: its output buffer, how many answers are
+//! still to come, which prepared statements it holds, and the scanner that copies its
+//! output to the client.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use crate::backend::{set_param, BackendConn, BackendError};
+use crate::protocol::{self, btag, decode_parameter_status, decode_ready, PgError, HEADER_LEN};
+
+pub struct Slot {
+    pub conn: BackendConn,
+    /// Bytes for the backend.
+    pub bout: BytesMut,
+    /// ReadyForQuery messages still to come.
+    pub outstanding: usize,
+    /// Body bytes of an opaque message still to copy through.
+    passthrough: usize,
+    /// Tags of answers to requests the proxy injected (re-Parse, Close), dropped in order.
+    pub swallow: VecDeque<u8>,
+    /// Named statements prepared on this backend, by the session's generation number.
+    pub prepared: HashMap<String, u64>,
+    /// The backend sent a FATAL error and will close.
+    pub fatal: bool,
+    /// The backend is in COPY IN/BOTH: client CopyData goes here.
+    pub in_copy: bool,
+}
+
+impl Slot {
+    pub fn new(conn: BackendConn) -> Slot {
+        Slot {
+            conn,
+            bout: BytesMut::with_capacity(4096),
+            outstanding: 0,
+            passthrough: 0,
+            swallow: VecDeque::new(),
+            prepared: HashMap::new(),
+            fatal: false,
+            in_copy: false,
+        }
+    }
+
+    /// Nothing sent to this backend is still unanswered.
+    pub fn idle(&self) -> bool {
+        self.outstanding == 0 && self.bout.is_empty() && self.passthrough == 0 && !self.in_copy
+    }
+
+    pub fn node(&self) -> usize {
+        self.conn.node
+    }
+
+    /// Copies whole or opaque messages from the backend's buffer to `out`, noting the few
+    /// that change session state and dropping answers to injected requests.
+    pub fn scan(&mut self, out: &mut BytesMut) -> Result<(), BackendError> {
+        let rbuf = &mut self.conn.rbuf;
+        loop {
+            if self.passthrough > 0 {
+                let n = self.passthrough.min(rbuf.len());
+                if n == 0 {
+                    return Ok(());
+                }
+                out.extend_from_slice(&rbuf[..n]);
+                rbuf.advance(n);
+                self.passthrough -= n;
+                continue;
+            }
+            if rbuf.len() < HEADER_LEN {
+                return Ok(());
+            }
+            let tag = rbuf[0];
+            let len = i32::from_be_bytes([rbuf[1], rbuf[2], rbuf[3], rbuf[4]]);
+            if len < 4 {
+                return Err(BackendError::protocol_msg(format!(
+                    "invalid message length {len}"
+                )));
+            }
+            let total = len as usize + 1;
+            if matches!(
+                tag,
+                btag::DATA_ROW | btag::COPY_DATA | btag::ROW_DESCRIPTION
+            ) {
+                self.passthrough = total;
+                continue;
+            }
+            if rbuf.len() < total {
+                rbuf.reserve(total - rbuf.len());
+                return Ok(());
+            }
+            let msg = rbuf.split_to(total);
+            let body = &msg[HEADER_LEN..];
+            if self.swallow.front() == Some(&tag) {
+                self.swallow.pop_front();
+                continue;
+            }
+            match tag {
+                btag::READY_FOR_QUERY => {
+                    self.outstanding = self.outstanding.saturating_sub(1);
+                    self.conn.txn_status = decode_ready(body).unwrap_or(b'I');
+                    self.in_copy = false;
+                    self.swallow.clear();
+                }
+                btag::PARAMETER_STATUS => {
+                    if let Ok((k, v)) = decode_parameter_status(body) {
+                        set_param(&mut self.conn.params, k, v);
+                    }
+                }
+                btag::ERROR_RESPONSE => {
+                    // After an error the server skips to Sync: injected answers won't come.
+                    self.swallow.clear();
+                    self.in_copy = false;
+                    if PgError::decode(body).is_fatal() {
+                        self.fatal = true;
+                    }
+                }
+                btag::COPY_IN | btag::COPY_BOTH => self.in_copy = true,
+                _ => {}
+            }
+            out.extend_from_slice(&msg);
+        }
+    }
+
+    /// Runs `sql` on this idle backend without involving the client; returns the server's
+    /// error, if any. Used to bring a backend up to the session's state.
+    pub async fn exec_silent(
+        &mut self,
+        sql: &str,
+        max_len: u64,
+    ) -> Result<Option<PgError>, BackendError> {
+        let mut q = BytesMut::new();
+        protocol::query(&mut q, sql);
+        self.conn.stream.write_all(&q).await?;
+        let mut error = None;
+        loop {
+            let f = self.conn.read_frame(max_len).await?;
+            match f.tag {
+                btag::READY_FOR_QUERY => {
+                    self.conn.txn_status = decode_ready(&f.body).unwrap_or(b'I');
+                    return Ok(error);
+                }
+                btag::ERROR_RESPONSE => {
+                    let e = PgError::decode(&f.body);
+                    if e.is_fatal() {
+                        self.fatal = true;
+                    }
+                    error.get_or_insert(e);
+                }
+                btag::PARAMETER_STATUS => {
+                    if let Ok((k, v)) = decode_parameter_status(&f.body) {
+                        set_param(&mut self.conn.params, k, v);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
