@@ -524,3 +524,13 @@ fn hostile_input_gives_errors_not_panics() {
         let _ = load(None, &env(&[("PGPOOL_PARAMS_PORT", input)]));
     }
 }
+
+#[test]
+fn weights_normalise_to_shares() {
+    let text =
+        "backend_port0 = 5432\nbackend_weight0 = 1\nbackend_port1 = 5433\nbackend_weight1 = 3\n";
+    let shares = parse(text)
+        .map(|l| l.config.normalized_weights())
+        .unwrap_or_default();
+    assert_eq!(shares, [(0, 0.25), (1, 0.75)]);
+}
