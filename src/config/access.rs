@@ -190,6 +190,16 @@ impl Config {
         Ok(())
     }
 
+    /// Each backend's share of reads, `w / Σw` as Pgpool-II normalises weights at load
+    /// (SHOW pool_nodes `lb_weight`); all zero when every weight is zero.
+    pub fn normalized_weights(&self) -> Vec<(usize, f64)> {
+        let total: f64 = self.backends.iter().map(|b| b.weight).sum();
+        self.backends
+            .iter()
+            .map(|b| (b.id, if total > 0.0 { b.weight / total } else { 0.0 }))
+            .collect()
+    }
+
     /// The backend configured as slot `id`, if any.
     pub fn backend(&self, id: usize) -> Option<&super::BackendConfig> {
         self.backends.iter().find(|b| b.id == id)

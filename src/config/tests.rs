@@ -82,6 +82,9 @@ fn parse_cases_follow_pgpool_lexing() {
             "backend_flag0",
             "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER",
         ),
+        ("sr_check_user =\nport = 9001", "sr_check_user", ""),
+        ("sr_check_user =\nport = 9001", "port", "9001"),
+        ("work_dir = '/var/lib/pgpool'", "logdir", "/var/lib/pgpool"),
         ("", "port", "9999"),
         ("", "reset_query_list", "ABORT;DISCARD ALL"),
         ("", "unix_socket_permissions", "0777"),
@@ -490,4 +493,44 @@ fn items_list_every_parameter_and_each_backend() {
     assert_eq!(find("sr_check_password").as_deref(), Some("*****"));
     assert_eq!(find("backend_port1"), None);
     assert!(items.len() > params::PARAMS.len());
+}
+
+#[test]
+fn hostile_input_gives_errors_not_panics() {
+    let inputs = [
+        "'",
+        "\\",
+        "a = '\\",
+        "a = 'x\\\n'",
+        "0x",
+        "a = 0x",
+        "a = -",
+        "a = +.",
+        "a = 1.",
+        "é = 1",
+        "a = é",
+        "port = 99999999999999999999999",
+        "port = 1e400",
+        "port = -0x",
+        "backend_port99999999999999999999 = 1",
+        "include",
+        "include =",
+        "a\u{0}b = 1",
+        "child_life_time = 5 min",
+        "delay_threshold = 9999999TB",
+    ];
+    for input in inputs {
+        let _ = parse(input);
+        let _ = load(None, &env(&[("PGPOOL_PARAMS_PORT", input)]));
+    }
+}
+
+#[test]
+fn weights_normalise_to_shares() {
+    let text =
+        "backend_port0 = 5432\nbackend_weight0 = 1\nbackend_port1 = 5433\nbackend_weight1 = 3\n";
+    let shares = parse(text)
+        .map(|l| l.config.normalized_weights())
+        .unwrap_or_default();
+    assert_eq!(shares, [(0, 0.25), (1, 0.75)]);
 }
