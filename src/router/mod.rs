@@ -1,1 +1,47 @@
-//! router
+//! Statement classification and the load-balancing policy. Pure: no I/O.
+//!
+//! [`Classifier`] turns query text into cached static facts ([`Statement`]);
+//! [`SessionRouting`] combines them with the session's transaction state and the
+//! [`RouterConfig`] into a [`Decision`] (target + reason). The session owns the I/O: it runs
+//! [`volatility_query`] when asked, and reports each outcome through
+//! [`SessionRouting::after`].
+
+mod balance;
+mod classify;
+mod config;
+mod fast;
+mod functions;
+mod lexer;
+mod parse;
+mod policy;
+mod select;
+mod txn;
+
+#[cfg(test)]
+mod route_tests;
+#[cfg(test)]
+mod state_tests;
+
+pub use balance::{choose_node, weighted_pick, NodeChoice};
+pub use classify::{
+    classify_uncached, AdminCommand, Classifier, ClassifyOptions, PrimaryCause, SetEffect,
+    Statement, StmtKind,
+};
+pub use config::{
+    compile_anchored, compile_function_list, compile_pattern_list, parse_redirect_list,
+    DisableLbOnWrite, RedirectNode, RedirectRule, RouterConfig,
+};
+pub use functions::{
+    builtin_volatility, list_says_writing, parse_volatility_answer, volatility_query,
+};
+pub use lexer::passes_first_char_rule;
+pub use policy::{is_system_relation, Decision, Reason, RouteResult, SessionRouting, Target};
+
+/// Errors building routing settings from configuration values.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("invalid regular expression {pattern:?}: {reason}")]
+    BadRegex { pattern: String, reason: String },
+    #[error("invalid value {value:?} for {param}")]
+    BadValue { param: &'static str, value: String },
+}

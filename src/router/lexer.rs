@@ -1,0 +1,408 @@
+//! A PostgreSQL-aware tokenizer for the fast classification path.
+//!
+//! It understands exactly what changes where a statement starts and ends: `'…'`, `E'…'`
+//! (backslash escapes), `"…"` identifiers, `$tag$…$tag$` bodies, `--` and nested `/* */`
+//! comments. It never allocates per token: tokens are byte ranges into the text. Written by
+//! hand because sqlparser's tokenizer allocates a `String` per word and costs microseconds,
+//! while this scan is what every statement pays before the verdict cache can even be asked.
+
+/// What one token is. Comments and whitespace produce no token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokKind {
+    /// Unquoted identifier or keyword (compare with `eq_ignore_ascii_case`).
+    Word,
+    /// `"quoted identifier"`; the range excludes the quotes.
+    QuotedIdent,
+    /// Any string literal (plain, E'', U&'', B'', X'', dollar-quoted).
+    Str,
+    /// Numeric literal.
+    Number,
+    /// `$1`-style parameter.
+    Param,
+    /// A single punctuation byte: `( ) , ; . [ ]`.
+    Punct(u8),
+    /// `::` cast operator.
+    Cast,
+    /// Any other operator run (`=`, `<>`, `->>`, …).
+    Op,
+}
+
+/// One token: kind plus byte range into the source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token {
+    pub kind: TokKind,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The token stream of one text, and what the scan learned on the way.
+#[derive(Debug, Default)]
+pub struct Lexed {
+    pub tokens: Vec<Token>,
+    /// A quote, dollar quote or block comment was still open at the end of the text.
+    pub unterminated: bool,
+    /// Deepest parenthesis nesting seen (sqlparser refuses deep input; so do we, earlier).
+    pub max_depth: usize,
+}
+
+impl Lexed {
+    /// Number of non-empty statements separated by top-level semicolons.
+    #[cfg(test)]
+    pub fn statement_count(&self) -> usize {
+        let mut count = 0;
+        let mut in_stmt = false;
+        for t in &self.tokens {
+            if t.kind == TokKind::Punct(b';') {
+                in_stmt = false;
+            } else if !in_stmt {
+                in_stmt = true;
+                count += 1;
+            }
+        }
+        count
+    }
+}
+
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+}
+
+fn is_ident_cont(b: u8) -> bool {
+    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
+}
+
+fn is_op_char(b: u8) -> bool {
+    matches!(
+        b,
+        b'+' | b'-'
+            | b'*'
+            | b'/'
+            | b'<'
+            | b'>'
+            | b'='
+            | b'~'
+            | b'!'
+            | b'@'
+            | b'#'
+            | b'%'
+            | b'^'
+            | b'&'
+            | b'|'
+            | b'`'
+            | b'?'
+            | b':'
+    )
+}
+
+/// Skip a `/* … */` comment starting at `i` (which points at `/*`); nested like PostgreSQL.
+/// Returns the index after the comment, or `None` when it never closes.
+pub fn skip_block_comment(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    while i < b.len() {
+        if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+            depth += 1;
+            i += 2;
+        } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return Some(i);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Index after a quoted run opened at `i` (pointing at the quote `q`); doubled quotes escape,
+/// and with `backslash` (E'' strings) so does `\`.
+fn skip_quoted(b: &[u8], i: usize, q: u8, backslash: bool) -> Option<usize> {
+    let mut j = i + 1;
+    while j < b.len() {
+        let c = b[j];
+        if backslash && c == b'\\' {
+            j += 2;
+        } else if c == q {
+            if b.get(j + 1) == Some(&q) {
+                j += 2;
+            } else {
+                return Some(j + 1);
+            }
+        } else {
+            j += 1;
+        }
+    }
+    None
+}
+
+/// If a dollar-quote opener `$tag$` starts at `i`, return the tag's end (index after `$tag$`).
+fn dollar_tag_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    if j < b.len() && b[j] == b'$' {
+        return Some(j + 1);
+    }
+    if j >= b.len() || !(is_ident_start(b[j])) {
+        return None;
+    }
+    while j < b.len() && (is_ident_start(b[j]) || b[j].is_ascii_digit()) {
+        j += 1;
+    }
+    (j < b.len() && b[j] == b'$').then_some(j + 1)
+}
+
+/// Index after the dollar-quoted body whose opener `b[i..open_end]` is the tag.
+fn skip_dollar_body(b: &[u8], i: usize, open_end: usize) -> Option<usize> {
+    let tag = &b[i..open_end];
+    let mut j = open_end;
+    while j + tag.len() <= b.len() {
+        if b[j] == b'$' && &b[j..j + tag.len()] == tag {
+            return Some(j + tag.len());
+        }
+        j += 1;
+    }
+    None
+}
+
+/// Tokenize `text`. Never panics; an unterminated construct ends the scan with
+/// `unterminated = true`.
+pub fn lex(text: &str) -> Lexed {
+    let b = text.as_bytes();
+    let mut out = Lexed {
+        tokens: Vec::with_capacity(b.len() / 4 + 4),
+        ..Lexed::default()
+    };
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match lex_one(b, i) {
+            Step::Skip(next) => i = next,
+            Step::Tok(kind, start, end) => {
+                match kind {
+                    TokKind::Punct(b'(') => {
+                        depth += 1;
+                        out.max_depth = out.max_depth.max(depth);
+                    }
+                    TokKind::Punct(b')') => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                out.tokens.push(Token { kind, start, end });
+                i = end.max(i + 1);
+            }
+            Step::Unterminated => {
+                out.unterminated = true;
+                break;
+            }
+        }
+    }
+    out
+}
+
+enum Step {
+    Skip(usize),
+    Tok(TokKind, usize, usize),
+    Unterminated,
+}
+
+/// Scan one token (or one skipped run) starting at `i`.
+fn lex_one(b: &[u8], i: usize) -> Step {
+    let c = b[i];
+    let next = b.get(i + 1).copied();
+    if c.is_ascii_whitespace() || c == 0x0b {
+        return Step::Skip(i + 1);
+    }
+    if c == b'-' && next == Some(b'-') {
+        let end = b[i..]
+            .iter()
+            .position(|&x| x == b'\n')
+            .map_or(b.len(), |p| i + p);
+        return Step::Skip(end);
+    }
+    if c == b'/' && next == Some(b'*') {
+        return skip_block_comment(b, i).map_or(Step::Unterminated, Step::Skip);
+    }
+    if c == b'\'' {
+        return string_tok(skip_quoted(b, i, b'\'', false), i);
+    }
+    if (c == b'e' || c == b'E') && next == Some(b'\'') {
+        return string_tok(skip_quoted(b, i + 1, b'\'', true), i);
+    }
+    if matches!(c, b'b' | b'B' | b'x' | b'X' | b'n' | b'N') && next == Some(b'\'') {
+        return string_tok(skip_quoted(b, i + 1, b'\'', false), i);
+    }
+    if (c == b'u' || c == b'U') && next == Some(b'&') {
+        match b.get(i + 2) {
+            Some(b'\'') => return string_tok(skip_quoted(b, i + 2, b'\'', false), i),
+            Some(b'"') => {
+                return match skip_quoted(b, i + 2, b'"', false) {
+                    Some(e) => Step::Tok(TokKind::QuotedIdent, i + 3, e - 1),
+                    None => Step::Unterminated,
+                }
+            }
+            _ => {}
+        }
+    }
+    if c == b'"' {
+        return match skip_quoted(b, i, b'"', false) {
+            Some(e) => Step::Tok(TokKind::QuotedIdent, i + 1, e - 1),
+            None => Step::Unterminated,
+        };
+    }
+    if c == b'$' {
+        if next.is_some_and(|d| d.is_ascii_digit()) {
+            let end = b[i + 1..]
+                .iter()
+                .position(|x| !x.is_ascii_digit())
+                .map_or(b.len(), |p| i + 1 + p);
+            return Step::Tok(TokKind::Param, i, end);
+        }
+        if let Some(open_end) = dollar_tag_end(b, i) {
+            return string_tok(skip_dollar_body(b, i, open_end), i);
+        }
+        return Step::Tok(TokKind::Op, i, i + 1);
+    }
+    if is_ident_start(c) {
+        let end = b[i..]
+            .iter()
+            .position(|&x| !is_ident_cont(x))
+            .map_or(b.len(), |p| i + p);
+        return Step::Tok(TokKind::Word, i, end);
+    }
+    if c.is_ascii_digit() || (c == b'.' && next.is_some_and(|d| d.is_ascii_digit())) {
+        let end = b[i..]
+            .iter()
+            .position(|&x| !(x.is_ascii_alphanumeric() || x == b'.' || x == b'_'))
+            .map_or(b.len(), |p| i + p);
+        return Step::Tok(TokKind::Number, i, end);
+    }
+    if c == b':' && next == Some(b':') {
+        return Step::Tok(TokKind::Cast, i, i + 2);
+    }
+    if matches!(c, b'(' | b')' | b',' | b';' | b'.' | b'[' | b']') {
+        return Step::Tok(TokKind::Punct(c), i, i + 1);
+    }
+    if is_op_char(c) {
+        let mut end = i + 1;
+        while end < b.len() && is_op_char(b[end]) {
+            // `--` or `/*` inside an operator run starts a comment.
+            if (b[end] == b'-' && b.get(end + 1) == Some(&b'-'))
+                || (b[end] == b'/' && b.get(end + 1) == Some(&b'*'))
+            {
+                break;
+            }
+            end += 1;
+        }
+        return Step::Tok(TokKind::Op, i, end);
+    }
+    Step::Tok(TokKind::Op, i, i + 1)
+}
+
+fn string_tok(end: Option<usize>, start: usize) -> Step {
+    match end {
+        Some(e) => Step::Tok(TokKind::Str, start, e),
+        None => Step::Unterminated,
+    }
+}
+
+/// Pgpool-II's first-character rule (spec 5.3 step 2): a balanceable text starts with
+/// `s S w W t T (`, or is empty / `;`. Leading whitespace is skipped only when
+/// `ignore_leading_white_space` is on. A leading comment fails the test, which is what makes
+/// `/*NO LOAD BALANCE*/` work.
+pub fn passes_first_char_rule(text: &str, ignore_leading_white_space: bool) -> bool {
+    let t = if ignore_leading_white_space {
+        text.trim_start_matches(|c: char| c.is_ascii_whitespace())
+    } else {
+        text
+    };
+    match t.as_bytes().first() {
+        None => true,
+        Some(c) => matches!(c, b's' | b'S' | b'w' | b'W' | b't' | b'T' | b'(' | b';'),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        lex(text)
+            .tokens
+            .iter()
+            .map(|t| text[t.start..t.end].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn quotes_comments_and_dollar_bodies_hide_their_contents() {
+        let cases: &[(&str, &[&str])] = &[
+            ("select 'a;b'", &["select", "'a;b'"]),
+            ("select 'it''s'", &["select", "'it''s'"]),
+            (r"select E'a\'b;'", &["select", r"E'a\'b;'"]),
+            ("select $$ ; $$", &["select", "$$ ; $$"]),
+            ("select $x$ $$ ; $x$", &["select", "$x$ $$ ; $x$"]),
+            ("select /* a /* b */ ; */ 1", &["select", "1"]),
+            ("select -- ;\n 1", &["select", "1"]),
+            ("select \"a;\"\"b\"", &["select", "a;\"\"b"]),
+            ("select $1::int", &["select", "$1", "::", "int"]),
+            ("select a$b", &["select", "a$b"]),
+            ("select 1.5e3", &["select", "1.5e3"]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(words(text), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn unterminated_constructs_are_flagged() {
+        for text in [
+            "select 'abc",
+            "select $$ abc",
+            "select /* abc",
+            "select \"abc",
+            "e'\\'",
+        ] {
+            assert!(lex(text).unterminated, "{text}");
+        }
+        assert!(!lex("select 'a' -- unterminated line comment is fine").unterminated);
+    }
+
+    #[test]
+    fn statement_count_ignores_empty_statements_and_quoted_semicolons() {
+        let cases = [
+            ("", 0),
+            (";;", 0),
+            ("select 1", 1),
+            ("select 1;", 1),
+            ("select ';'; ", 1),
+            ("select 1; select 2", 2),
+            ("begin; insert into t values (1); commit;", 3),
+        ];
+        for (text, want) in cases {
+            assert_eq!(lex(text).statement_count(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn first_char_rule_matches_pgpool() {
+        let cases = [
+            ("SELECT 1", true, true),
+            ("  select 1", true, true),
+            ("  select 1", false, false),
+            ("/*NO LOAD BALANCE*/ SELECT 1", true, false),
+            ("-- c\nSELECT 1", true, false),
+            ("VALUES (1)", true, false),
+            ("(select 1)", true, true),
+            ("", true, true),
+            (";", true, true),
+        ];
+        for (text, ignore_ws, want) in cases {
+            assert_eq!(passes_first_char_rule(text, ignore_ws), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn depth_is_measured_without_recursion() {
+        let deep = "(".repeat(10_000);
+        assert_eq!(lex(&deep).max_depth, 10_000);
+    }
+}

@@ -1,0 +1,546 @@
+//! Routing policy: static facts ([`Statement`]) + session state + config → [`Decision`].
+//!
+//! Pgpool-II's rules (spec 5.2–5.4) with the safer choices of this project: a transaction
+//! that wrote reads from the primary until it ends (ROLLBACK TO SAVEPOINT does not undo
+//! that), an aborted transaction goes wholly to the primary, temp tables, cursors,
+//! SERIALIZABLE and catalog reads stay on the primary.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use super::balance::{choose_node, NodeChoice};
+use super::classify::{PrimaryCause, SetEffect, Statement, StmtKind};
+use super::config::{DisableLbOnWrite, RouterConfig};
+use super::functions::{builtin_volatility, list_says_writing};
+
+/// Where a statement goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Primary,
+    /// A non-primary node (the session's load-balance node).
+    Node(usize),
+    /// Every backend the session uses (session state and transaction control).
+    All,
+}
+
+/// Why. `Display` gives a short stable code for logs, metrics and `PGPOOL EXPLAIN ROUTE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Write,
+    VolatileFunction,
+    InWriteTransaction,
+    WroteInSession,
+    HintComment,
+    TempTable,
+    Unparseable,
+    LoadBalance,
+    Weight,
+    Redirect,
+    SystemCatalog,
+    Pattern,
+    Serializable,
+    ReadWriteTransaction,
+    FailedTransaction,
+    MultiStatement,
+    SessionCommand,
+    TransactionControl,
+    TwoPhase,
+    LoadBalanceOff,
+    Cursor,
+    Listen,
+    Explain,
+    CopyToFile,
+    DmlAdaptive,
+    UnknownPrepared,
+    PreparedOnPrimary,
+    Admin,
+    Empty,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        use Reason::*;
+        match self {
+            Write => "write",
+            VolatileFunction => "volatile_function",
+            InWriteTransaction => "in_write_transaction",
+            WroteInSession => "wrote_in_session",
+            HintComment => "hint_comment",
+            TempTable => "temp_table",
+            Unparseable => "unparseable",
+            LoadBalance => "load_balance",
+            Weight => "weight",
+            Redirect => "redirect",
+            SystemCatalog => "system_catalog",
+            Pattern => "pattern",
+            Serializable => "serializable",
+            ReadWriteTransaction => "read_write_transaction",
+            FailedTransaction => "failed_transaction",
+            MultiStatement => "multi_statement",
+            SessionCommand => "session_command",
+            TransactionControl => "transaction_control",
+            TwoPhase => "two_phase",
+            LoadBalanceOff => "load_balance_off",
+            Cursor => "cursor",
+            Listen => "listen",
+            Explain => "explain",
+            CopyToFile => "copy_to_file",
+            DmlAdaptive => "dml_adaptive",
+            UnknownPrepared => "unknown_prepared",
+            PreparedOnPrimary => "prepared_on_primary",
+            Admin => "admin",
+            Empty => "empty",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub target: Target,
+    pub reason: Reason,
+}
+
+/// The answer of [`SessionRouting::route`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteResult {
+    Decided(Decision),
+    /// Look these functions up on the primary ([`super::volatility_query`]), cache the
+    /// answers, and route again.
+    NeedVolatility(Vec<String>),
+}
+
+fn decided(target: Target, reason: Reason) -> RouteResult {
+    RouteResult::Decided(Decision { target, reason })
+}
+
+fn primary(reason: Reason) -> RouteResult {
+    decided(Target::Primary, reason)
+}
+
+/// A SQL-level PREPARE this session made.
+#[derive(Debug, Clone)]
+struct Prepared {
+    body: Arc<Statement>,
+    on_all: bool,
+}
+
+/// Per-session routing state.
+#[derive(Debug, Clone)]
+pub struct SessionRouting {
+    user: String,
+    database: String,
+    application_name: String,
+    mode: DisableLbOnWrite,
+    primary_node: usize,
+    lb_node: usize,
+    lb_choice: NodeChoice,
+    /// Last ReadyForQuery status: `I`, `T` or `E`.
+    txn_status: u8,
+    wrote_in_txn: bool,
+    wrote_in_session: bool,
+    wrote_in_earlier_txn: bool,
+    txn_serializable: bool,
+    session_serializable: bool,
+    txn_read_write: bool,
+    txn_started_by_multi: bool,
+    temp_tables: HashSet<String>,
+    written_tables: HashSet<String>,
+    prepared: HashMap<String, Prepared>,
+}
+
+impl SessionRouting {
+    /// Start a session and pick its load-balance node (spec 5.1). `rng_value` is uniform in
+    /// `[0, 1)`; `healthy_nodes[i]` says whether node `i` may serve this session.
+    pub fn new(
+        cfg: &RouterConfig,
+        user: &str,
+        database: &str,
+        application_name: &str,
+        rng_value: f64,
+        healthy_nodes: &[bool],
+    ) -> Self {
+        let (lb_node, lb_choice) = choose_node(
+            cfg,
+            user,
+            database,
+            application_name,
+            rng_value,
+            healthy_nodes,
+        );
+        Self {
+            user: user.to_string(),
+            database: database.to_string(),
+            application_name: application_name.to_string(),
+            mode: cfg.disable_lb_on_write,
+            primary_node: cfg.primary_node,
+            lb_node,
+            lb_choice,
+            txn_status: b'I',
+            wrote_in_txn: false,
+            wrote_in_session: false,
+            wrote_in_earlier_txn: false,
+            txn_serializable: false,
+            session_serializable: false,
+            txn_read_write: false,
+            txn_started_by_multi: false,
+            temp_tables: HashSet::new(),
+            written_tables: HashSet::new(),
+            prepared: HashMap::new(),
+        }
+    }
+
+    /// `statement_level_load_balance`: pick the node again before a statement.
+    pub fn repick_node(&mut self, cfg: &RouterConfig, rng_value: f64, healthy_nodes: &[bool]) {
+        let (n, how) = choose_node(
+            cfg,
+            &self.user,
+            &self.database,
+            &self.application_name,
+            rng_value,
+            healthy_nodes,
+        );
+        self.lb_node = n;
+        self.lb_choice = how;
+    }
+
+    /// The replica failed: send this session's reads to the primary from now on.
+    pub fn fall_back_to_primary(&mut self) {
+        self.lb_node = self.primary_node;
+    }
+
+    pub fn lb_node(&self) -> usize {
+        self.lb_node
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        matches!(self.txn_status, b'T' | b'E')
+    }
+
+    pub fn has_temp_table(&self, name: &str) -> bool {
+        self.temp_tables.contains(name)
+    }
+
+    /// Where does this statement go? `volatile` answers "is this function a write?" from the
+    /// session's catalog cache: `Some(_)` known, `None` unknown → `NeedVolatility`.
+    pub fn route(
+        &self,
+        stmt: &Statement,
+        cfg: &RouterConfig,
+        volatile: &dyn Fn(&str) -> Option<bool>,
+    ) -> RouteResult {
+        use StmtKind::*;
+        if self.txn_status == b'E'
+            && !matches!(
+                stmt.kind,
+                Commit | Rollback | RollbackToSavepoint | Admin(_)
+            )
+        {
+            return primary(Reason::FailedTransaction);
+        }
+        let multi = stmt.multi || self.txn_started_by_multi;
+        let everywhere = |reason| {
+            if multi {
+                primary(Reason::MultiStatement)
+            } else {
+                decided(Target::All, reason)
+            }
+        };
+        match &stmt.kind {
+            Read => self.route_read(stmt, cfg, volatile),
+            Write => primary(Reason::Write),
+            Unparseable => primary(Reason::Unparseable),
+            Empty => primary(Reason::Empty),
+            Admin(_) => primary(Reason::Admin),
+            PrimaryOnly(cause) => primary(match cause {
+                PrimaryCause::Cursor => Reason::Cursor,
+                PrimaryCause::Listen => Reason::Listen,
+                PrimaryCause::Explain => Reason::Explain,
+                PrimaryCause::CopyToFile => Reason::CopyToFile,
+            }),
+            Begin { .. } | Commit | Rollback | Savepoint | Release | RollbackToSavepoint => {
+                everywhere(Reason::TransactionControl)
+            }
+            PrepareTransaction | FinishPrepared => primary(Reason::TwoPhase),
+            SessionSet {
+                forces_primary: true,
+                effect,
+            } => primary(match effect {
+                SetEffect::TxnReadWrite => Reason::ReadWriteTransaction,
+                _ => Reason::Serializable,
+            }),
+            SessionSet { .. } | Discard { .. } | Deallocate { name: None } => {
+                everywhere(Reason::SessionCommand)
+            }
+            Prepare { body, .. } => {
+                if self.prepare_everywhere(body) {
+                    everywhere(Reason::SessionCommand)
+                } else {
+                    primary(Reason::SessionCommand)
+                }
+            }
+            Execute { name } => self.route_execute(name, cfg, volatile),
+            Deallocate { name: Some(name) } => match self.prepared.get(name) {
+                Some(p) if p.on_all => everywhere(Reason::SessionCommand),
+                Some(_) => primary(Reason::SessionCommand),
+                None => primary(Reason::UnknownPrepared),
+            },
+        }
+    }
+
+    /// A PREPARE goes to every backend when its body could later run on a replica; one that
+    /// could not (a write, a temp table) is prepared on the primary only.
+    fn prepare_everywhere(&self, body: &Statement) -> bool {
+        body.kind == StmtKind::Read && !body.relations.iter().any(|r| self.is_temp(r))
+    }
+
+    fn route_execute(
+        &self,
+        name: &str,
+        cfg: &RouterConfig,
+        volatile: &dyn Fn(&str) -> Option<bool>,
+    ) -> RouteResult {
+        let Some(p) = self.prepared.get(name) else {
+            return primary(Reason::UnknownPrepared);
+        };
+        match self.route(&p.body, cfg, volatile) {
+            RouteResult::Decided(Decision {
+                target: Target::Node(_),
+                ..
+            }) if !p.on_all => primary(Reason::PreparedOnPrimary),
+            other => other,
+        }
+    }
+
+    /// The balancing checks of spec 5.3, in Pgpool-II's order.
+    fn route_read(
+        &self,
+        stmt: &Statement,
+        cfg: &RouterConfig,
+        volatile: &dyn Fn(&str) -> Option<bool>,
+    ) -> RouteResult {
+        if !cfg.load_balance_mode {
+            return primary(Reason::LoadBalanceOff);
+        }
+        if stmt.multi {
+            return primary(Reason::MultiStatement);
+        }
+        if stmt.hint_comment {
+            return primary(Reason::HintComment);
+        }
+        if let Some(reason) = self.session_blocks_balance() {
+            return primary(reason);
+        }
+        if stmt.relations.iter().any(|r| is_system_relation(r)) {
+            return primary(Reason::SystemCatalog);
+        }
+        if stmt.relations.iter().any(|r| self.is_temp(r)) {
+            return primary(Reason::TempTable);
+        }
+        if !cfg.primary_routing_query_patterns.is_empty() {
+            let unquoted = stmt.text.replace('"', "");
+            if cfg
+                .primary_routing_query_patterns
+                .iter()
+                .any(|p| p.is_match(&unquoted))
+            {
+                return primary(Reason::Pattern);
+            }
+        }
+        if let Some(r) = self.check_functions(stmt, cfg, volatile) {
+            return r;
+        }
+        if self.mode == DisableLbOnWrite::DmlAdaptive
+            && self.in_transaction()
+            && stmt
+                .relations
+                .iter()
+                .any(|r| self.written_tables.contains(r))
+        {
+            return primary(Reason::DmlAdaptive);
+        }
+        self.balanced()
+    }
+
+    /// Session/transaction state that keeps reads on the primary (spec 5.3 steps 1 and 3).
+    fn session_blocks_balance(&self) -> Option<Reason> {
+        if self.mode == DisableLbOnWrite::Always && self.wrote_in_session {
+            return Some(Reason::WroteInSession);
+        }
+        if !self.in_transaction() {
+            return None;
+        }
+        let wrote = match self.mode {
+            DisableLbOnWrite::Off | DisableLbOnWrite::DmlAdaptive => false,
+            DisableLbOnWrite::TransTransaction => self.wrote_in_txn || self.wrote_in_earlier_txn,
+            DisableLbOnWrite::Transaction | DisableLbOnWrite::Always => self.wrote_in_txn,
+        };
+        if wrote {
+            Some(Reason::InWriteTransaction)
+        } else if self.txn_serializable {
+            Some(Reason::Serializable)
+        } else if self.txn_read_write {
+            Some(Reason::ReadWriteTransaction)
+        } else {
+            None
+        }
+    }
+
+    fn check_functions(
+        &self,
+        stmt: &Statement,
+        cfg: &RouterConfig,
+        volatile: &dyn Fn(&str) -> Option<bool>,
+    ) -> Option<RouteResult> {
+        let mut unknown = Vec::new();
+        for f in &stmt.functions {
+            let writes =
+                list_says_writing(f, &cfg.write_function_list, &cfg.read_only_function_list)
+                    .or_else(|| builtin_volatility(f))
+                    .or_else(|| volatile(f));
+            match writes {
+                Some(true) => return Some(primary(Reason::VolatileFunction)),
+                Some(false) => {}
+                None => unknown.push(f.clone()),
+            }
+        }
+        (!unknown.is_empty()).then_some(RouteResult::NeedVolatility(unknown))
+    }
+
+    fn balanced(&self) -> RouteResult {
+        let reason = match self.lb_choice {
+            NodeChoice::Redirect => Reason::Redirect,
+            NodeChoice::Weight if self.lb_node == self.primary_node => Reason::Weight,
+            NodeChoice::Weight => Reason::LoadBalance,
+        };
+        if self.lb_node == self.primary_node {
+            primary(reason)
+        } else {
+            decided(Target::Node(self.lb_node), reason)
+        }
+    }
+
+    /// After the backend answered: update transaction state from the statement, its
+    /// success, and the ReadyForQuery status byte (`I`, `T`, `E`).
+    pub fn after(&mut self, stmt: &Statement, target: &Target, ok: bool, rfq_status: u8) {
+        let was_in_txn = self.in_transaction();
+        let now_in_txn = matches!(rfq_status, b'T' | b'E');
+        let chained = ok && matches!(stmt.kind, StmtKind::Commit | StmtKind::Rollback);
+        if was_in_txn && (!now_in_txn || chained) {
+            self.end_transaction();
+        }
+        if now_in_txn && (!was_in_txn || chained) {
+            self.txn_started_by_multi = stmt.multi;
+            self.txn_serializable = self.session_serializable
+                || matches!(
+                    stmt.kind,
+                    StmtKind::Begin {
+                        serializable: true,
+                        ..
+                    }
+                );
+        }
+        self.txn_status = rfq_status;
+        if !ok {
+            return;
+        }
+        self.apply_session_effects(stmt, target, now_in_txn);
+        let body = match &stmt.kind {
+            StmtKind::Execute { name } => self.prepared.get(name).map(|p| p.body.clone()),
+            _ => None,
+        };
+        let effective = body.as_deref().unwrap_or(stmt);
+        for t in &effective.creates_temp {
+            self.temp_tables.insert(t.clone());
+        }
+        if statement_wrote(effective, target) {
+            self.wrote_in_session = true;
+            if now_in_txn {
+                self.wrote_in_txn = true;
+                self.written_tables
+                    .extend(effective.relations.iter().cloned());
+            }
+        }
+    }
+
+    fn end_transaction(&mut self) {
+        self.wrote_in_earlier_txn |= self.wrote_in_txn;
+        self.wrote_in_txn = false;
+        self.txn_serializable = false;
+        self.txn_read_write = false;
+        self.txn_started_by_multi = false;
+        self.written_tables.clear();
+    }
+
+    /// SET / DISCARD / PREPARE / DEALLOCATE bookkeeping after success.
+    fn apply_session_effects(&mut self, stmt: &Statement, target: &Target, in_txn: bool) {
+        match &stmt.kind {
+            StmtKind::SessionSet { effect, .. } => match effect {
+                SetEffect::TxnSerializable if in_txn => self.txn_serializable = true,
+                SetEffect::TxnReadWrite if in_txn => self.txn_read_write = true,
+                SetEffect::SessionIsolation { serializable } => {
+                    self.session_serializable = *serializable
+                }
+                SetEffect::ResetAll => self.session_serializable = false,
+                _ => {}
+            },
+            StmtKind::Discard {
+                drops_temp,
+                deallocates,
+            } => {
+                if *drops_temp {
+                    self.temp_tables.clear();
+                }
+                if *deallocates {
+                    self.prepared.clear();
+                    self.session_serializable = false;
+                }
+            }
+            StmtKind::Prepare { name, body } => {
+                let p = Prepared {
+                    body: Arc::new((**body).clone()),
+                    on_all: *target == Target::All,
+                };
+                self.prepared.insert(name.clone(), p);
+            }
+            StmtKind::Deallocate { name: Some(name) } => {
+                self.prepared.remove(name);
+            }
+            StmtKind::Deallocate { name: None } => self.prepared.clear(),
+            _ => {}
+        }
+    }
+
+    fn is_temp(&self, relation: &str) -> bool {
+        let bare = relation.strip_prefix("pg_temp.").unwrap_or(relation);
+        !bare.contains('.') && self.temp_tables.contains(bare)
+    }
+}
+
+/// `pg_catalog.*`, `information_schema.*` and unqualified `pg_*` names (spec 5.3 step 4;
+/// decided by name, not by a catalog query).
+pub fn is_system_relation(relation: &str) -> bool {
+    match relation.split_once('.') {
+        Some((schema, _)) => schema == "pg_catalog" || schema == "information_schema",
+        None => relation.starts_with("pg_"),
+    }
+}
+
+/// Did a successful statement change data? Writes do; so may a read that ran on the primary
+/// calling a function not known to be safe (it was sent there as a possible writer; with
+/// session-level balancing a session whose node is the primary loses nothing by this).
+fn statement_wrote(stmt: &Statement, target: &Target) -> bool {
+    stmt.writes
+        || (stmt.kind == StmtKind::Read
+            && *target == Target::Primary
+            && stmt
+                .functions
+                .iter()
+                .any(|f| builtin_volatility(f) != Some(false)))
+}
