@@ -12,6 +12,8 @@ use tracing::{info, warn};
 use crate::auth::passwd::PoolPasswd;
 use crate::backend::{send_cancel, BackendAddr, BackendConn};
 use crate::config::Config;
+use crate::router::{Classifier, ClassifyOptions, RouterConfig};
+use crate::session::router_config;
 use crate::stream::Stream;
 
 /// Everything sessions share. Config and credentials are swapped whole on reload, so readers
@@ -19,12 +21,22 @@ use crate::stream::Stream;
 pub struct Context {
     config: ArcSwap<Config>,
     passwd: ArcSwap<PoolPasswd>,
+    router: ArcSwap<RouterConfig>,
+    /// Statement verdicts, cached by text across sessions.
+    pub classifier: Arc<Classifier>,
     pub cancel: Arc<CancelRegistry>,
 }
 
 impl Context {
     pub fn new(config: Config, passwd: PoolPasswd) -> Arc<Context> {
+        let classifier = Classifier::new(ClassifyOptions {
+            allow_sql_comments: config.allow_sql_comments,
+            ignore_leading_white_space: config.ignore_leading_white_space,
+        });
+        let router = router_config(&config);
         Arc::new(Context {
+            router: ArcSwap::from_pointee(router),
+            classifier: Arc::new(classifier),
             config: ArcSwap::from_pointee(config),
             passwd: ArcSwap::from_pointee(passwd),
             cancel: Arc::new(CancelRegistry::default()),
@@ -33,6 +45,10 @@ impl Context {
 
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
+    }
+
+    pub fn router_config(&self) -> Arc<RouterConfig> {
+        self.router.load_full()
     }
 
     pub fn passwd(&self) -> Arc<PoolPasswd> {

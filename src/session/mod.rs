@@ -5,6 +5,7 @@ mod auth;
 mod relay;
 mod request;
 mod route;
+mod routecfg;
 mod slot;
 mod startup;
 
@@ -20,6 +21,7 @@ use crate::protocol::{self, Frame, FrameDecoder, PgError, ProtocolError};
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
+pub use routecfg::router_config;
 pub use startup::FirstPacket;
 
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +105,7 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionErr
     let Some(started) = started else {
         return Ok(());
     };
-    let nodes = ctx.config().backends.len();
-    let router = route::Router::new(started.params, started.credential, nodes);
+    let router = route::Router::new(ctx, started.params, started.credential);
     let mut s = relay::Relay::new(
         ctx.clone(),
         slot::Slot::new(started.primary),

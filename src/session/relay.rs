@@ -102,10 +102,17 @@ impl Relay {
                 Event::BackendRead(0) => return Err(self.backend_closed()),
                 Event::BackendRead(_) => {
                     let Relay {
-                        slots, active, out, ..
+                        slots,
+                        active,
+                        out,
+                        router,
+                        ..
                     } = self;
                     if let Some(slot) = slots[*active].as_mut() {
                         slot.scan(out)?;
+                        for (stmts, ok, status) in slot.done.drain(..) {
+                            router.completed(&stmts, ok, status);
+                        }
                     }
                 }
                 Event::Progress => {}
@@ -230,15 +237,18 @@ impl Relay {
                 req.encode(&mut self.active_slot()?.bout);
                 continue;
             }
-            let target = self.router.route(req, &self.slots);
-            let node = match target {
+            let in_txn = self.slots[0]
+                .as_ref()
+                .is_some_and(|s| s.conn.txn_status != b'I');
+            let node = match self.router.route(req, in_txn) {
                 Target::Node(n) => n,
-                Target::Answer(bytes) => {
+                Target::Admin(cmd) => {
                     if !self.active_slot()?.idle() {
                         return Ok(());
                     }
                     self.queue.pop_front();
-                    self.out.extend_from_slice(&bytes);
+                    let status = self.slots[0].as_ref().map_or(b'I', |s| s.conn.txn_status);
+                    crate::admin::answer(&self.ctx, &cmd, &mut self.out, status);
                     continue;
                 }
             };
@@ -299,6 +309,10 @@ impl Relay {
             .as_mut()
             .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
         self.router.prepare_for(&req, slot);
+        let stmts = self.router.take_current();
+        for _ in 0..req.expected_ready() {
+            slot.inflight.push_back((stmts.clone(), false));
+        }
         slot.outstanding += req.expected_ready();
         req.encode(&mut slot.bout);
         self.router.after_send(&req, node);

@@ -76,11 +76,6 @@ impl Assembler {
         Ok(Some(req))
     }
 
-    /// Messages buffered without a terminating Sync/Flush yet.
-    pub fn pending(&self) -> usize {
-        self.batch.len()
-    }
-
     /// Total bytes held, to bound what a client can make the proxy buffer.
     pub fn pending_bytes(&self) -> usize {
         self.batch.iter().map(|f| f.wire_len()).sum()

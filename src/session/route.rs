@@ -7,19 +7,25 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use std::sync::Arc;
+
 use super::request::Request;
 use super::slot::Slot;
 use crate::backend::{self, BackendError, Credential, NodeAddr, Startup};
 use crate::protocol::{
     self, decode_bind, decode_parse, decode_query, decode_target, tag, Frame, PgError,
 };
+use crate::router::{
+    AdminCommand, Classifier, RouteResult, RouterConfig, SessionRouting, Statement, StmtKind,
+    Target as PolicyTarget,
+};
 use crate::server::Context;
 
 /// Where a request goes.
 pub enum Target {
     Node(usize),
-    /// The proxy answers itself with these bytes (admin commands, errors).
-    Answer(Bytes),
+    /// A command the proxy answers itself.
+    Admin(AdminCommand),
 }
 
 /// What the session knows about a statement the client prepared.
@@ -34,45 +40,199 @@ pub struct Router {
     credential: Credential,
     /// Nodes that failed for this session: reads go to the primary instead.
     unusable: Vec<bool>,
-    /// The session's load-balance node (spec 5.1).
-    lb_node: usize,
     statements: HashMap<String, Prepared>,
     next_generation: u64,
     /// Session-state commands (SET …) to replay on a backend opened later.
     state_log: Vec<String>,
+    classifier: Arc<Classifier>,
+    rcfg: Arc<RouterConfig>,
+    policy: SessionRouting,
+    /// Verdicts of the client's named statements (extended protocol), by name.
+    verdicts: HashMap<String, Arc<Statement>>,
+    /// Statements of the request being routed, handed to the slot that runs it.
+    current: Vec<Arc<Statement>>,
+    /// A session-state change the proxy cannot mirror (e.g. SET via the extended
+    /// protocol): from then on everything runs on the primary.
+    pinned: bool,
 }
 
 impl Router {
-    pub fn new(params: Vec<(String, String)>, credential: Credential, nodes: usize) -> Router {
+    pub fn new(ctx: &Context, params: Vec<(String, String)>, credential: Credential) -> Router {
+        let cfg = ctx.config();
+        let rcfg = ctx.router_config();
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        let healthy = vec![true; cfg.backends.len().max(1)];
+        let policy = SessionRouting::new(
+            &rcfg,
+            get("user"),
+            get("database"),
+            get("application_name"),
+            rand::random::<f64>(),
+            &healthy,
+        );
         Router {
-            params,
-            credential,
-            unusable: vec![false; nodes.max(1)],
-            lb_node: 0,
+            unusable: vec![false; cfg.backends.len().max(1)],
             statements: HashMap::new(),
             next_generation: 1,
             state_log: Vec::new(),
+            classifier: ctx.classifier.clone(),
+            rcfg,
+            policy,
+            verdicts: HashMap::new(),
+            current: Vec::new(),
+            pinned: false,
+            params,
+            credential,
         }
     }
 
-    /// Picks the backend for `req`.
-    pub fn route(&mut self, req: &Request, slots: &[Option<Slot>]) -> Target {
-        let _ = slots;
-        let node = match req {
-            Request::Simple(_) | Request::Extended { .. } => self.lb_node,
-            _ => 0,
+    /// Picks the backend for `req`. `in_txn`: the primary is inside a transaction.
+    pub fn route(&mut self, req: &Request, in_txn: bool) -> Target {
+        self.current.clear();
+        let decision = match req {
+            Request::Simple(f) => match decode_query(&f.body) {
+                Ok(sql) => {
+                    let stmt = self.classifier.classify(sql);
+                    self.current.push(stmt.clone());
+                    if let StmtKind::Admin(cmd) = &stmt.kind {
+                        return Target::Admin(cmd.clone());
+                    }
+                    self.decide(&stmt)
+                }
+                Err(_) => PolicyTarget::Primary,
+            },
+            Request::Extended { frames, .. } => self.route_batch(frames),
+            _ => PolicyTarget::Primary,
+        };
+        let node = match decision {
+            // Transactions stay on the primary, so a transaction never spans two servers.
+            PolicyTarget::Node(n) if !in_txn && !self.pinned => n,
+            _ => self.rcfg.primary_node,
         };
         if self.unusable.get(node).copied().unwrap_or(true) {
-            Target::Node(0)
+            Target::Node(self.rcfg.primary_node)
         } else {
-            Target::Node(0.max(node))
+            Target::Node(node)
         }
+    }
+
+    fn decide(&self, stmt: &Statement) -> PolicyTarget {
+        let known = |f: &str| crate::router::builtin_volatility(f);
+        match self.policy.route(stmt, &self.rcfg, &known) {
+            RouteResult::Decided(d) => {
+                tracing::debug!(reason = %d.reason, target = ?d.target, "routed");
+                d.target
+            }
+            // Functions whose volatility is unknown: the primary is always right.
+            RouteResult::NeedVolatility(_) => PolicyTarget::Primary,
+        }
+    }
+
+    /// One target for a whole extended batch: every statement it executes must agree on a
+    /// replica, or the batch runs on the primary.
+    fn route_batch(&mut self, frames: &[Frame]) -> PolicyTarget {
+        let mut portals: HashMap<&str, Arc<Statement>> = HashMap::new();
+        let mut target: Option<PolicyTarget> = None;
+        let mut parsed: Option<Arc<Statement>> = None;
+        for f in frames {
+            match f.tag {
+                tag::PARSE => {
+                    let Ok(p) = decode_parse(&f.body) else {
+                        return PolicyTarget::Primary;
+                    };
+                    let stmt = self.classifier.classify(p.query);
+                    if matches!(
+                        stmt.kind,
+                        StmtKind::SessionSet { .. }
+                            | StmtKind::Discard { .. }
+                            | StmtKind::Prepare { .. }
+                    ) {
+                        // Session state set with parameters cannot be replayed elsewhere.
+                        self.pinned = true;
+                    }
+                    self.verdicts.insert(p.name.to_string(), stmt.clone());
+                    parsed = Some(stmt);
+                }
+                tag::BIND => {
+                    let Ok(b) = decode_bind(&f.body) else {
+                        return PolicyTarget::Primary;
+                    };
+                    match self.verdicts.get(b.statement) {
+                        Some(s) => {
+                            portals.insert(b.portal, s.clone());
+                        }
+                        None => return PolicyTarget::Primary,
+                    }
+                }
+                tag::EXECUTE => {
+                    let Ok((portal, _)) = crate::protocol::decode_execute(&f.body) else {
+                        return PolicyTarget::Primary;
+                    };
+                    let Some(stmt) = portals.get(portal).cloned() else {
+                        // A portal from an earlier batch (or SQL DECLARE): where it was made.
+                        return PolicyTarget::Primary;
+                    };
+                    let t = self.decide(&stmt);
+                    self.current.push(stmt);
+                    match (target, t) {
+                        (None, t) => target = Some(t),
+                        (Some(a), b) if a == b => {}
+                        _ => return PolicyTarget::Primary,
+                    }
+                }
+                _ => {}
+            }
+        }
+        match (target, parsed) {
+            (Some(t), _) => t,
+            // Parse/Describe only (a driver preparing): where the statement would run.
+            (None, Some(stmt)) => self.decide(&stmt),
+            (None, None) => PolicyTarget::Primary,
+        }
+    }
+
+    /// The backend answered requests of this session: keep the transaction state current.
+    pub fn completed(&mut self, stmts: &[Arc<Statement>], ok: bool, status: u8) {
+        for stmt in stmts {
+            self.policy.after(stmt, &PolicyTarget::Primary, ok, status);
+            if ok {
+                self.note_state(stmt);
+            }
+        }
+    }
+
+    /// Remembers session-state commands that must reach a backend opened later.
+    fn note_state(&mut self, stmt: &Statement) {
+        match &stmt.kind {
+            StmtKind::SessionSet { .. } if !stmt.multi => {
+                self.state_log.push(stmt.text.to_string())
+            }
+            StmtKind::Discard { .. } => self.state_log.clear(),
+            StmtKind::Prepare { .. } => self.pinned = true,
+            _ => {}
+        }
+        if !stmt.creates_temp.is_empty() {
+            // Temp tables exist only on the primary: keep the whole session there.
+            self.pinned = true;
+        }
+    }
+
+    /// Statements of the request just routed (given to the slot that runs it).
+    pub fn take_current(&mut self) -> Vec<Arc<Statement>> {
+        std::mem::take(&mut self.current)
     }
 
     pub fn mark_unusable(&mut self, node: usize) {
         if let Some(u) = self.unusable.get_mut(node) {
             *u = true;
         }
+        self.policy.fall_back_to_primary();
     }
 
     /// Opens an authenticated connection to `node` for this session's user and database.
@@ -105,10 +265,28 @@ impl Router {
         Ok(())
     }
 
-    /// Other connected backends that must run `req` too (session-state commands).
+    /// Other connected backends that must run `req` too (session-state commands sent as a
+    /// simple Query; other forms pin the session to the primary instead).
     pub fn mirror_targets(&self, req: &Request, node: usize, slots: &[Option<Slot>]) -> Vec<usize> {
-        let _ = (req, node, slots);
-        Vec::new()
+        let Request::Simple(_) = req else {
+            return Vec::new();
+        };
+        let mirrored = self.current.iter().any(|s| {
+            !s.multi
+                && matches!(
+                    s.kind,
+                    StmtKind::SessionSet {
+                        forces_primary: false,
+                        ..
+                    } | StmtKind::Discard { .. }
+                )
+        });
+        if !mirrored {
+            return Vec::new();
+        }
+        (0..slots.len())
+            .filter(|&i| i != node && slots[i].is_some())
+            .collect()
     }
 
     /// The SQL text of a simple Query.

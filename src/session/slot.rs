@@ -3,12 +3,14 @@
 //! output to the client.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use crate::backend::{set_param, BackendConn, BackendError};
 use crate::protocol::{self, btag, decode_parameter_status, decode_ready, PgError, HEADER_LEN};
+use crate::router::Statement;
 
 pub struct Slot {
     pub conn: BackendConn,
@@ -26,6 +28,10 @@ pub struct Slot {
     pub fatal: bool,
     /// The backend is in COPY IN/BOTH: client CopyData goes here.
     pub in_copy: bool,
+    /// Statements of each request awaiting its ReadyForQuery, and whether it failed.
+    pub inflight: VecDeque<(Vec<Arc<Statement>>, bool)>,
+    /// Requests answered since the router last looked: statements, success, status byte.
+    pub done: Vec<(Vec<Arc<Statement>>, bool, u8)>,
 }
 
 impl Slot {
@@ -39,16 +45,14 @@ impl Slot {
             prepared: HashMap::new(),
             fatal: false,
             in_copy: false,
+            inflight: VecDeque::new(),
+            done: Vec::new(),
         }
     }
 
     /// Nothing sent to this backend is still unanswered.
     pub fn idle(&self) -> bool {
         self.outstanding == 0 && self.bout.is_empty() && self.passthrough == 0 && !self.in_copy
-    }
-
-    pub fn node(&self) -> usize {
-        self.conn.node
     }
 
     /// Copies whole or opaque messages from the backend's buffer to `out`, noting the few
@@ -100,6 +104,9 @@ impl Slot {
                     self.conn.txn_status = decode_ready(body).unwrap_or(b'I');
                     self.in_copy = false;
                     self.swallow.clear();
+                    if let Some((stmts, failed)) = self.inflight.pop_front() {
+                        self.done.push((stmts, !failed, self.conn.txn_status));
+                    }
                 }
                 btag::PARAMETER_STATUS => {
                     if let Ok((k, v)) = decode_parameter_status(body) {
@@ -110,6 +117,9 @@ impl Slot {
                     // After an error the server skips to Sync: injected answers won't come.
                     self.swallow.clear();
                     self.in_copy = false;
+                    if let Some(front) = self.inflight.front_mut() {
+                        front.1 = true;
+                    }
                     if PgError::decode(body).is_fatal() {
                         self.fatal = true;
                     }
