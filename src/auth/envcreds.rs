@@ -1,0 +1,3 @@
+//! env
+pub struct EnvCredentials;
+pub fn apply_env_credentials() {}
