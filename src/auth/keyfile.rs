@@ -93,12 +93,13 @@ mod tests {
     fn key_file_is_cli_then_env_then_home() {
         let os = |s: &str| Some(OsString::from(s));
         let cli = Path::new("/cli/key");
-        let cases: Vec<(
-            Option<&Path>,
+        type Case<'a> = (
+            Option<&'a Path>,
             Option<OsString>,
             Option<OsString>,
-            Option<&str>,
-        )> = vec![
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (Some(cli), os("/env/key"), os("/home/u"), Some("/cli/key")),
             (None, os("/env/key"), os("/home/u"), Some("/env/key")),
             (None, os(""), os("/home/u"), Some("/home/u/.pgpoolkey")),

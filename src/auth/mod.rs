@@ -14,6 +14,7 @@ pub mod md5;
 pub mod passwd;
 pub mod pcp_conf;
 pub mod scram;
+pub mod tools;
 
 pub use aes::{decrypt_password, derive_key_iv, encrypt_password};
 pub use envcreds::{apply_env_credentials, EnvCredentials};

@@ -60,7 +60,8 @@ impl PcpUsers {
         let stage_b = crate::auth::md5::md5_hex(format!("{stored}{user}").as_bytes());
         let want = md5_salted(&stage_b, salt);
         let got = client_hash.strip_prefix("md5").unwrap_or(client_hash);
-        want[3..].as_bytes().ct_eq(got.as_bytes()).into()
+        let want = want.strip_prefix("md5").unwrap_or(&want);
+        want.as_bytes().ct_eq(got.as_bytes()).into()
     }
 
     /// True when the file had no user.

@@ -36,28 +36,36 @@ fn first_matching_line_wins() {
     let (_dir, hba) = file();
     // (local, ssl, addr, database, user) -> expected line number (None = implicit reject)
     #[rustfmt::skip]
-    let cases: Vec<(bool, bool, Option<IpAddr>, &str, &str, Option<usize>)> = vec![
-        (true, false, None, "anydb", "postgres", Some(3)),          // local all postgres
-        (true, false, None, "frank", "frank", Some(4)),             // sameuser
-        (true, false, None, "other", "frank", None),                // sameuser mismatch, no more local lines
-        (false, false, ip("127.0.0.1"), "all", "alice", Some(5)),   // quoted "all" is a literal name
+    type Case<'a> = (bool, bool, Option<IpAddr>, &'a str, &'a str, Option<usize>);
+    let cases: Vec<Case> = vec![
+        (true, false, None, "anydb", "postgres", Some(3)), // local all postgres
+        (true, false, None, "frank", "frank", Some(4)),    // sameuser
+        (true, false, None, "other", "frank", None),       // sameuser mismatch, no more local lines
+        (false, false, ip("127.0.0.1"), "all", "alice", Some(5)), // quoted "all" is a literal name
         (false, false, ip("127.0.0.1"), "postgres", "alice", Some(10)), // so db postgres falls to hostnossl
-        (false, false, ip("::ffff:127.0.0.1"), "all", "alice", Some(5)), // v4-mapped client
-        (false, false, ip("10.1.2.3"), "db2", "Carol X", Some(6)),  // comma lists, quoted user
+        (
+            false,
+            false,
+            ip("::ffff:127.0.0.1"),
+            "all",
+            "alice",
+            Some(5),
+        ), // v4-mapped client
+        (false, false, ip("10.1.2.3"), "db2", "Carol X", Some(6)),      // comma lists, quoted user
         (false, false, ip("10.1.2.3"), "db3", "bob", Some(10)),
-        (false, false, ip("11.1.2.3"), "db1", "bob", Some(10)),     // outside 10/8
-        (false, false, ip("192.168.1.77"), "sales", "eve", Some(7)),   // @file lists, separate mask
+        (false, false, ip("11.1.2.3"), "db1", "bob", Some(10)), // outside 10/8
+        (false, false, ip("192.168.1.77"), "sales", "eve", Some(7)), // @file lists, separate mask
         (false, false, ip("192.168.1.77"), "my db", "dave", Some(7)),
         (false, false, ip("192.168.1.77"), "archive", "dave", Some(7)), // nested @file
         (false, false, ip("192.168.2.77"), "sales", "eve", Some(10)),
-        (false, true, ip("::1"), "x", "y", Some(8)),                // hostssl v6 /128
-        (false, true, ip("1.2.3.4"), "x", "y", Some(9)),            // hostssl with ssl
-        (false, false, ip("1.2.3.4"), "x", "y", Some(10)),          // hostnossl without ssl
-        (false, false, ip("::1"), "x", "y", None),                  // v4 lines never match v6; +group stops line 11
-        (false, true, ip("fd00::5"), "x", "admins", Some(12)),      // +admins is not a user name
+        (false, true, ip("::1"), "x", "y", Some(8)), // hostssl v6 /128
+        (false, true, ip("1.2.3.4"), "x", "y", Some(9)), // hostssl with ssl
+        (false, false, ip("1.2.3.4"), "x", "y", Some(10)), // hostnossl without ssl
+        (false, false, ip("::1"), "x", "y", None), // v4 lines never match v6; +group stops line 11
+        (false, true, ip("fd00::5"), "x", "admins", Some(12)), // +admins is not a user name
         (false, true, ip("2001:db8::1"), "x", "reject_me", Some(13)),
-        (false, false, None, "x", "y", None),                       // TCP without address: only "all" lines; +group stops
-        (true, false, None, "x", "reject_me", None),                // local never matches host lines
+        (false, false, None, "x", "y", None), // TCP without address: only "all" lines; +group stops
+        (true, false, None, "x", "reject_me", None), // local never matches host lines
     ];
     for (local, ssl, addr, database, user, want) in cases {
         let req = HbaRequest {

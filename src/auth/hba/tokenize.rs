@@ -154,7 +154,8 @@ mod tests {
     fn tokenizer_table() {
         let t = |s: &str| (s.to_string(), false);
         let q = |s: &str| (s.to_string(), true);
-        let cases: Vec<(&str, Vec<Vec<(String, bool)>>)> = vec![
+        type Fields = Vec<Vec<(String, bool)>>;
+        let cases: Vec<(&str, Fields)> = vec![
             ("", vec![]),
             ("   # only a comment", vec![]),
             (
