@@ -25,6 +25,8 @@ pub struct Context {
     /// Statement verdicts, cached by text across sessions.
     pub classifier: Arc<Classifier>,
     pub cancel: Arc<CancelRegistry>,
+    /// Function name -> "is a write" (VOLATILE in the primary's pg_proc), looked up once.
+    pub volatility: Mutex<HashMap<String, bool>>,
 }
 
 impl Context {
@@ -40,6 +42,7 @@ impl Context {
             config: ArcSwap::from_pointee(config),
             passwd: ArcSwap::from_pointee(passwd),
             cancel: Arc::new(CancelRegistry::default()),
+            volatility: Mutex::new(HashMap::new()),
         })
     }
 
@@ -49,6 +52,12 @@ impl Context {
 
     pub fn router_config(&self) -> Arc<RouterConfig> {
         self.router.load_full()
+    }
+
+    /// What the primary's catalog said about `func`, if it was asked before.
+    pub fn known_volatility(&self, func: &str) -> Option<bool> {
+        let map = self.volatility.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(func).copied()
     }
 
     pub fn passwd(&self) -> Arc<PoolPasswd> {

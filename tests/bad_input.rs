@@ -23,7 +23,8 @@ fn sqlstate(reply: &[u8]) -> Option<String> {
     let mut i = 0;
     while i + 5 <= reply.len() {
         let tag = reply[i];
-        let len = u32::from_be_bytes([reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4]]) as usize;
+        let len =
+            u32::from_be_bytes([reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4]]) as usize;
         let body = reply.get(i + 5..i + 1 + len)?;
         if tag == b'E' {
             for field in body.split(|&b| b == 0) {
@@ -54,7 +55,10 @@ fn startup(params: &[(&str, &str)]) -> Vec<u8> {
 
 async fn assert_healthy(proxy: &Proxy) {
     let c = proxy.connect("postgres", "postgres").await;
-    assert_eq!(c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
 }
 
 #[tokio::test]
@@ -100,26 +104,42 @@ async fn oversized_and_invalid_messages_after_startup_are_refused() {
     let proxy = Proxy::start("max_message_size = 1MB\n");
     // Authenticate as a trust user by hand, then send hostile frames.
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("length over max_message_size", {
-            let mut m = vec![b'Q'];
-            m.extend_from_slice(&(64 * 1024 * 1024i32).to_be_bytes());
-            m
-        }, "08P01"),
-        ("negative length", {
-            let mut m = vec![b'Q'];
-            m.extend_from_slice(&(-1i32).to_be_bytes());
-            m
-        }, "08P01"),
-        ("length below 4", {
-            let mut m = vec![b'Q'];
-            m.extend_from_slice(&2i32.to_be_bytes());
-            m
-        }, "08P01"),
-        ("unknown message type", {
-            let mut m = vec![b'?'];
-            m.extend_from_slice(&4i32.to_be_bytes());
-            m
-        }, "08P01"),
+        (
+            "length over max_message_size",
+            {
+                let mut m = vec![b'Q'];
+                m.extend_from_slice(&(64 * 1024 * 1024i32).to_be_bytes());
+                m
+            },
+            "08P01",
+        ),
+        (
+            "negative length",
+            {
+                let mut m = vec![b'Q'];
+                m.extend_from_slice(&(-1i32).to_be_bytes());
+                m
+            },
+            "08P01",
+        ),
+        (
+            "length below 4",
+            {
+                let mut m = vec![b'Q'];
+                m.extend_from_slice(&2i32.to_be_bytes());
+                m
+            },
+            "08P01",
+        ),
+        (
+            "unknown message type",
+            {
+                let mut m = vec![b'?'];
+                m.extend_from_slice(&4i32.to_be_bytes());
+                m
+            },
+            "08P01",
+        ),
     ];
     for (what, frame, want) in cases {
         let mut bytes = startup(&[("user", "postgres"), ("database", "postgres")]);

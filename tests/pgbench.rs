@@ -10,14 +10,48 @@ fn pgbench_all_modes_without_failures() {
     let db = common::unique_name("bench");
     common::create_database(&db);
     let port = proxy.port.to_string();
-    let init = common::pgbench(&["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-i", "-s", "1", "-q", &db]);
-    assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
+    let init = common::pgbench(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-U",
+        "postgres",
+        "-i",
+        "-s",
+        "1",
+        "-q",
+        &db,
+    ]);
+    assert!(
+        init.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     for mode in ["simple", "extended", "prepared"] {
         let out = common::pgbench(&[
-            "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-M", mode, "-c", "8", "-j", "2", "-T", "5", &db,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-M",
+            mode,
+            "-c",
+            "8",
+            "-j",
+            "2",
+            "-T",
+            "5",
+            &db,
         ]);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{mode}: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{mode}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(
             text.contains("number of failed transactions: 0 (0.000%)"),
             "{mode}: {text}"

@@ -30,7 +30,10 @@ async fn simple_and_extended_queries_round_trip() {
         .simple_query("select 1 as a; select 'x' as b, null as c")
         .await
         .unwrap();
-    assert_eq!(rows_of(&msgs), vec![vec!["1".to_string()], vec!["x".into(), "".into()]]);
+    assert_eq!(
+        rows_of(&msgs),
+        vec![vec!["1".to_string()], vec!["x".into(), "".into()]]
+    );
     let row = c
         .query_one("select $1::int + 1, $2::text", &[&41i32, &"hello"])
         .await
@@ -76,7 +79,9 @@ async fn copy_in_and_out_of_100k_rows() {
     for i in 0..100_000 {
         chunk.push_str(&format!("{i}\trow {i}\n"));
         if chunk.len() > 64 * 1024 {
-            sink.send(bytes::Bytes::from(std::mem::take(&mut chunk))).await.unwrap();
+            sink.send(bytes::Bytes::from(std::mem::take(&mut chunk)))
+                .await
+                .unwrap();
         }
     }
     sink.send(bytes::Bytes::from(chunk)).await.unwrap();
@@ -86,9 +91,15 @@ async fn copy_in_and_out_of_100k_rows() {
         .await
         .unwrap();
     let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
-    let lines = chunks.iter().flat_map(|b| b.iter()).filter(|&&b| b == b'\n').count();
+    let lines = chunks
+        .iter()
+        .flat_map(|b| b.iter())
+        .filter(|&&b| b == b'\n')
+        .count();
     assert_eq!(lines, 100_000);
-    c.batch_execute(&format!("drop table {table}")).await.unwrap();
+    c.batch_execute(&format!("drop table {table}"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -96,7 +107,10 @@ async fn a_million_row_result_streams_through() {
     let proxy = Proxy::start("");
     let c = proxy.connect("postgres", "postgres").await;
     let rows = c
-        .query_raw("select g, repeat('x', 20) from generate_series(1, 1000000) g", Vec::<i32>::new())
+        .query_raw(
+            "select g, repeat('x', 20) from generate_series(1, 1000000) g",
+            Vec::<i32>::new(),
+        )
         .await
         .unwrap();
     pin_mut!(rows);
@@ -114,9 +128,10 @@ async fn a_million_row_result_streams_through() {
 #[tokio::test]
 async fn listen_notify_reaches_the_listener() {
     let proxy = Proxy::start("");
-    let (listener, mut conn) = tokio_postgres::connect(&proxy.conn_str("postgres", "postgres"), NoTls)
-        .await
-        .unwrap();
+    let (listener, mut conn) =
+        tokio_postgres::connect(&proxy.conn_str("postgres", "postgres"), NoTls)
+            .await
+            .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
@@ -127,7 +142,10 @@ async fn listen_notify_reaches_the_listener() {
         }
     });
     let channel = common::unique_name("chan");
-    listener.batch_execute(&format!("listen {channel}")).await.unwrap();
+    listener
+        .batch_execute(&format!("listen {channel}"))
+        .await
+        .unwrap();
     let notifier = proxy.connect("postgres", "postgres").await;
     notifier
         .batch_execute(&format!("notify {channel}, 'hello'"))
@@ -155,7 +173,10 @@ async fn cancel_reaches_the_backend_running_the_query() {
     assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
     // Bounded sanity check, not a timing assertion: without the cancel this takes 30 s.
     assert!(started.elapsed() < Duration::from_secs(20));
-    assert_eq!(c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
 }
 
 #[tokio::test]
@@ -166,21 +187,39 @@ async fn psql_describe_multistatement_and_copy_from_stdin() {
         proxy.port,
         "postgres",
         "postgres",
-        &format!("create table {table}(id int primary key, v text); select 1 as one; select 2 as two;"),
+        &format!(
+            "create table {table}(id int primary key, v text); select 1 as one; select 2 as two;"
+        ),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("one") && text.contains("two"), "{text}");
     let out = common::psql(proxy.port, "postgres", "postgres", &format!("\\d {table}"));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("integer") && text.contains("primary key"), "{text}");
+    assert!(
+        text.contains("integer") && text.contains("PRIMARY KEY"),
+        "{text}"
+    );
     let out = common::psql_stdin(
         proxy.port,
         "postgres",
         "postgres",
         &format!("copy {table} from stdin;\n1\ta\n2\tb\n\\.\nselect count(*) from {table};\n"),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("COPY 2"));
-    common::psql(proxy.port, "postgres", "postgres", &format!("drop table {table}"));
+    common::psql(
+        proxy.port,
+        "postgres",
+        "postgres",
+        &format!("drop table {table}"),
+    );
 }

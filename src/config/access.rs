@@ -139,7 +139,10 @@ impl Config {
                     .into(),
             );
         }
-        if self.load_balance_mode && self.backends.iter().all(|b| b.weight <= 0.0) {
+        if self.load_balance_mode
+            && self.backends.len() > 1
+            && self.backends.iter().all(|b| b.weight <= 0.0)
+        {
             return fail(
                 "every backend_weightN is 0: give at least one backend a weight above 0".into(),
             );

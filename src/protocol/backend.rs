@@ -94,6 +94,20 @@ pub fn decode_ready(body: &[u8]) -> Result<u8, ProtocolError> {
     BodyReader::new(body, "ReadyForQuery").u8()
 }
 
+/// The first column of a DataRow as text (`None` for NULL or a malformed row).
+pub fn first_text_value(body: &[u8]) -> Option<String> {
+    let mut r = BodyReader::new(body, "DataRow");
+    if r.i16().ok()? < 1 {
+        return None;
+    }
+    let len = r.i32().ok()?;
+    if len < 0 {
+        return None;
+    }
+    let v = r.take(len as usize).ok()?;
+    Some(String::from_utf8_lossy(v).into_owned())
+}
+
 // --- Encoders for what the proxy sends to a client ---
 
 pub fn auth_ok(out: &mut BytesMut) {
@@ -229,7 +243,8 @@ mod tests {
 
     #[test]
     fn auth_requests_round_trip() {
-        let cases: Vec<(fn(&mut BytesMut), AuthRequest)> = vec![
+        type Case = (fn(&mut BytesMut), AuthRequest);
+        let cases: Vec<Case> = vec![
             (auth_ok, AuthRequest::Ok),
             (auth_cleartext, AuthRequest::Cleartext),
         ];

@@ -296,7 +296,8 @@ mod tests {
         let re = |s: &str| Regex::new(&format!("^(?i:{s})$")).unwrap_or_else(|e| panic!("{e}"));
         let w = vec![re("my_writer"), re("nextval")];
         let r = vec![re("safe_.*")];
-        let cases: &[(&str, &[Regex], &[Regex], Option<bool>)] = &[
+        type Case<'a> = (&'a str, &'a [Regex], &'a [Regex], Option<bool>);
+        let cases: &[Case] = &[
             ("my_writer", &w, &[], Some(true)),
             ("public.my_writer", &w, &[], Some(true)),
             ("other", &w, &[], Some(false)),

@@ -110,7 +110,7 @@ impl Scan<'_> {
                 }
                 TokKind::Punct(b',') if in_from && depth == 0 => {
                     self.c.pos += 1;
-                    self.from_item()?;
+                    self.parse_from_item()?;
                 }
                 TokKind::Word | TokKind::QuotedIdent => {
                     let lw = self.c.src(t).to_ascii_lowercase();
@@ -123,7 +123,7 @@ impl Scan<'_> {
                         }
                         in_from = true;
                         self.c.pos += 1;
-                        self.from_item()?;
+                        self.parse_from_item()?;
                     } else if t.kind == TokKind::Word
                         && depth == 0
                         && CLAUSE_WORDS.contains(&lw.as_str())
@@ -171,7 +171,7 @@ impl Scan<'_> {
     }
 
     /// One FROM item: `name [[AS] alias [(cols)]]` or a table function `f(…) [alias]`.
-    fn from_item(&mut self) -> Option<()> {
+    fn parse_from_item(&mut self) -> Option<()> {
         let t = self.c.tok(self.c.pos)?;
         if !matches!(t.kind, TokKind::Word | TokKind::QuotedIdent) {
             return None; // subquery, VALUES, …

@@ -135,7 +135,8 @@ async fn start_session(
     ctx: &Arc<Context>,
     stream: &mut Stream,
 ) -> Result<Option<Started>, SessionError> {
-    let params = match startup::read_first_packet(stream).await? {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let params = match startup::read_first_packet(stream, &mut buf).await? {
         FirstPacket::Cancel { pid, key } => {
             ctx.cancel.cancel(pid, key).await;
             return Ok(None);
@@ -161,7 +162,6 @@ async fn start_session(
     };
     let bparams = startup::backend_params(&params, &database);
     let connect_timeout = Duration::from_millis(cfg.connect_timeout.max(1));
-    let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut credential = Credential::None;
     let conn = match backend::start(&addr, &bparams, connect_timeout, cfg.max_message_size).await? {
         Startup::Ready(c) => c,

@@ -240,8 +240,14 @@ impl Relay {
             let in_txn = self.slots[0]
                 .as_ref()
                 .is_some_and(|s| s.conn.txn_status != b'I');
-            let node = match self.router.route(req, in_txn) {
+            let node = match self.router.route(&self.ctx, req, in_txn) {
                 Target::Node(n) => n,
+                Target::Lookup(funcs) => {
+                    if !self.look_up_volatility(&funcs).await? {
+                        return Ok(()); // the primary is busy; try again when it answers
+                    }
+                    continue;
+                }
                 Target::Admin(cmd) => {
                     if !self.active_slot()?.idle() {
                         return Ok(());
@@ -261,6 +267,35 @@ impl Relay {
             self.send(node, req).await?;
         }
         Ok(())
+    }
+
+    /// Asks the primary's catalog whether `funcs` are VOLATILE (writes) and caches the
+    /// answers for every session. Returns false when the primary is busy right now.
+    async fn look_up_volatility(&mut self, funcs: &[String]) -> Result<bool, SessionError> {
+        let max = self.decoder.max_len;
+        let Some(primary) = self.slots[0].as_mut() else {
+            return Err(BackendError::Closed { node: 0 }.into());
+        };
+        if !primary.idle() {
+            return Ok(false);
+        }
+        for f in funcs {
+            let (err, value) = primary
+                .exec_collect(&crate::router::volatility_query(f), max)
+                .await?;
+            // No answer (an error) counts as a write: the primary is the safe side.
+            let writes = match (err, value) {
+                (None, Some(v)) => crate::router::parse_volatility_answer(&v).unwrap_or(true),
+                _ => true,
+            };
+            let mut map = self
+                .ctx
+                .volatility
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            map.insert(f.clone(), writes);
+        }
+        Ok(true)
     }
 
     /// Opens the connection to `node` on first use, or falls back to the primary when it

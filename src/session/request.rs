@@ -112,7 +112,7 @@ mod tests {
             a.push(f(b'H')).unwrap(),
             Some(Request::Extended { sync: false, .. })
         ));
-        assert_eq!(a.pending(), 0);
+        assert_eq!(a.pending_bytes(), 0);
     }
 
     #[test]

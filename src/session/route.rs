@@ -26,6 +26,8 @@ pub enum Target {
     Node(usize),
     /// A command the proxy answers itself.
     Admin(AdminCommand),
+    /// Ask the primary's catalog whether these functions write, then route again.
+    Lookup(Vec<String>),
 }
 
 /// What the session knows about a statement the client prepared.
@@ -54,6 +56,8 @@ pub struct Router {
     /// A session-state change the proxy cannot mirror (e.g. SET via the extended
     /// protocol): from then on everything runs on the primary.
     pinned: bool,
+    /// Functions whose volatility the last routing needed to know.
+    lookups: Vec<String>,
 }
 
 impl Router {
@@ -87,14 +91,25 @@ impl Router {
             verdicts: HashMap::new(),
             current: Vec::new(),
             pinned: false,
+            lookups: Vec::new(),
             params,
             credential,
         }
     }
 
     /// Picks the backend for `req`. `in_txn`: the primary is inside a transaction.
-    pub fn route(&mut self, req: &Request, in_txn: bool) -> Target {
+    pub fn route(&mut self, ctx: &Context, req: &Request, in_txn: bool) -> Target {
         self.current.clear();
+        self.lookups.clear();
+        let target = self.route_inner(ctx, req, in_txn);
+        if self.lookups.is_empty() {
+            target
+        } else {
+            Target::Lookup(std::mem::take(&mut self.lookups))
+        }
+    }
+
+    fn route_inner(&mut self, ctx: &Context, req: &Request, in_txn: bool) -> Target {
         let decision = match req {
             Request::Simple(f) => match decode_query(&f.body) {
                 Ok(sql) => {
@@ -103,11 +118,11 @@ impl Router {
                     if let StmtKind::Admin(cmd) = &stmt.kind {
                         return Target::Admin(cmd.clone());
                     }
-                    self.decide(&stmt)
+                    self.decide(ctx, &stmt)
                 }
                 Err(_) => PolicyTarget::Primary,
             },
-            Request::Extended { frames, .. } => self.route_batch(frames),
+            Request::Extended { frames, .. } => self.route_batch(ctx, frames),
             _ => PolicyTarget::Primary,
         };
         let node = match decision {
@@ -122,21 +137,24 @@ impl Router {
         }
     }
 
-    fn decide(&self, stmt: &Statement) -> PolicyTarget {
-        let known = |f: &str| crate::router::builtin_volatility(f);
+    fn decide(&mut self, ctx: &Context, stmt: &Statement) -> PolicyTarget {
+        let known =
+            |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));
         match self.policy.route(stmt, &self.rcfg, &known) {
             RouteResult::Decided(d) => {
                 tracing::debug!(reason = %d.reason, target = ?d.target, "routed");
                 d.target
             }
-            // Functions whose volatility is unknown: the primary is always right.
-            RouteResult::NeedVolatility(_) => PolicyTarget::Primary,
+            RouteResult::NeedVolatility(funcs) => {
+                self.lookups.extend(funcs);
+                PolicyTarget::Primary
+            }
         }
     }
 
     /// One target for a whole extended batch: every statement it executes must agree on a
     /// replica, or the batch runs on the primary.
-    fn route_batch(&mut self, frames: &[Frame]) -> PolicyTarget {
+    fn route_batch(&mut self, ctx: &Context, frames: &[Frame]) -> PolicyTarget {
         let mut portals: HashMap<&str, Arc<Statement>> = HashMap::new();
         let mut target: Option<PolicyTarget> = None;
         let mut parsed: Option<Arc<Statement>> = None;
@@ -178,7 +196,7 @@ impl Router {
                         // A portal from an earlier batch (or SQL DECLARE): where it was made.
                         return PolicyTarget::Primary;
                     };
-                    let t = self.decide(&stmt);
+                    let t = self.decide(ctx, &stmt);
                     self.current.push(stmt);
                     match (target, t) {
                         (None, t) => target = Some(t),
@@ -192,7 +210,7 @@ impl Router {
         match (target, parsed) {
             (Some(t), _) => t,
             // Parse/Describe only (a driver preparing): where the statement would run.
-            (None, Some(stmt)) => self.decide(&stmt),
+            (None, Some(stmt)) => self.decide(ctx, &stmt),
             (None, None) => PolicyTarget::Primary,
         }
     }

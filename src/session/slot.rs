@@ -138,17 +138,28 @@ impl Slot {
         sql: &str,
         max_len: u64,
     ) -> Result<Option<PgError>, BackendError> {
+        Ok(self.exec_collect(sql, max_len).await?.0)
+    }
+
+    /// As [`Slot::exec_silent`], also returning the first column of the first row.
+    pub async fn exec_collect(
+        &mut self,
+        sql: &str,
+        max_len: u64,
+    ) -> Result<(Option<PgError>, Option<String>), BackendError> {
         let mut q = BytesMut::new();
         protocol::query(&mut q, sql);
         self.conn.stream.write_all(&q).await?;
         let mut error = None;
+        let mut value = None;
         loop {
             let f = self.conn.read_frame(max_len).await?;
             match f.tag {
                 btag::READY_FOR_QUERY => {
                     self.conn.txn_status = decode_ready(&f.body).unwrap_or(b'I');
-                    return Ok(error);
+                    return Ok((error, value));
                 }
+                btag::DATA_ROW if value.is_none() => value = protocol::first_text_value(&f.body),
                 btag::ERROR_RESPONSE => {
                     let e = PgError::decode(&f.body);
                     if e.is_fatal() {

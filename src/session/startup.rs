@@ -15,10 +15,13 @@ pub enum FirstPacket {
 
 /// Reads packets until a StartupMessage or CancelRequest arrives. SSLRequest and
 /// GSSENCRequest are answered `N` (no TLS yet) and the client may then go on in plain text.
-pub async fn read_first_packet(stream: &mut Stream) -> Result<FirstPacket, SessionError> {
-    let mut buf = BytesMut::with_capacity(512);
+/// Bytes the client sent after the packet stay in `buf` for the next phase.
+pub async fn read_first_packet(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<FirstPacket, SessionError> {
     loop {
-        let packet = read_packet(stream, &mut buf).await?;
+        let packet = read_packet(stream, buf).await?;
         match StartupPacket::decode(&packet).map_err(SessionError::Protocol)? {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                 if !buf.is_empty() {

@@ -1,0 +1,217 @@
+//! Read/write splitting, proven by the server that answered (`inet_server_port()`,
+//! `pg_is_in_recovery()`), never by the proxy's own counters.
+
+mod common;
+
+use common::{cluster, Proxy};
+
+/// Weights that send every session's reads to the replica.
+const ALL_READS_TO_REPLICA: &str = "backend_weight0 = 0\nbackend_weight1 = 1\n";
+
+async fn answered_by(c: &tokio_postgres::Client, sql: &str) -> i32 {
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+#[tokio::test]
+async fn autocommit_reads_go_to_the_replica_and_writes_to_the_primary() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
+    // pg_is_in_recovery() is VOLATILE in pg_proc, so (as in Pgpool-II) it is routed like a write.
+    let rec: bool = c
+        .query_one("select pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!rec, "a volatile function runs on the primary");
+    let t = common::unique_name("rt");
+    c.batch_execute(&format!("create table {t}(id serial, port int)"))
+        .await
+        .unwrap();
+    let port: i32 = c
+        .query_one(
+            &format!("insert into {t}(port) values (inet_server_port()) returning port"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(port, p, "a write must run on the primary");
+    // A SELECT calling a write function runs on the primary.
+    assert_eq!(
+        answered_by(
+            &c,
+            &format!("select inet_server_port() from (select nextval('{t}_id_seq')) s")
+        )
+        .await,
+        p
+    );
+    c.batch_execute(&format!("drop table {t}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn weights_one_zero_keep_every_read_on_the_primary() {
+    let proxy = Proxy::start("backend_weight0 = 1\nbackend_weight1 = 0\n");
+    let c = proxy.connect("postgres", "postgres").await;
+    for _ in 0..5 {
+        assert_eq!(
+            answered_by(&c, "select inet_server_port()").await,
+            cluster().primary_port as i32
+        );
+    }
+}
+
+#[tokio::test]
+async fn reads_inside_a_transaction_that_wrote_see_its_writes() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let t = common::unique_name("txn");
+    c.batch_execute(&format!("create table {t}(v int)"))
+        .await
+        .unwrap();
+    c.batch_execute("begin").await.unwrap();
+    c.batch_execute(&format!("insert into {t} values (1)"))
+        .await
+        .unwrap();
+    let n: i64 = c
+        .query_one(&format!("select count(*) from {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the read must see the transaction's own write");
+    assert_eq!(
+        answered_by(&c, "select inet_server_port()").await,
+        cluster().primary_port as i32
+    );
+    c.batch_execute("rollback").await.unwrap();
+    c.batch_execute(&format!("drop table {t}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn extended_protocol_reads_are_balanced_and_prepared_statements_follow() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let stmt = c
+        .prepare("select inet_server_port(), $1::int")
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let row = c.query_one(&stmt, &[&i]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), cluster().replica_port as i32);
+        assert_eq!(row.get::<_, i32>(1), i);
+    }
+    // The same named statement used inside a transaction runs on the primary: the proxy
+    // prepares it there transparently.
+    c.batch_execute("begin").await.unwrap();
+    let row = c.query_one(&stmt, &[&7]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), cluster().primary_port as i32);
+    c.batch_execute("commit").await.unwrap();
+}
+
+#[tokio::test]
+async fn session_settings_hold_on_the_replica_and_temp_tables_stay_on_the_primary() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    // Open the replica connection first, then change a setting: it must reach both.
+    assert_eq!(
+        answered_by(&c, "select inet_server_port()").await,
+        cluster().replica_port as i32
+    );
+    c.batch_execute("set application_name = 'routing_test'")
+        .await
+        .unwrap();
+    let row = c
+        .query_one(
+            "select current_setting('application_name'), inet_server_port()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "routing_test");
+    assert_eq!(row.get::<_, i32>(1), cluster().replica_port as i32);
+    let t = common::unique_name("tmp");
+    c.batch_execute(&format!(
+        "create temp table {t}(v int); insert into {t} values (5)"
+    ))
+    .await
+    .unwrap();
+    let v: i32 = c
+        .query_one(&format!("select v from {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 5, "a temp table exists only on the primary");
+}
+
+#[test]
+fn pgbench_select_only_reads_land_on_the_replica() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let db = common::unique_name("lbbench");
+    common::create_database(&db);
+    let port = proxy.port.to_string();
+    let init = common::pgbench(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-U",
+        "postgres",
+        "-i",
+        "-s",
+        "1",
+        "-q",
+        &db,
+    ]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    common::wait_replica_caught_up();
+    let count = |sql: &str| {
+        let o = common::psql(cluster().replica_port, "postgres", &db, sql);
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let before =
+        count("select xact_commit from pg_stat_database where datname = current_database()");
+    for mode in ["simple", "extended", "prepared"] {
+        let out = common::pgbench(&[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-S",
+            "-M",
+            mode,
+            "-c",
+            "4",
+            "-T",
+            "3",
+            &db,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("number of failed transactions: 0 (0.000%)"),
+            "{mode}: {text}"
+        );
+    }
+    let parse = |s: &str| {
+        s.lines()
+            .filter_map(|l| l.trim().parse::<i64>().ok())
+            .next()
+            .unwrap_or(0)
+    };
+    std::thread::sleep(std::time::Duration::from_millis(700)); // stats are flushed about every 500 ms
+    let after =
+        count("select xact_commit from pg_stat_database where datname = current_database()");
+    assert!(
+        parse(&after) - parse(&before) > 1000,
+        "replica commits before {before} after {after}"
+    );
+}
