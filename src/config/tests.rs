@@ -370,8 +370,14 @@ fn validate_rejects_unrunnable_configurations() {
             Some("backend_hostname0 is not set"),
         ),
         (
-            "backend_hostname0 = a\nbackend_port0 = 5432\nbackend_weight0 = 0",
+            "backend_hostname0 = a\nbackend_port0 = 5432\nbackend_weight0 = 0\n\
+             backend_hostname1 = b\nbackend_port1 = 5432\nbackend_weight1 = 0",
             Some("every backend_weightN is 0"),
+        ),
+        // One backend and no weight runs, as in Pgpool-II: it gets every query anyway.
+        (
+            "backend_hostname0 = a\nbackend_port0 = 5432\nbackend_weight0 = 0",
+            None,
         ),
         (
             "reserved_connections = 32",
