@@ -400,6 +400,10 @@ stop_locked() {
 
 status() {
     PG_BIN="$(find_pg_bin)" || die "PostgreSQL is not installed"
+    if [[ ! -f "$CLUSTER_DIR/ports.env" && -z "${PGRS_PRIMARY_PORT:-}" ]]; then
+        printf 'no cluster in %s\n' "$CLUSTER_DIR"
+        return 3
+    fi
     resolve_ports
     local ok=0 name data port
     for name in primary replica; do
@@ -429,6 +433,8 @@ print_env() {
 
 run_psql() {
     PG_BIN="$(find_pg_bin)" || die "PostgreSQL is not installed"
+    [[ -f "$CLUSTER_DIR/ports.env" || -n "${PGRS_PRIMARY_PORT:-}" ]] ||
+        die "no cluster in $CLUSTER_DIR yet: run scripts/pgcluster.sh start"
     resolve_ports
     local port="$PRIMARY_PORT"
     if [[ "${1:-}" == "--replica" ]]; then
