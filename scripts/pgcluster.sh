@@ -50,11 +50,12 @@ log_tail() {
 is_root() { [[ "$(id -u)" -eq 0 ]]; }
 
 # Run a PostgreSQL tool as the postgres OS user: the server refuses to run as root.
+# The lock descriptor is closed so a server started here cannot hold the lock forever.
 as_pg() {
     if is_root; then
-        runuser -u "$PG_OS_USER" -- "$@"
+        runuser -u "$PG_OS_USER" -- "$@" 9>&-
     else
-        "$@"
+        "$@" 9>&-
     fi
 }
 
@@ -185,14 +186,15 @@ write_ports_env() {
 # Running = postmaster.pid names a live postgres process. A stale file (crash, reboot, a
 # recycled pid) is removed so the next start is not refused.
 is_running() {
-    local data="$1" pid comm
+    local data="$1" pid comm state
     [[ -f "$data/postmaster.pid" ]] || return 1
     pid="$(head -n 1 "$data/postmaster.pid" 2>/dev/null || true)"
-    if [[ "$pid" =~ ^[0-9]+$ ]] && comm="$(cat "/proc/$pid/comm" 2>/dev/null)" &&
-        [[ "$comm" == postgres || "$comm" == postmaster ]]; then
-        return 0
-    fi
-    return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    comm="$(cat "/proc/$pid/comm" 2>/dev/null)" || return 1
+    [[ "$comm" == postgres || "$comm" == postmaster ]] || return 1
+    # A killed postmaster nobody reaped yet is a zombie: dead for our purposes.
+    state="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d ' ' -f 1)" || return 1
+    [[ -n "$state" && "$state" != Z && "$state" != X ]]
 }
 
 remove_stale_pid() {
@@ -232,7 +234,7 @@ wait_for() {
     done
 }
 
-ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -t 2 >/dev/null 2>&1; }
+ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -U postgres -p "$1" -t 2 >/dev/null 2>&1; }
 
 # ---------------------------------------------------------------- configuration ---
 
@@ -398,6 +400,10 @@ stop_locked() {
 
 status() {
     PG_BIN="$(find_pg_bin)" || die "PostgreSQL is not installed"
+    if [[ ! -f "$CLUSTER_DIR/ports.env" && -z "${PGRS_PRIMARY_PORT:-}" ]]; then
+        printf 'no cluster in %s\n' "$CLUSTER_DIR"
+        return 3
+    fi
     resolve_ports
     local ok=0 name data port
     for name in primary replica; do
@@ -427,6 +433,8 @@ print_env() {
 
 run_psql() {
     PG_BIN="$(find_pg_bin)" || die "PostgreSQL is not installed"
+    [[ -f "$CLUSTER_DIR/ports.env" || -n "${PGRS_PRIMARY_PORT:-}" ]] ||
+        die "no cluster in $CLUSTER_DIR yet: run scripts/pgcluster.sh start"
     resolve_ports
     local port="$PRIMARY_PORT"
     if [[ "${1:-}" == "--replica" ]]; then

@@ -4,11 +4,11 @@ mod common;
 
 use common::Proxy;
 
-#[test]
-fn pgbench_all_modes_without_failures() {
+#[tokio::test]
+async fn pgbench_all_modes_without_failures() {
     let proxy = Proxy::start("");
     let db = common::unique_name("bench");
-    common::create_database(&db);
+    common::create_database(&db).await;
     let port = proxy.port.to_string();
     let init = common::pgbench(&[
         "-h",

@@ -147,11 +147,11 @@ async fn session_settings_hold_on_the_replica_and_temp_tables_stay_on_the_primar
     assert_eq!(v, 5, "a temp table exists only on the primary");
 }
 
-#[test]
-fn pgbench_select_only_reads_land_on_the_replica() {
+#[tokio::test]
+async fn pgbench_select_only_reads_land_on_the_replica() {
     let proxy = Proxy::start(ALL_READS_TO_REPLICA);
     let db = common::unique_name("lbbench");
-    common::create_database(&db);
+    common::create_database(&db).await;
     let port = proxy.port.to_string();
     let init = common::pgbench(&[
         "-h",
@@ -171,7 +171,7 @@ fn pgbench_select_only_reads_land_on_the_replica() {
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
-    common::wait_replica_caught_up();
+    common::wait_replica_caught_up().await;
     let count = |sql: &str| {
         let o = common::psql(cluster().replica_port, "postgres", &db, sql);
         String::from_utf8_lossy(&o.stdout).to_string()
@@ -207,7 +207,7 @@ fn pgbench_select_only_reads_land_on_the_replica() {
             .next()
             .unwrap_or(0)
     };
-    std::thread::sleep(std::time::Duration::from_millis(700)); // stats are flushed about every 500 ms
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await; // stats are flushed about every 500 ms
     let after =
         count("select xact_commit from pg_stat_database where datname = current_database()");
     assert!(
