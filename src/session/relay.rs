@@ -9,6 +9,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWrite;
@@ -25,6 +26,16 @@ use crate::stream::Stream;
 
 /// Stop reading from one side while this much is waiting to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
+
+/// Pgpool-II's words for a client idle past `client_idle_limit` (sent as FATAL, not its
+/// quirky DEBUG severity, so drivers report it).
+fn idle_limit_reached(limit: u64) -> SessionError {
+    SessionError::Client(
+        PgError::fatal("57000", "unable to read data").with_detail(format!(
+            "child connection forced to terminate due to client_idle_limit:{limit} is reached"
+        )),
+    )
+}
 
 enum Event {
     ClientRead(usize),
@@ -48,6 +59,8 @@ pub struct Relay {
     active: usize,
     router: Router,
     terminated: bool,
+    /// `client_idle_limit` in seconds (0 = none).
+    idle_limit: u64,
 }
 
 impl Relay {
@@ -73,6 +86,7 @@ impl Relay {
             active: 0,
             router,
             terminated: false,
+            idle_limit: cfg.client_idle_limit,
         }
     }
 
@@ -96,7 +110,16 @@ impl Relay {
             {
                 return Ok(());
             }
-            match self.next_event(client).await? {
+            let event = if self.idle_limit > 0 && self.is_idle() {
+                let limit = Duration::from_secs(self.idle_limit);
+                match tokio::time::timeout(limit, self.next_event(client)).await {
+                    Ok(e) => e?,
+                    Err(_) => return Err(idle_limit_reached(self.idle_limit)),
+                }
+            } else {
+                self.next_event(client).await?
+            };
+            match event {
                 Event::ClientRead(0) => return Err(SessionError::ClientGone),
                 Event::ClientRead(_) => self.take_client_frames()?,
                 Event::BackendRead(0) => return Err(self.backend_closed()),
@@ -118,6 +141,14 @@ impl Relay {
                 Event::Progress => {}
             }
         }
+    }
+
+    /// Nothing is in flight: the session is waiting for its client's next request.
+    fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+            && self.asm.pending_bytes() == 0
+            && self.out.is_empty()
+            && self.slots.iter().flatten().all(Slot::idle)
     }
 
     fn backend_closed(&mut self) -> SessionError {
@@ -355,16 +386,13 @@ impl Relay {
         Ok(())
     }
 
-    /// Ends the session's hold on its backends: a backend busy with a query is cancelled
-    /// first so its locks go at once; then the connections are closed.
+    /// Ends the session's hold on its backends: each goes back to the cache when idle and
+    /// clean (after `reset_query_list`), else it is cancelled if busy and closed, so a
+    /// vanished client's locks go at once.
     pub async fn finish(self) {
         self.cancel.unregister();
         for slot in self.slots.into_iter().flatten() {
-            if !slot.idle() {
-                let _ = crate::backend::send_cancel(&slot.conn.addr, slot.conn.pid, slot.conn.key)
-                    .await;
-            }
-            slot.conn.terminate().await;
+            super::checkout::release(&self.ctx, slot).await;
         }
     }
 }
