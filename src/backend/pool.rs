@@ -149,6 +149,15 @@ impl Pool {
         }
     }
 
+    /// What a cached connection for `key` would show a client (its authentication and the
+    /// server's ParameterStatus set), without taking it: enough to greet a client whose
+    /// backend connection is taken only at its first query.
+    pub fn peek(&self, key: &PoolKey) -> Option<(AuthMemo, Vec<(String, String)>)> {
+        let inner = self.lock();
+        let last = inner.idle.get(key)?.last()?;
+        Some((last.auth.clone(), last.conn.params.clone()))
+    }
+
     fn expired(&self, idle: &Idle) -> bool {
         self.limits
             .idle_lifetime
@@ -178,8 +187,13 @@ impl Pool {
     /// connection returned longest ago is closed to make room. Returns connections that
     /// must be closed by the caller (evicted or over `child_max_connections`).
     pub fn checkin(&self, key: PoolKey, mut idle: Idle) -> Vec<BackendConn> {
-        let node = key.node;
         idle.conn.sessions_served += 1;
+        self.checkin_fresh(key, idle)
+    }
+
+    /// As [`Pool::checkin`], for a connection no session has used yet.
+    pub fn checkin_fresh(&self, key: PoolKey, mut idle: Idle) -> Vec<BackendConn> {
+        let node = key.node;
         if self.limits.max_sessions > 0 && idle.conn.sessions_served >= self.limits.max_sessions {
             if let Some(c) = self.counters(node) {
                 c.closed_max_connections.fetch_add(1, Ordering::Relaxed);

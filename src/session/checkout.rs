@@ -51,32 +51,91 @@ fn memo_of(request: &AuthRequest, cred: &Credential) -> AuthMemo {
     }
 }
 
-/// The primary connection for a new session, authenticated on both sides.
-pub async fn primary(
+/// How a new session starts: the server's parameters to greet the client with, the
+/// credential for backend connections, and the primary connection when the session keeps
+/// one from the start (when connections are not cached).
+pub struct Greeting {
+    pub params: Vec<(String, String)>,
+    pub credential: Credential,
+    pub primary: Option<Slot>,
+}
+
+/// Authenticates a new client. When a cached connection fits, the client proves what that
+/// connection was opened with and no backend is touched: the connection is taken only at
+/// the first query, so idle clients hold no backend. Otherwise a new connection is opened
+/// (the client mirrors its authentication) and, when cacheable, parked in the cache at once.
+pub async fn start(
     ctx: &Context,
     client: &mut ClientAuth<'_>,
     params: &[(String, String)],
-) -> Result<Slot, SessionError> {
+) -> Result<Greeting, SessionError> {
     let key = pool_key(ctx, 0, params);
-    if let Some(idle) = key.as_ref().and_then(|k| ctx.pool.checkout(k)) {
-        if let Some(req) = memo_request(&idle.auth) {
-            let given = client.mirror(&req).await?;
-            if let (AuthMemo::Cleartext(saved), Credential::Password(p)) = (&idle.auth, &given) {
-                if saved != p {
-                    // The connection is fine; only this client is not.
-                    if let Some(k) = key {
-                        for c in ctx.pool.checkin(k, idle) {
-                            c.terminate().await;
-                        }
-                    }
-                    return Err(auth_failed(client.user));
-                }
-            }
-        }
-        let mut slot = Slot::from_idle(idle, key);
-        adopt_application_name(&mut slot, params, ctx.config().max_message_size).await?;
-        return Ok(slot);
+    if let Some((memo, server_params)) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
+        let credential = reauthenticate(client, &memo).await?;
+        return Ok(Greeting {
+            params: with_application_name(server_params, params),
+            credential,
+            primary: None,
+        });
     }
+    let slot = open_primary(ctx, client, params, key.clone()).await?;
+    let greeting_params = slot.conn.params.clone();
+    let credential = slot.credential.clone();
+    let primary = match key {
+        Some(k) => {
+            let idle = Idle::new(slot.conn, slot.credential, slot.auth);
+            for c in ctx.pool.checkin_fresh(k, idle) {
+                c.terminate().await;
+            }
+            None
+        }
+        None => Some(slot),
+    };
+    Ok(Greeting {
+        params: greeting_params,
+        credential,
+        primary,
+    })
+}
+
+/// The client proves the credentials a cached connection was opened with (spec 4.5).
+async fn reauthenticate(
+    client: &mut ClientAuth<'_>,
+    memo: &AuthMemo,
+) -> Result<Credential, SessionError> {
+    let Some(req) = memo_request(memo) else {
+        return Ok(Credential::None);
+    };
+    let given = client.mirror(&req).await?;
+    if let (AuthMemo::Cleartext(saved), Credential::Password(p)) = (memo, &given) {
+        if saved != p {
+            return Err(auth_failed(client.user));
+        }
+    }
+    Ok(given)
+}
+
+/// The server's parameters as this client should see them: its own application_name.
+fn with_application_name(
+    mut server: Vec<(String, String)>,
+    client: &[(String, String)],
+) -> Vec<(String, String)> {
+    let want = client
+        .iter()
+        .find(|(k, _)| k == "application_name")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    crate::backend::set_param(&mut server, "application_name", &want);
+    server
+}
+
+/// Opens a new primary connection; the client mirrors the server's authentication.
+async fn open_primary(
+    ctx: &Context,
+    client: &mut ClientAuth<'_>,
+    params: &[(String, String)],
+    key: Option<PoolKey>,
+) -> Result<Slot, SessionError> {
     let cfg = ctx.config();
     let node = cfg
         .backends
@@ -117,8 +176,16 @@ pub async fn other(
     let max = ctx.config().max_message_size;
     if let Some(idle) = key.as_ref().and_then(|k| ctx.pool.checkout(k)) {
         let mut slot = Slot::from_idle(idle, key.clone());
-        if adopt_application_name(&mut slot, params, max).await.is_ok() {
-            return Ok(slot);
+        match adopt_application_name(&mut slot, params, max).await {
+            Ok(()) => {
+                tracing::debug!(
+                    node,
+                    backend_pid = slot.conn.pid,
+                    "reusing a cached connection"
+                );
+                return Ok(slot);
+            }
+            Err(e) => tracing::debug!(node, "cached connection unusable: {e}"),
         }
     }
     let cfg = ctx.config();

@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, Instrument};
 
-use crate::backend::{BackendConn, BackendError, Credential};
+use crate::backend::{BackendError, Credential};
 use crate::protocol::{self, Frame, FrameDecoder, PgError, ProtocolError};
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
@@ -131,7 +131,8 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionErr
 
 /// An authenticated session, ready for the relay.
 struct Started {
-    primary: slot::Slot,
+    /// Held from the start only when connections are not cached.
+    primary: Option<slot::Slot>,
     cancel: CancelHandle,
     /// Client bytes already read past the password message.
     buf: BytesMut,
@@ -157,7 +158,7 @@ async fn start_session(
     tracing::Span::current().record("user", user.as_str());
     let cfg = ctx.config();
     let bparams = startup::backend_params(&params, &database);
-    let primary = {
+    let greeting = {
         let mut a = auth::ClientAuth {
             stream,
             buf: &mut buf,
@@ -165,20 +166,17 @@ async fn start_session(
             stored: ctx.passwd().get(&user).cloned(),
             allow_clear_text: cfg.allow_clear_text_frontend_auth,
         };
-        checkout::primary(ctx, &mut a, &bparams).await?
+        checkout::start(ctx, &mut a, &bparams).await?
     };
     let cancel = ctx.cancel.register();
-    cancel.add_backend(&primary.conn);
-    greet(stream, &primary.conn, &cancel).await?;
-    debug!(
-        user,
-        database,
-        backend_pid = primary.conn.pid,
-        "session started"
-    );
+    if let Some(p) = &greeting.primary {
+        cancel.add_backend(&p.conn);
+    }
+    greet(stream, &greeting.params, &cancel).await?;
+    debug!(user, database, "session started");
     Ok(Started {
-        credential: primary.credential.clone(),
-        primary,
+        credential: greeting.credential,
+        primary: greeting.primary,
         cancel,
         buf,
         params: bparams,
@@ -188,16 +186,16 @@ async fn start_session(
 /// AuthenticationOk, the server's ParameterStatus set, our own BackendKeyData, ReadyForQuery.
 async fn greet(
     stream: &mut Stream,
-    conn: &BackendConn,
+    params: &[(String, String)],
     cancel: &CancelHandle,
 ) -> Result<(), SessionError> {
     let mut out = BytesMut::with_capacity(512);
     protocol::auth_ok(&mut out);
-    for (k, v) in &conn.params {
+    for (k, v) in params {
         protocol::parameter_status(&mut out, k, v);
     }
     protocol::backend_key_data(&mut out, cancel.pid(), cancel.key());
-    protocol::ready_for_query(&mut out, conn.txn_status);
+    protocol::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
     Ok(())
 }
