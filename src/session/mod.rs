@@ -79,7 +79,7 @@ pub(crate) async fn read_frame(
 pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
     let span = tracing::info_span!("session", client = %peer, user = tracing::field::Empty);
     async move {
-        let result = serve(&ctx, &mut stream).await;
+        let result = serve(&ctx, &mut stream, &peer).await;
         if let Err(e) = result {
             match &e {
                 SessionError::ClientGone => debug!("client disconnected"),
@@ -97,14 +97,34 @@ pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
     .await
 }
 
-async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionError> {
+async fn serve(ctx: &Arc<Context>, stream: &mut Stream, peer: &str) -> Result<(), SessionError> {
     let timeout = Duration::from_secs(ctx.config().authentication_timeout.max(1));
     let started = tokio::time::timeout(timeout, start_session(ctx, stream))
         .await
-        .map_err(|_| SessionError::AuthTimeout)??;
+        .map_err(|_| SessionError::AuthTimeout)
+        .and_then(|r| r)
+        .inspect_err(|e| match e {
+            SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
+            SessionError::Client(pg) if pg.code.starts_with("28") => {
+                crate::admin::auth_failed(ctx, &pg.code)
+            }
+            _ => {}
+        })?;
     let Some(started) = started else {
         return Ok(());
     };
+    let param = |k: &str| {
+        let found = started.params.iter().find(|(n, _)| n == k);
+        found.map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let new = crate::admin::NewSession {
+        pid: started.cancel.pid(),
+        client: peer.to_string(),
+        user: param("user"),
+        database: param("database"),
+        tls: false,
+    };
+    let admin = crate::admin::session_started(ctx, new, started.primary.node, &started.primary);
     let router = route::Router::new(ctx, started.params, started.credential);
     let mut s = relay::Relay::new(
         ctx.clone(),
@@ -112,6 +132,7 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionErr
         started.cancel,
         started.buf,
         router,
+        admin,
     );
     let result = s.run(stream).await;
     s.finish().await;

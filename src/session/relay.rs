@@ -18,6 +18,7 @@ use super::request::{Assembler, Request};
 use super::route::{Router, Target};
 use super::slot::Slot;
 use super::SessionError;
+use crate::admin::{ProcStatus, SessionAdmin};
 use crate::backend::BackendError;
 use crate::protocol::{FrameDecoder, PgError};
 use crate::server::{CancelHandle, Context};
@@ -48,6 +49,8 @@ pub struct Relay {
     active: usize,
     router: Router,
     terminated: bool,
+    /// Admin state: registry entry, PGPOOL SET values, admin statements prepared.
+    admin: SessionAdmin,
 }
 
 impl Relay {
@@ -57,10 +60,11 @@ impl Relay {
         cancel: CancelHandle,
         cbuf: BytesMut,
         router: Router,
+        admin: SessionAdmin,
     ) -> Relay {
         let cfg = ctx.config();
         let mut slots: Vec<Option<Slot>> = (0..cfg.backends.len().max(1)).map(|_| None).collect();
-        slots[0] = Some(primary);
+        slots[0] = Some(primary.with_stats(ctx.stats.clone()));
         Relay {
             decoder: FrameDecoder::new(cfg.max_message_size),
             ctx,
@@ -73,6 +77,7 @@ impl Relay {
             active: 0,
             router,
             terminated: false,
+            admin,
         }
     }
 
@@ -89,6 +94,7 @@ impl Relay {
         self.take_client_frames()?;
         loop {
             self.dispatch().await?;
+            self.report_status();
             if self.terminated
                 && self.queue.is_empty()
                 && self.out.is_empty()
@@ -237,9 +243,23 @@ impl Relay {
                 req.encode(&mut self.active_slot()?.bout);
                 continue;
             }
-            let in_txn = self.slots[0]
-                .as_ref()
-                .is_some_and(|s| s.conn.txn_status != b'I');
+            if let Request::Extended { frames, .. } = req {
+                if self.admin.extended.claims(frames, &self.ctx.classifier) {
+                    if !self.active_slot()?.idle() {
+                        return Ok(());
+                    }
+                    let Some(Request::Extended { frames, .. }) = self.queue.pop_front() else {
+                        continue;
+                    };
+                    self.answer_admin(|ctx, admin, explain, out, status| {
+                        crate::admin::extended::answer_batch(
+                            ctx, &frames, admin, explain, out, status,
+                        )
+                    });
+                    continue;
+                }
+            }
+            let in_txn = self.in_txn();
             let node = match self.router.route(&self.ctx, req, in_txn) {
                 Target::Node(n) => n,
                 Target::Lookup(funcs) => {
@@ -253,8 +273,9 @@ impl Relay {
                         return Ok(());
                     }
                     self.queue.pop_front();
-                    let status = self.slots[0].as_ref().map_or(b'I', |s| s.conn.txn_status);
-                    crate::admin::answer(&self.ctx, &cmd, &mut self.out, status);
+                    self.answer_admin(|ctx, admin, explain, out, status| {
+                        crate::admin::answer(ctx, &cmd, admin, explain, out, status)
+                    });
                     continue;
                 }
             };
@@ -267,6 +288,47 @@ impl Relay {
             self.send(node, req).await?;
         }
         Ok(())
+    }
+
+    fn in_txn(&self) -> bool {
+        self.slots[0]
+            .as_ref()
+            .is_some_and(|s| s.conn.txn_status != b'I')
+    }
+
+    /// Runs an admin answer with this session's admin state and router at hand.
+    fn answer_admin(
+        &mut self,
+        f: impl FnOnce(
+            &crate::server::Context,
+            &mut SessionAdmin,
+            crate::admin::Explainer<'_>,
+            &mut BytesMut,
+            u8,
+        ),
+    ) {
+        let status = self.slots[0].as_ref().map_or(b'I', |s| s.conn.txn_status);
+        let in_txn = self.in_txn();
+        self.admin.lb_node = self.router.lb_node();
+        let (router, ctx) = (&self.router, &self.ctx);
+        let mut explain = |sql: &str| router.explain(ctx, sql, in_txn);
+        f(ctx, &mut self.admin, &mut explain, &mut self.out, status);
+    }
+
+    /// Keeps `SHOW pool_processes` current: executing, idle, or idle in a transaction.
+    fn report_status(&self) {
+        let busy = !self.queue.is_empty() || self.slots.iter().flatten().any(|s| s.outstanding > 0);
+        let status = if busy {
+            ProcStatus::Executing
+        } else if self.in_txn() {
+            ProcStatus::IdleInTransaction
+        } else {
+            ProcStatus::Idle
+        };
+        self.admin.set_status(status);
+        if let Some(e) = &self.admin.entry {
+            e.info.set_lb_node(self.router.lb_node());
+        }
     }
 
     /// Asks the primary's catalog whether `funcs` are VOLATILE (writes) and caches the
@@ -316,7 +378,8 @@ impl Relay {
                     return Ok(0);
                 }
                 self.cancel.add_backend(&slot.conn);
-                self.slots[node] = Some(slot);
+                crate::admin::note_backend(&self.ctx, &self.admin, node, &slot.conn);
+                self.slots[node] = Some(slot.with_stats(self.ctx.stats.clone()));
                 Ok(node)
             }
             Err(e) => {
@@ -345,8 +408,10 @@ impl Relay {
             .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
+        crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
         for _ in 0..req.expected_ready() {
             slot.inflight.push_back((stmts.clone(), false));
+            slot.sent_at.push_back(std::time::Instant::now());
         }
         slot.outstanding += req.expected_ready();
         req.encode(&mut slot.bout);
@@ -364,6 +429,7 @@ impl Relay {
                 let _ = crate::backend::send_cancel(&slot.conn.addr, slot.conn.pid, slot.conn.key)
                     .await;
             }
+            crate::admin::note_backend_closed(&self.ctx, slot.conn.node);
             slot.conn.terminate().await;
         }
     }
