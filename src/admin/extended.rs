@@ -35,18 +35,35 @@ impl AdminStatements {
     /// Whether this batch is an admin batch. A batch that is not has its statement and
     /// portal names forgotten here, since the backend now owns those names.
     pub fn claims(&mut self, frames: &[Frame], classifier: &Classifier) -> bool {
-        let claimed = frames.iter().any(|f| match f.tag {
-            tag::PARSE => decode_parse(&f.body)
-                .ok()
-                .is_some_and(|p| admin_of(classifier, p.query).is_some()),
-            tag::BIND => decode_bind(&f.body)
-                .ok()
-                .is_some_and(|b| self.statements.contains_key(b.statement)),
-            tag::EXECUTE => decode_execute(&f.body)
-                .ok()
-                .is_some_and(|(p, _)| self.portals.contains_key(p)),
-            _ => false,
-        });
+        // Names this batch gives to backend statements and portals shadow admin ones.
+        let mut parsed: Vec<&str> = Vec::new();
+        let mut bound: Vec<&str> = Vec::new();
+        let mut claimed = false;
+        for f in frames {
+            match f.tag {
+                tag::PARSE => match decode_parse(&f.body) {
+                    Ok(p) if admin_of(classifier, p.query).is_some() => claimed = true,
+                    Ok(p) => parsed.push(p.name),
+                    Err(_) => {}
+                },
+                tag::BIND => match decode_bind(&f.body) {
+                    Ok(b)
+                        if self.statements.contains_key(b.statement)
+                            && !parsed.contains(&b.statement) =>
+                    {
+                        claimed = true
+                    }
+                    Ok(b) => bound.push(b.portal),
+                    Err(_) => {}
+                },
+                tag::EXECUTE => {
+                    if let Ok((p, _)) = decode_execute(&f.body) {
+                        claimed |= self.portals.contains_key(p) && !bound.contains(&p);
+                    }
+                }
+                _ => {}
+            }
+        }
         if !claimed {
             self.forget(frames);
         }

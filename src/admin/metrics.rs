@@ -56,7 +56,7 @@ impl prometheus_client::collector::Collector for ProxyCollector {
     }
 }
 
-/// One gauge family; an empty label set writes the bare name.
+/// One gauge family; a single unlabelled series writes the bare name.
 fn gauge(
     enc: &mut DescriptorEncoder,
     name: &str,
@@ -64,12 +64,13 @@ fn gauge(
     series: &[(Labels, f64)],
 ) -> fmt::Result {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in series {
+    if let [(labels, v)] = series {
         if labels.is_empty() {
-            ConstGauge::new(*v).encode(m.encode_family(&Vec::<(&str, String)>::new())?)?;
-        } else {
-            ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+            return ConstGauge::new(*v).encode(m);
         }
+    }
+    for (labels, v) in series {
+        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
     }
     Ok(())
 }

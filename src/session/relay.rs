@@ -21,6 +21,7 @@ use super::SessionError;
 use crate::admin::{ProcStatus, SessionAdmin};
 use crate::backend::BackendError;
 use crate::protocol::{FrameDecoder, PgError};
+use crate::router::AdminCommand;
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
@@ -271,6 +272,16 @@ impl Relay {
                 Target::Admin(cmd) => {
                     if !self.active_slot()?.idle() {
                         return Ok(());
+                    }
+                    if let AdminCommand::ExplainRoute(sql) = &cmd {
+                        // Explain with the same catalog knowledge the real routing uses.
+                        let funcs = self.router.explain_lookups(&self.ctx, sql);
+                        if !funcs.is_empty() {
+                            if !self.look_up_volatility(&funcs).await? {
+                                return Ok(());
+                            }
+                            continue;
+                        }
                     }
                     self.queue.pop_front();
                     self.answer_admin(|ctx, admin, explain, out, status| {

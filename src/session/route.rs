@@ -167,6 +167,17 @@ impl Router {
         self.policy.lb_node()
     }
 
+    /// Functions whose volatility `PGPOOL EXPLAIN ROUTE <sql>` needs looked up first.
+    pub fn explain_lookups(&self, ctx: &Context, sql: &str) -> Vec<String> {
+        let stmt = self.classifier.classify(sql);
+        let known =
+            |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));
+        match self.policy.route(&stmt, &self.rcfg, &known) {
+            RouteResult::NeedVolatility(funcs) => funcs,
+            RouteResult::Decided(_) => Vec::new(),
+        }
+    }
+
     /// Where `sql` would go now and why (`PGPOOL EXPLAIN ROUTE`); changes no state.
     pub fn explain(&self, ctx: &Context, sql: &str, in_txn: bool) -> crate::admin::Explained {
         let stmt = self.classifier.classify(sql);
