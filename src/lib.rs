@@ -10,4 +10,5 @@ pub mod protocol;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod stream;

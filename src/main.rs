@@ -99,7 +99,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cli.discard_status,
         &cli.mode,
         &cli.hba_file,
-        &cli.pcp_file,
         &cli.key_file,
     );
     let passwd = load_passwd(&cfg)?;
@@ -115,9 +114,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION")
         );
         let ctx: Arc<Context> = Context::new(cfg, passwd);
+        start_admin_servers(&ctx, cli.pcp_file.as_deref()).await?;
         tokio::select! {
-            _ = server::serve(ctx, tcp, unix) => {}
+            _ = server::serve(ctx.clone(), tcp, unix) => {}
             _ = tokio::signal::ctrl_c() => info!("interrupted, shutting down"),
+            _ = ctx.shutdown_requested.notified() => info!("shutdown requested, shutting down"),
         }
         Ok(())
     })
@@ -139,4 +140,32 @@ fn load_passwd(cfg: &Config) -> anyhow::Result<PoolPasswd> {
             Ok(PoolPasswd::default())
         }
     }
+}
+
+/// The PCP server (with `pcp.conf` from `-F`) and the metrics/health HTTP server.
+async fn start_admin_servers(
+    ctx: &Arc<Context>,
+    pcp_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = pcp_file {
+        match pgpool::auth::pcp_conf::PcpUsers::load(path) {
+            Ok(users) => ctx.set_pcp_users(users),
+            Err(e) => warn!("could not read pcp.conf {}: {e}", path.display()),
+        }
+    }
+    let (tcp, unix) = pgpool::admin::pcp::bind(ctx)
+        .await
+        .context("PCP listener")?;
+    tokio::spawn(pgpool::admin::pcp::serve(ctx.clone(), tcp, unix));
+    let http = pgpool::admin::http::bind(ctx)
+        .await
+        .context("metrics listener")?;
+    if !http.is_empty() {
+        info!(
+            port = ctx.config().metrics_port,
+            "metrics and health on HTTP"
+        );
+    }
+    tokio::spawn(pgpool::admin::http::serve(ctx.clone(), http));
+    Ok(())
 }

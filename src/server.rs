@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,12 +12,15 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
+use crate::admin::SessionRegistry;
 use crate::auth::passwd::PoolPasswd;
+use crate::auth::pcp_conf::PcpUsers;
 use crate::backend::{send_cancel, BackendAddr, BackendConn, Pool, PoolLimits};
 use crate::config::Config;
 use crate::protocol::PgError;
 use crate::router::{Classifier, ClassifyOptions, RouterConfig};
 use crate::session::router_config;
+use crate::stats::Stats;
 use crate::stream::Stream;
 
 /// Everything sessions share. Config and credentials are swapped whole on reload, so readers
@@ -39,6 +42,18 @@ pub struct Context {
     refuse_when_full: bool,
     /// Clients waiting for a slot now.
     pub waiting_clients: AtomicUsize,
+    /// Counters read by SHOW pool_*, PCP and /metrics.
+    pub stats: Arc<Stats>,
+    /// Client sessions now running (SHOW pool_processes / pool_pools, PCP proc_info).
+    pub sessions: Arc<SessionRegistry>,
+    /// Set when shutting down: /readyz fails so Kubernetes stops sending clients.
+    pub draining: AtomicBool,
+    /// Notified by PCP `pcp_stop_pgpool`: the owner of the process lifecycle shuts down.
+    pub shutdown_requested: tokio::sync::Notify,
+    /// Notified by PCP `pcp_reload_config`: the owner of the configuration reloads it.
+    pub reload_requested: tokio::sync::Notify,
+    /// `pcp.conf` users (`-F`); empty refuses every PCP login.
+    pcp_users: ArcSwap<PcpUsers>,
 }
 
 impl Context {
@@ -69,6 +84,12 @@ impl Context {
             passwd: ArcSwap::from_pointee(passwd),
             cancel: Arc::new(CancelRegistry::default()),
             volatility: Mutex::new(HashMap::new()),
+            stats: Arc::new(Stats::default()),
+            sessions: Arc::new(SessionRegistry::default()),
+            draining: AtomicBool::new(false),
+            shutdown_requested: tokio::sync::Notify::new(),
+            reload_requested: tokio::sync::Notify::new(),
+            pcp_users: ArcSwap::from_pointee(PcpUsers::default()),
         })
     }
 
@@ -118,6 +139,15 @@ impl Context {
 
     pub fn passwd(&self) -> Arc<PoolPasswd> {
         self.passwd.load_full()
+    }
+
+    pub fn pcp_users(&self) -> Arc<PcpUsers> {
+        self.pcp_users.load_full()
+    }
+
+    /// Installs the `pcp.conf` users (at start and on reload).
+    pub fn set_pcp_users(&self, users: PcpUsers) {
+        self.pcp_users.store(Arc::new(users));
     }
 }
 

@@ -253,6 +253,7 @@ pub async fn release(ctx: &Context, slot: Slot) {
             let _ = backend::send_cancel(&c.addr, c.pid, c.key).await;
         }
         ctx.pool.note_dirty(node);
+        crate::admin::note_backend_closed(ctx, node);
         slot.conn.terminate().await;
         return;
     };
@@ -270,6 +271,7 @@ pub async fn release(ctx: &Context, slot: Slot) {
         .await;
         if !matches!(ok, Ok(Ok(None))) || slot.conn.txn_status != b'I' {
             ctx.pool.note_dirty(node);
+            crate::admin::note_backend_closed(ctx, node);
             slot.conn.terminate().await;
             return;
         }

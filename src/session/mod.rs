@@ -80,7 +80,7 @@ pub(crate) async fn read_frame(
 pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
     let span = tracing::info_span!("session", client = %peer, user = tracing::field::Empty);
     async move {
-        let result = serve(&ctx, &mut stream).await;
+        let result = serve(&ctx, &mut stream, &peer).await;
         if let Err(e) = result {
             match &e {
                 SessionError::ClientGone => debug!("client disconnected"),
@@ -98,7 +98,7 @@ pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
     .await
 }
 
-async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionError> {
+async fn serve(ctx: &Arc<Context>, stream: &mut Stream, peer: &str) -> Result<(), SessionError> {
     let timeout = Duration::from_secs(ctx.config().authentication_timeout.max(1));
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let first = tokio::time::timeout(timeout, startup::read_first_packet(stream, &mut buf))
@@ -115,7 +115,28 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionErr
     let _permit = ctx.admit().await.map_err(SessionError::Client)?;
     let started = tokio::time::timeout(timeout, start_session(ctx, stream, params, buf))
         .await
-        .map_err(|_| SessionError::AuthTimeout)??;
+        .map_err(|_| SessionError::AuthTimeout)
+        .and_then(|r| r)
+        .inspect_err(|e| match e {
+            SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
+            SessionError::Client(pg) if pg.code.starts_with("28") => {
+                crate::admin::auth_failed(ctx, &pg.code)
+            }
+            _ => {}
+        })?;
+    let param = |k: &str| {
+        let found = started.params.iter().find(|(n, _)| n == k);
+        found.map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let new = crate::admin::NewSession {
+        pid: started.cancel.pid(),
+        client: peer.to_string(),
+        user: param("user"),
+        database: param("database"),
+        tls: false,
+    };
+    let primary = started.primary.as_ref().map(|p| (p.conn.node, &p.conn));
+    let admin = crate::admin::session_started(ctx, new, primary);
     let router = route::Router::new(ctx, started.params, started.credential);
     let mut s = relay::Relay::new(
         ctx.clone(),
@@ -123,6 +144,7 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionErr
         started.cancel,
         started.buf,
         router,
+        admin,
     );
     let result = s.run(stream).await;
     s.finish().await;

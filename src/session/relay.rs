@@ -19,8 +19,10 @@ use super::request::{Assembler, Request};
 use super::route::{Router, Target};
 use super::slot::Slot;
 use super::SessionError;
+use crate::admin::{ProcStatus, SessionAdmin};
 use crate::backend::BackendError;
 use crate::protocol::{FrameDecoder, PgError};
+use crate::router::AdminCommand;
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
@@ -94,6 +96,8 @@ pub struct Relay {
     terminated: bool,
     /// `client_idle_limit` in seconds (0 = none).
     idle_limit: u64,
+    /// Admin state: registry entry, PGPOOL SET values, admin statements prepared.
+    admin: SessionAdmin,
 }
 
 impl Relay {
@@ -103,10 +107,11 @@ impl Relay {
         cancel: CancelHandle,
         cbuf: BytesMut,
         router: Router,
+        admin: SessionAdmin,
     ) -> Relay {
         let cfg = ctx.config();
         let mut slots: Vec<Option<Slot>> = (0..cfg.backends.len().max(1)).map(|_| None).collect();
-        slots[0] = primary;
+        slots[0] = primary.map(|p| p.with_stats(ctx.stats.clone()));
         Relay {
             decoder: FrameDecoder::new(cfg.max_message_size),
             ctx,
@@ -120,6 +125,7 @@ impl Relay {
             router,
             terminated: false,
             idle_limit: cfg.client_idle_limit,
+            admin,
         }
     }
 
@@ -134,6 +140,7 @@ impl Relay {
         self.take_client_frames()?;
         loop {
             self.dispatch().await?;
+            self.report_status();
             if self.terminated && self.queue.is_empty() && self.out.is_empty() && self.active_idle()
             {
                 return Ok(());
@@ -280,9 +287,23 @@ impl Relay {
                 }
                 continue;
             }
-            let in_txn = self.slots[0]
-                .as_ref()
-                .is_some_and(|s| s.conn.txn_status != b'I');
+            if let Request::Extended { frames, .. } = req {
+                if self.admin.extended.claims(frames, &self.ctx.classifier) {
+                    if !self.active_idle() {
+                        return Ok(());
+                    }
+                    let Some(Request::Extended { frames, .. }) = self.queue.pop_front() else {
+                        continue;
+                    };
+                    self.answer_admin(|ctx, admin, explain, out, status| {
+                        crate::admin::extended::answer_batch(
+                            ctx, &frames, admin, explain, out, status,
+                        )
+                    });
+                    continue;
+                }
+            }
+            let in_txn = self.in_txn();
             let node = match self.router.route(&self.ctx, req, in_txn) {
                 Target::Node(n) => n,
                 Target::Lookup(funcs) => {
@@ -295,9 +316,20 @@ impl Relay {
                     if !self.active_idle() {
                         return Ok(());
                     }
+                    if let AdminCommand::ExplainRoute(sql) = &cmd {
+                        // Explain with the same catalog knowledge the real routing uses.
+                        let funcs = self.router.explain_lookups(&self.ctx, sql);
+                        if !funcs.is_empty() {
+                            if !self.look_up_volatility(&funcs).await? {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    }
                     self.queue.pop_front();
-                    let status = self.slots[0].as_ref().map_or(b'I', |s| s.conn.txn_status);
-                    crate::admin::answer(&self.ctx, &cmd, &mut self.out, status);
+                    self.answer_admin(|ctx, admin, explain, out, status| {
+                        crate::admin::answer(ctx, &cmd, admin, explain, out, status)
+                    });
                     continue;
                 }
             };
@@ -310,6 +342,47 @@ impl Relay {
             self.send(node, req).await?;
         }
         Ok(())
+    }
+
+    fn in_txn(&self) -> bool {
+        self.slots[0]
+            .as_ref()
+            .is_some_and(|s| s.conn.txn_status != b'I')
+    }
+
+    /// Runs an admin answer with this session's admin state and router at hand.
+    fn answer_admin(
+        &mut self,
+        f: impl FnOnce(
+            &crate::server::Context,
+            &mut SessionAdmin,
+            crate::admin::Explainer<'_>,
+            &mut BytesMut,
+            u8,
+        ),
+    ) {
+        let status = self.slots[0].as_ref().map_or(b'I', |s| s.conn.txn_status);
+        let in_txn = self.in_txn();
+        self.admin.lb_node = self.router.lb_node();
+        let (router, ctx) = (&self.router, &self.ctx);
+        let mut explain = |sql: &str| router.explain(ctx, sql, in_txn);
+        f(ctx, &mut self.admin, &mut explain, &mut self.out, status);
+    }
+
+    /// Keeps `SHOW pool_processes` current: executing, idle, or idle in a transaction.
+    fn report_status(&self) {
+        let busy = !self.queue.is_empty() || self.slots.iter().flatten().any(|s| s.outstanding > 0);
+        let status = if busy {
+            ProcStatus::Executing
+        } else if self.in_txn() {
+            ProcStatus::IdleInTransaction
+        } else {
+            ProcStatus::Idle
+        };
+        self.admin.set_status(status);
+        if let Some(e) = &self.admin.entry {
+            e.info.set_lb_node(self.router.lb_node());
+        }
     }
 
     /// Asks the primary's catalog whether `funcs` are VOLATILE (writes) and caches the
@@ -362,7 +435,8 @@ impl Relay {
         match opened {
             Ok(slot) => {
                 self.cancel.add_backend(&slot.conn);
-                self.slots[node] = Some(slot);
+                crate::admin::note_backend(&self.ctx, &self.admin, node, &slot.conn);
+                self.slots[node] = Some(slot.with_stats(self.ctx.stats.clone()));
                 Ok(node)
             }
             // Without the primary there is nothing to fall back to.
@@ -393,8 +467,10 @@ impl Relay {
             .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
+        crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
         for _ in 0..req.expected_ready() {
             slot.inflight.push_back((stmts.clone(), false));
+            slot.sent_at.push_back(std::time::Instant::now());
         }
         slot.outstanding += req.expected_ready();
         req.encode(&mut slot.bout);
