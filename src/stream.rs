@@ -24,6 +24,14 @@ impl Stream {
     pub fn is_unix(&self) -> bool {
         matches!(self, Stream::Unix(_))
     }
+
+    /// Whether TLS protects this connection (pool_hba.conf's `hostssl` / `hostnossl`).
+    /// Spelled as a full match so a new transport has to decide.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
 }
 
 impl AsyncRead for Stream {

@@ -16,11 +16,12 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, Instrument};
 
-use crate::backend::{self, BackendConn, BackendError, Credential, NodeAddr, Startup};
+use crate::backend::{BackendConn, BackendError, Credential, NodeAddr};
 use crate::protocol::{self, Frame, FrameDecoder, PgError, ProtocolError};
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
+pub use auth::ClientInfo;
 pub use routecfg::router_config;
 pub use startup::FirstPacket;
 
@@ -76,10 +77,10 @@ pub(crate) async fn read_frame(
 }
 
 /// Runs a client connection to its end. Errors are reported to the client here.
-pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
-    let span = tracing::info_span!("session", client = %peer, user = tracing::field::Empty);
+pub async fn run(ctx: Arc<Context>, mut stream: Stream, client: ClientInfo) {
+    let span = tracing::info_span!("session", client = %client, user = tracing::field::Empty);
     async move {
-        let result = serve(&ctx, &mut stream).await;
+        let result = serve(&ctx, &mut stream, &client).await;
         if let Err(e) = result {
             match &e {
                 SessionError::ClientGone => debug!("client disconnected"),
@@ -97,11 +98,21 @@ pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
     .await
 }
 
-async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionError> {
-    let timeout = Duration::from_secs(ctx.config().authentication_timeout.max(1));
-    let started = tokio::time::timeout(timeout, start_session(ctx, stream))
+async fn serve(
+    ctx: &Arc<Context>,
+    stream: &mut Stream,
+    client: &ClientInfo,
+) -> Result<(), SessionError> {
+    // authentication_timeout = 0 means no limit, as in Pgpool-II.
+    let started = match ctx.config().authentication_timeout {
+        0 => start_session(ctx, stream, client).await?,
+        secs => tokio::time::timeout(
+            Duration::from_secs(secs),
+            start_session(ctx, stream, client),
+        )
         .await
-        .map_err(|_| SessionError::AuthTimeout)??;
+        .map_err(|_| SessionError::AuthTimeout)??,
+    };
     let Some(started) = started else {
         return Ok(());
     };
@@ -134,6 +145,7 @@ struct Started {
 async fn start_session(
     ctx: &Arc<Context>,
     stream: &mut Stream,
+    client: &ClientInfo,
 ) -> Result<Option<Started>, SessionError> {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let params = match startup::read_first_packet(stream, &mut buf).await? {
@@ -161,30 +173,15 @@ async fn start_session(
         port: node.port,
     };
     let bparams = startup::backend_params(&params, &database);
-    let connect_timeout = Duration::from_millis(cfg.connect_timeout.max(1));
-    let mut credential = Credential::None;
-    let conn = match backend::start(&addr, &bparams, connect_timeout, cfg.max_message_size).await? {
-        Startup::Ready(c) => c,
-        Startup::NeedsAuth(pending) => {
-            let mut a = auth::ClientAuth {
-                stream,
-                buf: &mut buf,
-                user: &user,
-                stored: ctx.passwd().get(&user).cloned(),
-                allow_clear_text: cfg.allow_clear_text_frontend_auth,
-            };
-            credential = a.mirror(&pending).await?;
-            pending.complete(&credential).await.map_err(|e| match e {
-                BackendError::Server(pg) if pg.code == "28P01" => {
-                    SessionError::Client(PgError::fatal(
-                        "28P01",
-                        format!("password authentication failed for user \"{user}\""),
-                    ))
-                }
-                other => other.into(),
-            })?
-        }
+    let login = auth::Login {
+        ctx,
+        client,
+        user: &user,
+        database: &database,
+        primary: &addr,
+        params: &bparams,
     };
+    let (conn, credential) = auth::login(stream, &mut buf, &login).await?;
     let cancel = ctx.cancel.register();
     cancel.add_backend(&conn);
     greet(stream, &conn, &cancel).await?;
