@@ -271,6 +271,37 @@ async fn hba_reject_and_no_matching_line_are_28000() {
     assert_eq!(first_auth_code(proxy.port, "postgres").await, Some(0));
 }
 
+#[tokio::test]
+async fn hba_tells_the_unix_socket_from_tcp_and_ssl_from_plain() {
+    let pw = "via-the-socket";
+    let role = create_role(Backend::Scram, pw).await;
+    wait_replica_caught_up().await;
+    let hba = "local all all scram-sha-256\n\
+               hostssl all all 127.0.0.1/32 trust\n\
+               hostnossl all all 127.0.0.1/32 md5\n";
+    let proxy = hba_proxy(hba, &entry(&role, pw, Stored::Aes));
+    // TCP without TLS skips the hostssl line and lands on hostnossl's md5.
+    assert_eq!(first_auth_code(proxy.port, &role).await, Some(5));
+    assert_login(&proxy, &role, pw).await;
+    // The Unix socket is `local`: SCRAM there.
+    let socket = format!(
+        "host={} port={} user={role} dbname=postgres password={pw}",
+        proxy.dir.path().display(),
+        proxy.port
+    );
+    let c = common::connect_str(&socket)
+        .await
+        .unwrap_or_else(|e| panic!("unix socket login: {e}\n{}", proxy.log()));
+    let row = c
+        .query_one("/*NO LOAD BALANCE*/ SELECT inet_server_port()", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), i32::from(cluster().primary_port));
+    let wrong = socket.replace(pw, "wrong");
+    let err = common::connect_str(&wrong).await.err().unwrap();
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("28P01"));
+}
+
 /// The classic Kubernetes mistake: an md5 entry in front of a SCRAM backend. The message
 /// says what is wrong and what to store instead.
 async fn assert_md5_entry_vs_scram_backend_explained(proxy: &Proxy, role: &str, pw: &str) {
@@ -316,13 +347,30 @@ async fn env_credentials_alone_serve_a_scram_backend() {
     let role = create_role(Backend::Scram, pw).await;
     wait_replica_caught_up().await;
     let proxy = Proxy::builder()
+        .pool_passwd("someone:TEXTelse\n")
         .env("POSTGRES_USERNAME", &role)
         .env("POSTGRES_PASSWORD", pw)
+        .env("PGPOOL_PCP_USER", "pcpadmin")
+        .env("PGPOOL_PCP_PASSWORD", "pcp-Secret")
         .env("PGPOOL_LOG", "trace")
         .start();
-    let stored = std::fs::read_to_string(proxy.dir.path().join("pool_passwd")).unwrap();
-    assert!(stored.starts_with(&format!("{role}:AES")), "{stored}");
-    assert_private(&proxy.dir.path().join("pool_passwd"));
+    let dir = proxy.dir.path();
+    // Merged into the existing file, AES with a key generated next to pgpool.conf.
+    let stored = std::fs::read_to_string(dir.join("pool_passwd")).unwrap();
+    let aes = stored
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{role}:")))
+        .unwrap_or_else(|| panic!("no entry for {role}:\n{stored}"));
+    assert!(aes.starts_with("AES"), "{stored}");
+    assert!(stored.starts_with("someone:TEXTelse\n"), "{stored}");
+    let pcp = std::fs::read_to_string(dir.join("pcp.conf")).unwrap();
+    assert_eq!(
+        pcp,
+        format!("pcpadmin:{}\n", pgpool::auth::md5_hex(b"pcp-Secret"))
+    );
+    for file in ["pool_passwd", ".pgpoolkey", "pcp.conf"] {
+        assert_private(&dir.join(file));
+    }
     let ok = common::psql_cmd(proxy.port, &role, "postgres")
         .env("PGPASSWORD", pw)
         .args(["-c", "SELECT current_user"])
@@ -348,7 +396,7 @@ async fn env_credentials_alone_serve_a_scram_backend() {
         )),
         "{err}"
     );
-    assert_no_secret(&proxy, &[pw, "guess", stored.trim_end()]);
+    assert_no_secret(&proxy, &[pw, "guess", aes, "pcp-Secret"]);
 }
 
 #[cfg(unix)]
