@@ -335,10 +335,13 @@ async fn hba_off_mirrors_a_scram_backend_with_a_real_scram_exchange() {
         .start();
     assert_eq!(first_auth_code(proxy.port, &role).await, Some(10));
     assert_login(&proxy, &role, pw).await;
+    // Now a cached connection fits: the client must still prove the password with SCRAM.
+    assert_eq!(first_auth_code(proxy.port, &role).await, Some(10));
     assert_eq!(
         login_error(&proxy, &role, "wrong").await,
         wrong_password(&role)
     );
+    assert_login(&proxy, &role, pw).await;
 }
 
 #[tokio::test]

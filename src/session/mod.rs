@@ -2,6 +2,7 @@
 //! decide where it goes, forward it, stream the answer back) until the client leaves.
 
 mod auth;
+mod checkout;
 mod relay;
 mod request;
 mod route;
@@ -16,7 +17,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, Instrument};
 
-use crate::backend::{BackendConn, BackendError, Credential, NodeAddr};
+use crate::backend::{BackendError, Credential};
 use crate::protocol::{self, Frame, FrameDecoder, PgError, ProtocolError};
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
@@ -103,23 +104,22 @@ async fn serve(
     stream: &mut Stream,
     client: &ClientInfo,
 ) -> Result<(), SessionError> {
-    // authentication_timeout = 0 means no limit, as in Pgpool-II.
-    let started = match ctx.config().authentication_timeout {
-        0 => start_session(ctx, stream, client).await?,
-        secs => tokio::time::timeout(
-            Duration::from_secs(secs),
-            start_session(ctx, stream, client),
-        )
-        .await
-        .map_err(|_| SessionError::AuthTimeout)??,
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let first = within_auth_timeout(ctx, startup::read_first_packet(stream, &mut buf)).await?;
+    let params = match first {
+        FirstPacket::Cancel { pid, key } => {
+            ctx.cancel.cancel(pid, key).await;
+            return Ok(());
+        }
+        FirstPacket::Startup(p) => p,
     };
-    let Some(started) = started else {
-        return Ok(());
-    };
+    // Waiting for a free slot is not part of authentication: no timeout here (FIFO).
+    let _permit = ctx.admit().await.map_err(SessionError::Client)?;
+    let started = within_auth_timeout(ctx, start_session(ctx, stream, client, params, buf)).await?;
     let router = route::Router::new(ctx, started.params, started.credential);
     let mut s = relay::Relay::new(
         ctx.clone(),
-        slot::Slot::new(started.primary),
+        started.primary,
         started.cancel,
         started.buf,
         router,
@@ -129,9 +129,23 @@ async fn serve(
     result
 }
 
+/// Runs `fut` within `authentication_timeout` (0 = no limit, as in Pgpool-II).
+async fn within_auth_timeout<T>(
+    ctx: &Context,
+    fut: impl std::future::Future<Output = Result<T, SessionError>>,
+) -> Result<T, SessionError> {
+    match ctx.config().authentication_timeout {
+        0 => fut.await,
+        secs => tokio::time::timeout(Duration::from_secs(secs), fut)
+            .await
+            .map_err(|_| SessionError::AuthTimeout)?,
+    }
+}
+
 /// An authenticated session, ready for the relay.
 struct Started {
-    primary: BackendConn,
+    /// Held from the start only when connections are not cached.
+    primary: Option<slot::Slot>,
     cancel: CancelHandle,
     /// Client bytes already read past the password message.
     buf: BytesMut,
@@ -141,20 +155,14 @@ struct Started {
     credential: Credential,
 }
 
-/// Startup packet, authentication, backend connection and the greeting to the client.
+/// Authentication, the primary connection and the greeting to the client.
 async fn start_session(
     ctx: &Arc<Context>,
     stream: &mut Stream,
     client: &ClientInfo,
-) -> Result<Option<Started>, SessionError> {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
-    let params = match startup::read_first_packet(stream, &mut buf).await? {
-        FirstPacket::Cancel { pid, key } => {
-            ctx.cancel.cancel(pid, key).await;
-            return Ok(None);
-        }
-        FirstPacket::Startup(p) => p,
-    };
+    params: Vec<(String, String)>,
+    mut buf: BytesMut,
+) -> Result<Started, SessionError> {
     let (user, database) = startup::user_and_database(&params).ok_or_else(|| {
         SessionError::Client(PgError::fatal(
             "28000",
@@ -163,51 +171,48 @@ async fn start_session(
     })?;
     tracing::Span::current().record("user", user.as_str());
     let cfg = ctx.config();
-    let node = cfg
-        .backends
-        .first()
-        .ok_or_else(|| SessionError::Client(PgError::fatal("08006", "no backend is configured")))?;
-    let addr = NodeAddr {
-        node: node.id,
-        host: node.hostname.clone(),
-        port: node.port,
-    };
     let bparams = startup::backend_params(&params, &database);
-    let login = auth::Login {
-        ctx,
-        client,
-        user: &user,
-        database: &database,
-        primary: &addr,
-        params: &bparams,
+    let greeting = {
+        let mut a = auth::ClientAuth {
+            stream,
+            buf: &mut buf,
+            user: &user,
+            stored: ctx.passwd().get(&user).cloned(),
+            allow_clear_text: cfg.allow_clear_text_frontend_auth,
+            scram: &ctx.scram,
+        };
+        // With pool_hba on, the client is authenticated here, before any backend.
+        let verified = auth::pool_hba(&mut a, ctx, client, &database).await?;
+        checkout::start(ctx, &mut a, &bparams, verified).await?
     };
-    let (conn, credential) = auth::login(stream, &mut buf, &login).await?;
     let cancel = ctx.cancel.register();
-    cancel.add_backend(&conn);
-    greet(stream, &conn, &cancel).await?;
-    debug!(user, database, backend_pid = conn.pid, "session started");
-    Ok(Some(Started {
-        primary: conn,
+    if let Some(p) = &greeting.primary {
+        cancel.add_backend(&p.conn);
+    }
+    greet(stream, &greeting.params, &cancel).await?;
+    debug!(user, database, "session started");
+    Ok(Started {
+        credential: greeting.credential,
+        primary: greeting.primary,
         cancel,
         buf,
         params: bparams,
-        credential,
-    }))
+    })
 }
 
 /// AuthenticationOk, the server's ParameterStatus set, our own BackendKeyData, ReadyForQuery.
 async fn greet(
     stream: &mut Stream,
-    conn: &BackendConn,
+    params: &[(String, String)],
     cancel: &CancelHandle,
 ) -> Result<(), SessionError> {
     let mut out = BytesMut::with_capacity(512);
     protocol::auth_ok(&mut out);
-    for (k, v) in &conn.params {
+    for (k, v) in params {
         protocol::parameter_status(&mut out, k, v);
     }
     protocol::backend_key_data(&mut out, cancel.pid(), cancel.key());
-    protocol::ready_for_query(&mut out, conn.txn_status);
+    protocol::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
     Ok(())
 }

@@ -3,7 +3,6 @@
 //! re-prepare), and opens backend connections lazily.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -11,7 +10,7 @@ use std::sync::Arc;
 
 use super::request::Request;
 use super::slot::Slot;
-use crate::backend::{self, BackendError, Credential, NodeAddr, Startup};
+use crate::backend::{BackendError, Credential};
 use crate::protocol::{
     self, decode_bind, decode_parse, decode_query, decode_target, tag, Frame, PgError,
 };
@@ -253,24 +252,9 @@ impl Router {
         self.policy.fall_back_to_primary();
     }
 
-    /// Opens an authenticated connection to `node` for this session's user and database.
+    /// A connection to `node` for this session's user and database (cached or new).
     pub async fn connect(&self, ctx: &Context, node: usize) -> Result<Slot, BackendError> {
-        let cfg = ctx.config();
-        let b = cfg
-            .backends
-            .get(node)
-            .ok_or(BackendError::Closed { node })?;
-        let addr = NodeAddr {
-            node,
-            host: b.hostname.clone(),
-            port: b.port,
-        };
-        let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
-        let conn = match backend::start(&addr, &self.params, timeout, cfg.max_message_size).await? {
-            Startup::Ready(c) => c,
-            Startup::NeedsAuth(p) => p.complete(&self.credential).await?,
-        };
-        Ok(Slot::new(conn))
+        super::checkout::other(ctx, node, &self.params, &self.credential).await
     }
 
     /// Brings a newly opened backend to the session's state.

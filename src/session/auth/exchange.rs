@@ -8,19 +8,26 @@ use tokio::io::AsyncWriteExt;
 use super::super::{read_frame, SessionError};
 use crate::auth::md5::{md5_hex, md5_salted, pg_md5_password};
 use crate::auth::passwd::StoredPassword;
-use crate::auth::scram::{ScramError, ScramSecret, ScramServer};
+use crate::auth::scram::{ScramError, ScramSecret, ScramSecretCache, ScramServer};
 use crate::protocol::{self, tag, FrameDecoder, PgError};
 use crate::stream::Stream;
 
 /// Password messages are small; a long one is an attack, not a password.
 const MAX_AUTH_MESSAGE: u64 = 64 * 1024;
 
-/// The client connection during authentication.
+/// The client connection during authentication, with what pool_passwd holds for the user.
 pub struct ClientAuth<'a> {
     pub stream: &'a mut Stream,
     /// Client bytes read so far; what follows the last auth message stays here.
     pub buf: &'a mut BytesMut,
     pub user: &'a str,
+    /// The user's pool_passwd entry.
+    pub stored: Option<StoredPassword>,
+    /// `allow_clear_text_frontend_auth`: ask for a clear-text password when pool_passwd
+    /// cannot serve the method the backend wants (hba off only).
+    pub allow_clear_text: bool,
+    /// Derived SCRAM secrets shared by all sessions.
+    pub scram: &'a ScramSecretCache,
 }
 
 /// FATAL 28P01, PostgreSQL's words for a wrong password. Unknown users get exactly the same,

@@ -8,7 +8,7 @@ use super::exchange::{cleartext_matches, password_failed, ClientAuth};
 use super::{ClientInfo, SessionError};
 use crate::auth::md5::pg_md5_password;
 use crate::auth::passwd::StoredPassword;
-use crate::auth::scram::{ScramSecret, ScramSecretCache};
+use crate::auth::scram::ScramSecret;
 use crate::auth::{HbaFile, HbaMethod, HbaRequest};
 use crate::backend::Credential;
 use crate::protocol::PgError;
@@ -75,65 +75,74 @@ fn hba_error(message: String) -> SessionError {
     SessionError::Client(PgError::fatal("28000", message))
 }
 
-/// Runs `method` with the client and returns what the proxy will answer backends with.
-pub async fn authenticate(
-    a: &mut ClientAuth<'_>,
-    method: HbaMethod,
-    stored: Option<StoredPassword>,
-    scram: &ScramSecretCache,
-) -> Result<Credential, SessionError> {
-    let user = a.user;
-    match method {
-        HbaMethod::Trust => Ok(credential_of(stored)),
-        HbaMethod::Password => {
-            let pw = a.ask_cleartext().await?;
-            // Without an entry the backend is the judge, as in Pgpool-II.
-            if let Some(s) = &stored {
-                if !cleartext_matches(user, s, &pw) {
-                    explain_failure("password", s);
+impl ClientAuth<'_> {
+    /// Runs `method` with the client and returns what the proxy will answer backends with.
+    pub async fn hba_method(&mut self, method: HbaMethod) -> Result<Credential, SessionError> {
+        let user = self.user;
+        let stored = self.stored.clone();
+        match method {
+            HbaMethod::Trust => Ok(credential_of(stored)),
+            HbaMethod::Password => {
+                let pw = self.ask_cleartext().await?;
+                // Without an entry the backend is the judge, as in Pgpool-II.
+                if let Some(s) = &stored {
+                    if !cleartext_matches(user, s, &pw) {
+                        explain_failure("password", s);
+                        return Err(password_failed(user));
+                    }
+                }
+                Ok(Credential::Password(pw))
+            }
+            HbaMethod::Md5 => {
+                let hash = match &stored {
+                    Some(StoredPassword::Md5(h)) => Some(h.clone()),
+                    Some(StoredPassword::Plain(p)) => Some(pg_md5_password(user, p)),
+                    _ => None,
+                };
+                let Some(hash) = hash else {
+                    return self.unusable(false, "md5").await;
+                };
+                if !self.md5_challenge(&hash).await? {
                     return Err(password_failed(user));
                 }
+                Ok(credential_of(stored))
             }
-            Ok(Credential::Password(pw))
-        }
-        HbaMethod::Md5 => {
-            let hash = match &stored {
-                Some(StoredPassword::Md5(h)) => Some(h.clone()),
-                Some(StoredPassword::Plain(p)) => Some(pg_md5_password(user, p)),
-                _ => None,
-            };
-            let Some(hash) = hash else {
-                return unusable(a, false, "md5", stored.as_ref()).await;
-            };
-            if !a.md5_challenge(&hash).await? {
-                return Err(password_failed(user));
+            HbaMethod::ScramSha256 => {
+                let secret = match &stored {
+                    Some(StoredPassword::Plain(p)) => Some(self.scram.get_or_derive(user, p)),
+                    Some(StoredPassword::ScramVerifier(v)) => ScramSecret::from_verifier(v).ok(),
+                    _ => None,
+                };
+                let Some(secret) = secret else {
+                    return self.unusable(true, "scram-sha-256").await;
+                };
+                if !self.scram_exchange(secret).await? {
+                    return Err(password_failed(user));
+                }
+                Ok(credential_of(stored))
             }
-            Ok(credential_of(stored))
+            // Client certificates arrive with TLS; until one is presented, `cert` refuses.
+            HbaMethod::Cert => Err(SessionError::Client(
+                PgError::fatal(
+                    "28000",
+                    format!("certificate authentication failed for user \"{user}\""),
+                )
+                .with_detail("connection requires a valid client certificate"),
+            )),
+            // choose_method never returns Reject; refuse anyway rather than let anyone in.
+            HbaMethod::Reject => Err(password_failed(user)),
         }
-        HbaMethod::ScramSha256 => {
-            let secret = match &stored {
-                Some(StoredPassword::Plain(p)) => Some(scram.get_or_derive(user, p)),
-                Some(StoredPassword::ScramVerifier(v)) => ScramSecret::from_verifier(v).ok(),
-                _ => None,
-            };
-            let Some(secret) = secret else {
-                return unusable(a, true, "scram-sha-256", stored.as_ref()).await;
-            };
-            if !a.scram_exchange(secret).await? {
-                return Err(password_failed(user));
-            }
-            Ok(credential_of(stored))
+    }
+
+    /// No entry, or one this method cannot check: the client still gets the full exchange
+    /// and then the same 28P01 as a wrong password; the log says what is wrong.
+    async fn unusable(&mut self, scram: bool, method: &str) -> Result<Credential, SessionError> {
+        match &self.stored {
+            None => info!("{method} authentication failed: pool_passwd has no entry for the user"),
+            Some(s) => explain_failure(method, s),
         }
-        // Client certificates arrive with TLS; until one is presented, `cert` refuses.
-        HbaMethod::Cert => Err(SessionError::Client(
-            PgError::fatal(
-                "28000",
-                format!("certificate authentication failed for user \"{user}\""),
-            )
-            .with_detail("connection requires a valid client certificate"),
-        )),
-        // choose_method never returns Reject; refuse anyway rather than let anyone in.
-        HbaMethod::Reject => Err(password_failed(user)),
+        self.mock_exchange(scram).await?;
+        Err(password_failed(self.user))
     }
 }
 
@@ -145,22 +154,6 @@ fn credential_of(stored: Option<StoredPassword>) -> Credential {
         Some(StoredPassword::Md5(h)) => Credential::Md5Hash(h),
         _ => Credential::None,
     }
-}
-
-/// No entry, or one this method cannot check: the client still gets the full exchange and
-/// then the same 28P01 as a wrong password; the log says what is wrong.
-async fn unusable(
-    a: &mut ClientAuth<'_>,
-    scram: bool,
-    method: &str,
-    stored: Option<&StoredPassword>,
-) -> Result<Credential, SessionError> {
-    match stored {
-        None => info!("{method} authentication failed: pool_passwd has no entry for the user"),
-        Some(s) => explain_failure(method, s),
-    }
-    a.mock_exchange(scram).await?;
-    Err(password_failed(a.user))
 }
 
 /// Logs why an entry could not serve (never the entry itself).

@@ -1,54 +1,43 @@
-//! `enable_pool_hba = off` (spec 4.4): the proxy has no method of its own. It starts the
-//! backend connection first, runs with the client the method the primary asked for
-//! (checked against pool_passwd), then answers the backend with what it holds.
+//! `enable_pool_hba = off` (spec 4.4): the proxy has no method of its own. The backend
+//! connection is started first; the client then runs the method the primary asked for
+//! (checked against pool_passwd), and the proxy answers the backend with what it holds.
+//! A cached connection replays the method it was opened with (spec 4.5).
 
 use super::exchange::{cleartext_matches, password_failed, ClientAuth};
 use super::SessionError;
 use crate::auth::md5::pg_md5_password;
 use crate::auth::passwd::StoredPassword;
-use crate::auth::scram::ScramSecretCache;
 use crate::backend::Credential;
 use crate::protocol::{AuthRequest, PgError};
 
-/// What the mirror needs besides the client connection.
-pub struct Mirror<'a> {
-    pub stored: Option<StoredPassword>,
-    pub allow_clear_text: bool,
-    pub scram: &'a ScramSecretCache,
-}
-
-impl Mirror<'_> {
+impl ClientAuth<'_> {
     /// Authenticates the client for what the backend asked (`request`) and returns the
     /// credential with which the proxy then answers the backend.
-    pub async fn run(
-        &self,
-        a: &mut ClientAuth<'_>,
-        request: &AuthRequest,
-    ) -> Result<Credential, SessionError> {
-        let user = a.user;
+    pub async fn mirror(&mut self, request: &AuthRequest) -> Result<Credential, SessionError> {
+        let user = self.user;
         match (request, self.stored.clone()) {
             (AuthRequest::Cleartext, stored) => {
-                let pw = a.ask_cleartext().await?;
+                let pw = self.ask_cleartext().await?;
                 if stored.is_some_and(|s| !cleartext_matches(user, &s, &pw)) {
                     return Err(password_failed(user));
                 }
                 Ok(Credential::Password(pw))
             }
             (AuthRequest::Md5 { .. }, Some(StoredPassword::Md5(hash))) => {
-                ok_or_failed(a.md5_challenge(&hash).await?, user)?;
+                ok_or_failed(self.md5_challenge(&hash).await?, user)?;
                 Ok(Credential::Md5Hash(hash))
             }
             (AuthRequest::Md5 { .. }, Some(StoredPassword::Plain(pw))) => {
-                ok_or_failed(a.md5_challenge(&pg_md5_password(user, &pw)).await?, user)?;
+                ok_or_failed(self.md5_challenge(&pg_md5_password(user, &pw)).await?, user)?;
                 Ok(Credential::Password(pw))
             }
             (AuthRequest::Sasl { .. }, Some(StoredPassword::Plain(pw))) => {
                 let secret = self.scram.get_or_derive(user, &pw);
-                ok_or_failed(a.scram_exchange(secret).await?, user)?;
+                ok_or_failed(self.scram_exchange(secret).await?, user)?;
                 Ok(Credential::Password(pw))
             }
             (_, None) if self.allow_clear_text => {
-                Ok(Credential::Password(a.ask_cleartext().await?))
+                Ok(Credential::Password(self.ask_cleartext().await?))
             }
             // Answering the backend fails with a message that says what to store instead.
             (AuthRequest::Sasl { .. }, Some(StoredPassword::Md5(h))) => Ok(Credential::Md5Hash(h)),

@@ -1,7 +1,8 @@
-//! Frontend authentication and the first backend connection. With `enable_pool_hba = on`
-//! the proxy authenticates the client itself (pool_hba.conf picks the method, pool_passwd
-//! holds the secret) and then logs in to the backend with what it holds; with it off, it
-//! mirrors whatever the primary asks for, as Pgpool-II does (spec 4.4).
+//! Frontend authentication. With `enable_pool_hba = on` the proxy authenticates the client
+//! itself (pool_hba.conf picks the method, pool_passwd holds the secret) before any backend
+//! is touched, then logs in to backends with what it holds; with it off, the client mirrors
+//! whatever the primary asks for, as Pgpool-II does (spec 4.4). Opening, caching and
+//! re-proving backend connections is `checkout`'s job.
 
 mod exchange;
 mod hba;
@@ -9,17 +10,12 @@ mod mirror;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::BytesMut;
 
 use super::SessionError;
-use crate::backend::{self, BackendConn, BackendError, Credential, NodeAddr, Startup};
-use crate::config::Config;
+use crate::backend::Credential;
 use crate::server::Context;
-use crate::stream::Stream;
-use exchange::{password_failed, ClientAuth};
+
+pub use exchange::ClientAuth;
 
 /// Who is connecting, as pool_hba.conf and the logs need it.
 #[derive(Clone, Debug)]
@@ -55,75 +51,25 @@ impl fmt::Display for ClientInfo {
     }
 }
 
-/// One login: who, to which database, through which primary.
-pub struct Login<'a> {
-    pub ctx: &'a Arc<Context>,
-    pub client: &'a ClientInfo,
-    pub user: &'a str,
-    pub database: &'a str,
-    pub primary: &'a NodeAddr,
-    /// Startup parameters for the backend.
-    pub params: &'a [(String, String)],
-}
-
-/// Authenticates the client and opens the primary connection. Returns the connection and
-/// the credential that further backends are answered with.
-pub async fn login(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    l: &Login<'_>,
-) -> Result<(BackendConn, Credential), SessionError> {
-    let cfg = l.ctx.config();
-    let stored = l.ctx.passwd().get(l.user).cloned();
-    let ssl = stream.is_tls();
-    let mut a = ClientAuth {
-        stream,
-        buf,
-        user: l.user,
+/// With `enable_pool_hba = on`: checks pool_hba.conf and runs its method with the client.
+/// Returns the credential for the backends (the client is then authenticated and cached
+/// connections need no second proof), or `None` when hba is off and the client is to
+/// mirror the backend instead.
+pub async fn pool_hba(
+    a: &mut ClientAuth<'_>,
+    ctx: &Context,
+    client: &ClientInfo,
+    database: &str,
+) -> Result<Option<Credential>, SessionError> {
+    if !ctx.config().enable_pool_hba {
+        return Ok(None);
+    }
+    let q = hba::HbaQuery {
+        client,
+        ssl: a.stream.is_tls(),
+        user: a.user,
+        database,
     };
-    if cfg.enable_pool_hba {
-        let q = hba::HbaQuery {
-            client: l.client,
-            ssl,
-            user: l.user,
-            database: l.database,
-        };
-        let method = hba::choose_method(l.ctx.hba().as_deref(), &q)?;
-        let credential = hba::authenticate(&mut a, method, stored, &l.ctx.scram).await?;
-        let conn = match start_primary(l, &cfg).await? {
-            Startup::Ready(c) => c,
-            Startup::NeedsAuth(p) => finish_backend(p, &credential, l.user).await?,
-        };
-        return Ok((conn, credential));
-    }
-    match start_primary(l, &cfg).await? {
-        Startup::Ready(c) => Ok((c, Credential::None)),
-        Startup::NeedsAuth(pending) => {
-            let m = mirror::Mirror {
-                stored,
-                allow_clear_text: cfg.allow_clear_text_frontend_auth,
-                scram: &l.ctx.scram,
-            };
-            let credential = m.run(&mut a, &pending.request).await?;
-            let conn = finish_backend(pending, &credential, l.user).await?;
-            Ok((conn, credential))
-        }
-    }
-}
-
-async fn start_primary(l: &Login<'_>, cfg: &Config) -> Result<Startup, SessionError> {
-    let connect_timeout = Duration::from_millis(cfg.connect_timeout.max(1));
-    Ok(backend::start(l.primary, l.params, connect_timeout, cfg.max_message_size).await?)
-}
-
-/// Answers the backend; its own "wrong password" reaches the client as PostgreSQL's 28P01.
-async fn finish_backend(
-    pending: backend::PendingAuth,
-    credential: &Credential,
-    user: &str,
-) -> Result<BackendConn, SessionError> {
-    pending.complete(credential).await.map_err(|e| match e {
-        BackendError::Server(pg) if pg.code == "28P01" => password_failed(user),
-        other => other.into(),
-    })
+    let method = hba::choose_method(ctx.hba().as_deref(), &q)?;
+    a.hba_method(method).await.map(Some)
 }
