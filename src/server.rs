@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
@@ -15,11 +15,12 @@ use tracing::{info, warn};
 use crate::admin::SessionRegistry;
 use crate::auth::passwd::PoolPasswd;
 use crate::auth::pcp_conf::PcpUsers;
+use crate::auth::{HbaFile, ScramSecretCache};
 use crate::backend::{send_cancel, BackendAddr, BackendConn, Pool, PoolLimits};
 use crate::config::Config;
 use crate::protocol::PgError;
 use crate::router::{Classifier, ClassifyOptions, RouterConfig};
-use crate::session::router_config;
+use crate::session::{router_config, ClientInfo};
 use crate::stats::Stats;
 use crate::stream::Stream;
 
@@ -28,6 +29,11 @@ use crate::stream::Stream;
 pub struct Context {
     config: ArcSwap<Config>,
     passwd: ArcSwap<PoolPasswd>,
+    /// pool_hba.conf; `None` when it is missing or invalid (every client is then refused
+    /// while `enable_pool_hba` is on).
+    hba: ArcSwapOption<HbaFile>,
+    /// SCRAM secrets derived from pool_passwd entries, so repeated logins skip PBKDF2.
+    pub scram: ScramSecretCache,
     router: ArcSwap<RouterConfig>,
     /// Statement verdicts, cached by text across sessions.
     pub classifier: Arc<Classifier>,
@@ -82,6 +88,8 @@ impl Context {
             classifier: Arc::new(classifier),
             config: ArcSwap::from_pointee(config),
             passwd: ArcSwap::from_pointee(passwd),
+            hba: ArcSwapOption::empty(),
+            scram: ScramSecretCache::default(),
             cancel: Arc::new(CancelRegistry::default()),
             volatility: Mutex::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
@@ -148,6 +156,21 @@ impl Context {
     /// Installs the `pcp.conf` users (at start and on reload).
     pub fn set_pcp_users(&self, users: PcpUsers) {
         self.pcp_users.store(Arc::new(users));
+    }
+
+    /// Swaps in a new pool_passwd (start-up and reload).
+    pub fn set_passwd(&self, passwd: PoolPasswd) {
+        self.passwd.store(Arc::new(passwd));
+    }
+
+    /// The pool_hba.conf in force, if a valid one was loaded.
+    pub fn hba(&self) -> Option<Arc<HbaFile>> {
+        self.hba.load_full()
+    }
+
+    /// Swaps in a new pool_hba.conf, or `None` when the file is missing or invalid.
+    pub fn set_hba(&self, hba: Option<HbaFile>) {
+        self.hba.store(hba.map(Arc::new));
     }
 }
 
@@ -369,7 +392,7 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
                         tokio::spawn(crate::session::run(
                             ctx.clone(),
                             Stream::tcp(s),
-                            peer.to_string(),
+                            ClientInfo::tcp(peer),
                         ));
                     }
                     Err(e) => accept_error(e).await,
@@ -386,7 +409,7 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
                         tokio::spawn(crate::session::run(
                             ctx.clone(),
                             Stream::Unix(s),
-                            "[local]".into(),
+                            ClientInfo::local(),
                         ));
                     }
                     Err(e) => accept_error(e).await,

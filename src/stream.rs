@@ -25,6 +25,14 @@ impl Stream {
         matches!(self, Stream::Unix(_))
     }
 
+    /// Whether TLS protects this connection (pool_hba.conf's `hostssl` / `hostnossl`).
+    /// Spelled as a full match so a new transport has to decide.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
+
     /// For an idle connection: false if the peer closed it or sent something unasked (a
     /// server's FATAL before closing). Reads at most one byte, without waiting.
     pub fn is_alive(&self) -> bool {

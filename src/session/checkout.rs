@@ -64,21 +64,27 @@ pub struct Greeting {
 /// connection was opened with and no backend is touched: the connection is taken only at
 /// the first query, so idle clients hold no backend. Otherwise a new connection is opened
 /// (the client mirrors its authentication) and, when cacheable, parked in the cache at once.
+/// `verified` is the credential of a client pool_hba.conf already authenticated: it then
+/// neither mirrors nor re-proves anything.
 pub async fn start(
     ctx: &Context,
     client: &mut ClientAuth<'_>,
     params: &[(String, String)],
+    verified: Option<Credential>,
 ) -> Result<Greeting, SessionError> {
     let key = pool_key(ctx, 0, params);
     if let Some((memo, server_params)) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
-        let credential = reauthenticate(client, &memo).await?;
+        let credential = match verified {
+            Some(c) => c,
+            None => reauthenticate(client, &memo).await?,
+        };
         return Ok(Greeting {
             params: with_application_name(server_params, params),
             credential,
             primary: None,
         });
     }
-    let slot = open_primary(ctx, client, params, key.clone()).await?;
+    let slot = open_primary(ctx, client, params, key.clone(), verified).await?;
     let greeting_params = slot.conn.params.clone();
     let credential = slot.credential.clone();
     let primary = match key {
@@ -129,12 +135,14 @@ fn with_application_name(
     server
 }
 
-/// Opens a new primary connection; the client mirrors the server's authentication.
+/// Opens a new primary connection; the client mirrors the server's authentication unless
+/// pool_hba.conf already authenticated it (`verified`).
 async fn open_primary(
     ctx: &Context,
     client: &mut ClientAuth<'_>,
     params: &[(String, String)],
     key: Option<PoolKey>,
+    verified: Option<Credential>,
 ) -> Result<Slot, SessionError> {
     let cfg = ctx.config();
     let node = cfg
@@ -149,9 +157,13 @@ async fn open_primary(
     let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
     let (conn, credential, memo) =
         match backend::start(&addr, params, timeout, cfg.max_message_size).await? {
-            Startup::Ready(c) => (c, Credential::None, AuthMemo::Trust),
+            // A trusting primary; a pool_hba login still keeps its credential for others.
+            Startup::Ready(c) => (c, verified.unwrap_or(Credential::None), AuthMemo::Trust),
             Startup::NeedsAuth(pending) => {
-                let credential = client.mirror(&pending.request).await?;
+                let credential = match verified {
+                    Some(c) => c,
+                    None => client.mirror(&pending.request).await?,
+                };
                 let memo = memo_of(&pending.request, &credential);
                 let conn = pending.complete(&credential).await.map_err(|e| match e {
                     BackendError::Server(pg) if pg.code == "28P01" => auth_failed(client.user),

@@ -22,6 +22,7 @@ use crate::protocol::{self, Frame, FrameDecoder, PgError, ProtocolError};
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
+pub use auth::ClientInfo;
 pub use routecfg::router_config;
 pub use startup::FirstPacket;
 
@@ -77,10 +78,10 @@ pub(crate) async fn read_frame(
 }
 
 /// Runs a client connection to its end. Errors are reported to the client here.
-pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
-    let span = tracing::info_span!("session", client = %peer, user = tracing::field::Empty);
+pub async fn run(ctx: Arc<Context>, mut stream: Stream, client: ClientInfo) {
+    let span = tracing::info_span!("session", client = %client, user = tracing::field::Empty);
     async move {
-        let result = serve(&ctx, &mut stream, &peer).await;
+        let result = serve(&ctx, &mut stream, &client).await;
         if let Err(e) = result {
             match &e {
                 SessionError::ClientGone => debug!("client disconnected"),
@@ -98,12 +99,13 @@ pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
     .await
 }
 
-async fn serve(ctx: &Arc<Context>, stream: &mut Stream, peer: &str) -> Result<(), SessionError> {
-    let timeout = Duration::from_secs(ctx.config().authentication_timeout.max(1));
+async fn serve(
+    ctx: &Arc<Context>,
+    stream: &mut Stream,
+    client: &ClientInfo,
+) -> Result<(), SessionError> {
     let mut buf = BytesMut::with_capacity(8 * 1024);
-    let first = tokio::time::timeout(timeout, startup::read_first_packet(stream, &mut buf))
-        .await
-        .map_err(|_| SessionError::AuthTimeout)??;
+    let first = within_auth_timeout(ctx, startup::read_first_packet(stream, &mut buf)).await?;
     let params = match first {
         FirstPacket::Cancel { pid, key } => {
             ctx.cancel.cancel(pid, key).await;
@@ -113,10 +115,8 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream, peer: &str) -> Result<()
     };
     // Waiting for a free slot is not part of authentication: no timeout here (FIFO).
     let _permit = ctx.admit().await.map_err(SessionError::Client)?;
-    let started = tokio::time::timeout(timeout, start_session(ctx, stream, params, buf))
+    let started = within_auth_timeout(ctx, start_session(ctx, stream, client, params, buf))
         .await
-        .map_err(|_| SessionError::AuthTimeout)
-        .and_then(|r| r)
         .inspect_err(|e| match e {
             SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
             SessionError::Client(pg) if pg.code.starts_with("28") => {
@@ -130,10 +130,10 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream, peer: &str) -> Result<()
     };
     let new = crate::admin::NewSession {
         pid: started.cancel.pid(),
-        client: peer.to_string(),
+        client: client.to_string(),
         user: param("user"),
         database: param("database"),
-        tls: false,
+        tls: stream.is_tls(),
     };
     let primary = started.primary.as_ref().map(|p| (p.conn.node, &p.conn));
     let admin = crate::admin::session_started(ctx, new, primary);
@@ -149,6 +149,19 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream, peer: &str) -> Result<()
     let result = s.run(stream).await;
     s.finish().await;
     result
+}
+
+/// Runs `fut` within `authentication_timeout` (0 = no limit, as in Pgpool-II).
+async fn within_auth_timeout<T>(
+    ctx: &Context,
+    fut: impl std::future::Future<Output = Result<T, SessionError>>,
+) -> Result<T, SessionError> {
+    match ctx.config().authentication_timeout {
+        0 => fut.await,
+        secs => tokio::time::timeout(Duration::from_secs(secs), fut)
+            .await
+            .map_err(|_| SessionError::AuthTimeout)?,
+    }
 }
 
 /// An authenticated session, ready for the relay.
@@ -168,6 +181,7 @@ struct Started {
 async fn start_session(
     ctx: &Arc<Context>,
     stream: &mut Stream,
+    client: &ClientInfo,
     params: Vec<(String, String)>,
     mut buf: BytesMut,
 ) -> Result<Started, SessionError> {
@@ -187,8 +201,11 @@ async fn start_session(
             user: &user,
             stored: ctx.passwd().get(&user).cloned(),
             allow_clear_text: cfg.allow_clear_text_frontend_auth,
+            scram: &ctx.scram,
         };
-        checkout::start(ctx, &mut a, &bparams).await?
+        // With pool_hba on, the client is authenticated here, before any backend.
+        let verified = auth::pool_hba(&mut a, ctx, client, &database).await?;
+        checkout::start(ctx, &mut a, &bparams, verified).await?
     };
     let cancel = ctx.cancel.register();
     if let Some(p) = &greeting.primary {
