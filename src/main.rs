@@ -115,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION")
         );
         let ctx: Arc<Context> = Context::new(cfg, passwd);
+        pgpool::replication::spawn_monitor(ctx.clone());
         tokio::select! {
             _ = server::serve(ctx, tcp, unix) => {}
             _ = tokio::signal::ctrl_c() => info!("interrupted, shutting down"),

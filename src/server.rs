@@ -27,6 +27,8 @@ pub struct Context {
     pub cancel: Arc<CancelRegistry>,
     /// Function name -> "is a write" (VOLATILE in the primary's pg_proc), looked up once.
     pub volatility: Mutex<HashMap<String, bool>>,
+    /// Each backend's health, role and replication delay (see `replication`).
+    pub nodes: crate::replication::NodeStates,
 }
 
 impl Context {
@@ -36,7 +38,9 @@ impl Context {
             ignore_leading_white_space: config.ignore_leading_white_space,
         });
         let router = router_config(&config);
+        let nodes = crate::replication::NodeStates::new(config.backends.len());
         Arc::new(Context {
+            nodes,
             router: ArcSwap::from_pointee(router),
             classifier: Arc::new(classifier),
             config: ArcSwap::from_pointee(config),

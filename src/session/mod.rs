@@ -2,6 +2,7 @@
 //! decide where it goes, forward it, stream the answer back) until the client leaves.
 
 mod auth;
+mod failover;
 mod relay;
 mod request;
 mod route;
@@ -161,9 +162,10 @@ async fn start_session(
         port: node.port,
     };
     let bparams = startup::backend_params(&params, &database);
-    let connect_timeout = Duration::from_millis(cfg.connect_timeout.max(1));
+    let connect_timeout = crate::replication::connect_timeout(ctx, 0);
     let mut credential = Credential::None;
-    let conn = match backend::start(&addr, &bparams, connect_timeout, cfg.max_message_size).await? {
+    let started = backend::start(&addr, &bparams, connect_timeout, cfg.max_message_size).await;
+    let conn = match failover::primary_started(ctx, started)? {
         Startup::Ready(c) => c,
         Startup::NeedsAuth(pending) => {
             let mut a = auth::ClientAuth {

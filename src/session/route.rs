@@ -3,7 +3,6 @@
 //! re-prepare), and opens backend connections lazily.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -133,8 +132,28 @@ impl Router {
         if self.unusable.get(node).copied().unwrap_or(true) {
             Target::Node(self.rcfg.primary_node)
         } else {
-            Target::Node(node)
+            Target::Node(self.readable_or_fallback(ctx, node))
         }
+    }
+
+    /// A replica that is down, past the delay threshold or no longer in recovery gets no
+    /// reads: they go to the primary, or with `prefer_lower_delay_standby` to the
+    /// least-delayed standby (spec 5.3 step 11). Checked per statement, so reads return to
+    /// the replica as soon as it is back or has caught up.
+    fn readable_or_fallback(&self, ctx: &Context, node: usize) -> usize {
+        let primary = self.rcfg.primary_node;
+        if node == primary || ctx.nodes.is_readable(node) {
+            return node;
+        }
+        if ctx.config().prefer_lower_delay_standby {
+            let r = rand::random::<f64>();
+            if let Some(n) = ctx.nodes.least_delayed_standby(&self.rcfg.weights, primary, r) {
+                if !self.unusable.get(n).copied().unwrap_or(true) {
+                    return n;
+                }
+            }
+        }
+        primary
     }
 
     fn decide(&mut self, ctx: &Context, stmt: &Statement) -> PolicyTarget {
@@ -265,7 +284,7 @@ impl Router {
             host: b.hostname.clone(),
             port: b.port,
         };
-        let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
+        let timeout = crate::replication::connect_timeout(ctx, node);
         let conn = match backend::start(&addr, &self.params, timeout, cfg.max_message_size).await? {
             Startup::Ready(c) => c,
             Startup::NeedsAuth(p) => p.complete(&self.credential).await?,

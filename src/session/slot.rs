@@ -32,6 +32,9 @@ pub struct Slot {
     pub inflight: VecDeque<(Vec<Arc<Statement>>, bool)>,
     /// Requests answered since the router last looked: statements, success, status byte.
     pub done: Vec<(Vec<Arc<Statement>>, bool, u8)>,
+    /// What a replica failure needs: unanswered requests, whether the answer reached the
+    /// client, the FATAL held back (see `failover`). `None` on the primary.
+    pub replica: Option<super::failover::ReplicaWatch>,
 }
 
 impl Slot {
@@ -47,7 +50,14 @@ impl Slot {
             in_copy: false,
             inflight: VecDeque::new(),
             done: Vec::new(),
+            replica: None,
         }
+    }
+
+    /// A message of an answer is being copied through: a replica failure now cannot be
+    /// hidden, nor even reported inside the protocol.
+    pub fn mid_message(&self) -> bool {
+        self.passthrough > 0
     }
 
     /// Nothing sent to this backend is still unanswered.
@@ -68,6 +78,9 @@ impl Slot {
                 out.extend_from_slice(&rbuf[..n]);
                 rbuf.advance(n);
                 self.passthrough -= n;
+                if let Some(w) = self.replica.as_mut() {
+                    w.answer_started = true;
+                }
                 continue;
             }
             if rbuf.len() < HEADER_LEN {
@@ -107,6 +120,11 @@ impl Slot {
                     if let Some((stmts, failed)) = self.inflight.pop_front() {
                         self.done.push((stmts, !failed, self.conn.txn_status));
                     }
+                    if let Some(w) = self.replica.as_mut() {
+                        w.answered();
+                    }
+                    out.extend_from_slice(&msg);
+                    continue;
                 }
                 btag::PARAMETER_STATUS => {
                     if let Ok((k, v)) = decode_parameter_status(body) {
@@ -120,12 +138,22 @@ impl Slot {
                     if let Some(front) = self.inflight.front_mut() {
                         front.1 = true;
                     }
-                    if PgError::decode(body).is_fatal() {
+                    let e = PgError::decode(body);
+                    if e.is_fatal() {
                         self.fatal = true;
+                        if let Some(w) = self.replica.as_mut() {
+                            // The replica is going away: the relay decides what the client
+                            // hears (often nothing: the read is retried on the primary).
+                            w.fatal = Some(e);
+                            continue;
+                        }
                     }
                 }
                 btag::COPY_IN | btag::COPY_BOTH => self.in_copy = true,
                 _ => {}
+            }
+            if let Some(w) = self.replica.as_mut() {
+                w.answer_started = true;
             }
             out.extend_from_slice(&msg);
         }
