@@ -28,6 +28,7 @@ impl CheckError {
     /// The server is unreachable or went away (as opposed to refusing the check's query).
     pub fn is_connectivity(&self) -> bool {
         match self {
+            CheckError::Backend(BackendError::Server(e)) => cannot_connect_now(e),
             CheckError::Backend(b) => matches!(
                 b,
                 BackendError::Connect { .. } | BackendError::Closed { .. } | BackendError::Io(_)
@@ -62,9 +63,9 @@ pub async fn simple_query(
     loop {
         let f = conn.read_frame(max_len).await?;
         match f.tag {
-            btag::DATA_ROW => rows.push(
-                decode_data_row(&f.body).map_err(|e| CheckError::Answer(e.to_string()))?,
-            ),
+            btag::DATA_ROW => {
+                rows.push(decode_data_row(&f.body).map_err(|e| CheckError::Answer(e.to_string()))?)
+            }
             btag::ERROR_RESPONSE => {
                 let e = PgError::decode(&f.body);
                 if e.is_fatal() {
@@ -139,7 +140,10 @@ pub async fn connect_checker(
     let params = vec![
         ("user".to_string(), cfg.sr_check_user.clone()),
         ("database".to_string(), cfg.sr_check_database.clone()),
-        ("application_name".to_string(), "pgpool-rs sr_check".to_string()),
+        (
+            "application_name".to_string(),
+            "pgpool-rs sr_check".to_string(),
+        ),
     ];
     let started = backend::start(&addr, &params, timeout, cfg.max_message_size);
     let conn = match tokio::time::timeout(timeout * 2, started)

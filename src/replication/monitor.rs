@@ -69,7 +69,11 @@ async fn check_once(ctx: &Arc<Context>, cfg: &Config, conns: &mut Vec<Option<Bac
         positions.push(position(ctx, cfg, conns, id).await);
     }
     let primary = 0;
-    let Some(primary_lsn) = positions.first().and_then(|p| p.as_ref()).and_then(|p| p.lsn) else {
+    let Some(primary_lsn) = positions
+        .first()
+        .and_then(|p| p.as_ref())
+        .and_then(|p| p.lsn)
+    else {
         return; // without the primary's position there is nothing to compare with
     };
     let senders = if cfg.backends.iter().any(|b| !b.application_name.is_empty()) {
@@ -98,7 +102,10 @@ async fn check_once(ctx: &Arc<Context>, cfg: &Config, conns: &mut Vec<Option<Bac
         log_delay(cfg, id, primary, &m);
         if ctx.nodes.set_delay(id, &m) == Transition::Changed {
             if m.lagging {
-                info!(node = id, "replica is past the delay threshold: its reads go to the primary");
+                info!(
+                    node = id,
+                    "replica is past the delay threshold: its reads go to the primary"
+                );
             } else {
                 info!(node = id, "replica caught up: it serves reads again");
             }
@@ -137,7 +144,10 @@ async fn position(
         PgRole::Primary
     };
     if ctx.nodes.set_role(id, role) == Transition::Changed && id != 0 && role == PgRole::Primary {
-        warn!(node = id, "backend is not in recovery (a primary): it gets no replica reads");
+        warn!(
+            node = id,
+            "backend is not in recovery (a primary): it gets no replica reads"
+        );
     }
     let lsn = row.get(1).cloned().flatten().and_then(|t| parse_lsn(&t));
     Some(Position { in_recovery, lsn })

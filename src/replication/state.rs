@@ -280,7 +280,10 @@ mod tests {
         s.set_delay(1, &Measurement::default());
         assert!(s.is_readable(1));
         s.set_role(1, PgRole::Primary);
-        assert!(!s.is_readable(1), "a promoted replica gets no replica reads");
+        assert!(
+            !s.is_readable(1),
+            "a promoted replica gets no replica reads"
+        );
         assert!(!s.is_readable(7), "unknown node");
     }
 

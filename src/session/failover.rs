@@ -100,7 +100,10 @@ pub fn replica_died(
         n.fallbacks.fetch_add(1, Ordering::Relaxed);
     }
     if mid_message {
-        tracing::warn!(node, "replica died in the middle of a row: closing the client");
+        tracing::warn!(
+            node,
+            "replica died in the middle of a row: closing the client"
+        );
         return Err(BackendError::Closed { node });
     }
     let code = watch.fatal.as_ref().map_or("08006", |e| e.code.as_str());
@@ -229,7 +232,13 @@ mod tests {
     #[test]
     fn only_shutdown_and_crash_mark_the_node_down() {
         assert!(node_is_gone(None));
-        assert!(node_is_gone(Some(&PgError::fatal("57P01", "admin shutdown"))));
-        assert!(!node_is_gone(Some(&PgError::fatal("40001", "recovery conflict"))));
+        assert!(node_is_gone(Some(&PgError::fatal(
+            "57P01",
+            "admin shutdown"
+        ))));
+        assert!(!node_is_gone(Some(&PgError::fatal(
+            "40001",
+            "recovery conflict"
+        ))));
     }
 }

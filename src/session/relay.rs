@@ -370,7 +370,8 @@ impl Relay {
                 // Down for everyone until the background retry reaches it again.
                 crate::replication::node_failed(&self.ctx, node, &e.to_string());
                 if let Some(n) = self.ctx.nodes.node(node) {
-                    n.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    n.fallbacks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(0)
             }
@@ -422,7 +423,9 @@ impl Relay {
                 if let Some(sql) = Router::simple_text(&req) {
                     match slot.exec_silent(&sql, max).await {
                         Ok(None) => {}
-                        Ok(Some(e)) => tracing::debug!(node = other, "mirrored statement failed: {e}"),
+                        Ok(Some(e)) => {
+                            tracing::debug!(node = other, "mirrored statement failed: {e}")
+                        }
                         // A replica lost here costs nothing: it is opened again when needed.
                         Err(e) if other != 0 => {
                             if let Some(slot) = self.slots[other].take() {

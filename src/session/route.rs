@@ -147,7 +147,10 @@ impl Router {
         }
         if ctx.config().prefer_lower_delay_standby {
             let r = rand::random::<f64>();
-            if let Some(n) = ctx.nodes.least_delayed_standby(&self.rcfg.weights, primary, r) {
+            if let Some(n) = ctx
+                .nodes
+                .least_delayed_standby(&self.rcfg.weights, primary, r)
+            {
                 if !self.unusable.get(n).copied().unwrap_or(true) {
                     return n;
                 }
