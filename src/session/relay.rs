@@ -403,15 +403,13 @@ impl Relay {
                 slot.scan(&mut unasked).is_err() || slot.fatal
             }
         };
-        match gone {
-            false => false,
-            true => {
-                self.active = node;
-                // Nothing is pending, so nothing is retried and the client hears nothing.
-                let _ = self.lost_replica("the replica connection was closed while idle");
-                true
-            }
+        if !gone {
+            return false;
         }
+        self.active = node;
+        // Nothing is pending, so nothing is retried and the client hears nothing.
+        let _ = self.lost_replica("the replica connection was closed while idle");
+        true
     }
 
     /// Writes `req` to `node`, with whatever the backend needs first (statement re-prepare)
