@@ -38,12 +38,14 @@ pub fn spawn_monitor(ctx: Arc<Context>) {
 pub fn connect_timeout(ctx: &Context, node: usize) -> Duration {
     let cfg = ctx.config();
     let primary_up = ctx.nodes.status(node) != NodeStatus::Down;
+    // 0 means "no limit" for both, as in Pgpool-II; a day stands for that.
+    let limit = |ms: u64| if ms == 0 { 86_400_000 } else { ms };
     let ms = if node == 0 && primary_up {
-        cfg.connect_timeout
+        limit(cfg.connect_timeout)
     } else {
-        cfg.replica_connect_timeout.min(cfg.connect_timeout.max(1))
+        limit(cfg.replica_connect_timeout).min(limit(cfg.connect_timeout))
     };
-    Duration::from_millis(ms.max(1))
+    Duration::from_millis(ms)
 }
 
 /// A connection to `node` succeeded.

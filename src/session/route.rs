@@ -288,10 +288,21 @@ impl Router {
             port: b.port,
         };
         let timeout = crate::replication::connect_timeout(ctx, node);
-        let conn = match backend::start(&addr, &self.params, timeout, cfg.max_message_size).await? {
-            Startup::Ready(c) => c,
-            Startup::NeedsAuth(p) => p.complete(&self.credential).await?,
+        let open = async {
+            match backend::start(&addr, &self.params, timeout, cfg.max_message_size).await? {
+                Startup::Ready(c) => Ok(c),
+                Startup::NeedsAuth(p) => p.complete(&self.credential).await,
+            }
         };
+        // A server that accepts but never answers (hung, or stopped) must not hold a read:
+        // the start-up exchange gets the same bound again on top of the TCP connect.
+        let conn = tokio::time::timeout(timeout * 2, open)
+            .await
+            .map_err(|_| BackendError::Connect {
+                node,
+                target: format!("{}:{}", addr.host, addr.port),
+                reason: "no answer to the startup packet".into(),
+            })??;
         Ok(Slot::new(conn))
     }
 
