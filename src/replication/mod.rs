@@ -102,7 +102,7 @@ async fn probe_until_up(ctx: Arc<Context>, node: usize) {
 /// role error still proves the server is up. With a full connection, its role is read too.
 async fn probe(ctx: &Arc<Context>, node: usize) -> Result<(), check::CheckError> {
     let cfg = ctx.config();
-    let timeout = Duration::from_millis(cfg.replica_connect_timeout.max(1));
+    let timeout = connect_timeout(ctx, node);
     match check::connect_checker(ctx, &cfg, node, timeout).await {
         Ok(mut conn) => {
             let sql = "SELECT pg_catalog.pg_is_in_recovery()";

@@ -188,7 +188,7 @@ async fn query(
     sql: &str,
 ) -> Result<Vec<Vec<Option<String>>>, CheckError> {
     if conns[id].is_none() {
-        let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
+        let timeout = super::connect_timeout(ctx, id);
         let conn = connect_checker(ctx, cfg, id, timeout).await?;
         if ctx.nodes.mark_up(id) == Transition::Changed {
             info!(node = id, "backend answers: in use");
