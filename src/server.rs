@@ -3,15 +3,19 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use crate::auth::passwd::PoolPasswd;
-use crate::backend::{send_cancel, BackendAddr, BackendConn};
+use crate::backend::{send_cancel, BackendAddr, BackendConn, Pool, PoolLimits};
 use crate::config::Config;
+use crate::protocol::PgError;
 use crate::router::{Classifier, ClassifyOptions, RouterConfig};
 use crate::session::router_config;
 use crate::stream::Stream;
@@ -29,6 +33,14 @@ pub struct Context {
     pub volatility: Mutex<HashMap<String, bool>>,
     /// Each backend's health, role and replication delay (see `replication`).
     pub nodes: crate::replication::NodeStates,
+    /// Idle backend connections shared by all sessions.
+    pub pool: Pool,
+    /// Client sessions allowed at once: `num_init_children - reserved_connections`.
+    client_slots: Arc<Semaphore>,
+    /// With `reserved_connections > 0`, clients past the limit are refused, not queued.
+    refuse_when_full: bool,
+    /// Clients waiting for a slot now.
+    pub waiting_clients: AtomicUsize,
 }
 
 impl Context {
@@ -39,8 +51,22 @@ impl Context {
         });
         let router = router_config(&config);
         let nodes = crate::replication::NodeStates::new(config.backends.len());
+        let limits = PoolLimits {
+            max_idle_per_node: (config.num_init_children as usize)
+                .saturating_mul(config.max_pool as usize),
+            idle_lifetime: idle_lifetime(&config),
+            max_sessions: config.child_max_connections,
+        };
+        let slots = config
+            .num_init_children
+            .saturating_sub(config.reserved_connections)
+            .max(1);
         Arc::new(Context {
             nodes,
+            pool: Pool::new(limits, config.backends.len()),
+            client_slots: Arc::new(Semaphore::new(slots as usize)),
+            refuse_when_full: config.reserved_connections > 0,
+            waiting_clients: AtomicUsize::new(0),
             router: ArcSwap::from_pointee(router),
             classifier: Arc::new(classifier),
             config: ArcSwap::from_pointee(config),
@@ -58,6 +84,36 @@ impl Context {
         self.router.load_full()
     }
 
+    /// Admits a client session: waits in FIFO order for a free slot, or with
+    /// `reserved_connections > 0` refuses at once as Pgpool-II does.
+    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, PgError> {
+        let too_many = || PgError::fatal("53300", "Sorry, too many clients already");
+        if self.refuse_when_full {
+            return self
+                .client_slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| too_many());
+        }
+        if let Ok(p) = self.client_slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        self.waiting_clients.fetch_add(1, Ordering::Relaxed);
+        let permit = self.client_slots.clone().acquire_owned().await;
+        self.waiting_clients.fetch_sub(1, Ordering::Relaxed);
+        permit.map_err(|_| too_many())
+    }
+
+    /// Client sessions running now.
+    pub fn active_clients(&self) -> usize {
+        let cfg = self.config();
+        let total = cfg
+            .num_init_children
+            .saturating_sub(cfg.reserved_connections)
+            .max(1) as usize;
+        total.saturating_sub(self.client_slots.available_permits())
+    }
+
     /// What the primary's catalog said about `func`, if it was asked before.
     pub fn known_volatility(&self, func: &str) -> Option<bool> {
         let map = self.volatility.lock().unwrap_or_else(|p| p.into_inner());
@@ -66,6 +122,28 @@ impl Context {
 
     pub fn passwd(&self) -> Arc<PoolPasswd> {
         self.passwd.load_full()
+    }
+}
+
+/// How long an idle cached connection may live: `connection_life_time`, and also
+/// `child_life_time` (a Pgpool-II child closes its cache after waiting that long for a
+/// client; here every idle connection ages out after it) — the shorter non-zero one.
+fn idle_lifetime(cfg: &Config) -> Option<Duration> {
+    [cfg.connection_life_time, cfg.child_life_time]
+        .into_iter()
+        .filter(|&s| s > 0)
+        .min()
+        .map(Duration::from_secs)
+}
+
+/// Closes cached connections that outlived their idle lifetime, once a second.
+pub async fn reap_idle(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for conn in ctx.pool.expire() {
+            conn.terminate().await;
+        }
     }
 }
 
@@ -255,6 +333,7 @@ async fn bind_tcp(host: &str, port: u16) -> std::io::Result<TcpListener> {
 /// Accepts clients on every listener until the process ends; one task per session.
 pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListener>) {
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(reap_idle(ctx.clone()));
     for l in tcp {
         let ctx = ctx.clone();
         tasks.spawn(async move {

@@ -24,6 +24,17 @@ impl Stream {
     pub fn is_unix(&self) -> bool {
         matches!(self, Stream::Unix(_))
     }
+
+    /// For an idle connection: false if the peer closed it or sent something unasked (a
+    /// server's FATAL before closing). Reads at most one byte, without waiting.
+    pub fn is_alive(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let r = match self {
+            Stream::Tcp(s) => s.try_read(&mut probe),
+            Stream::Unix(s) => s.try_read(&mut probe),
+        };
+        matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
 }
 
 impl AsyncRead for Stream {

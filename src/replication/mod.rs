@@ -11,7 +11,6 @@ mod check;
 mod monitor;
 mod state;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +26,12 @@ const PROBE_FIRST: Duration = Duration::from_millis(100);
 /// Longest wait between retries: a restarted replica is back in use within this.
 const PROBE_MAX: Duration = Duration::from_secs(2);
 
-/// Starts the replication check; it lives as long as the runtime.
+/// Starts the replication check and one background retry task per node; they live as
+/// long as the runtime.
 pub fn spawn_monitor(ctx: Arc<Context>) {
+    for node in 0..ctx.nodes.len() {
+        tokio::spawn(retry_when_down(ctx.clone(), node));
+    }
     tokio::spawn(monitor::run(ctx));
 }
 
@@ -56,27 +59,28 @@ pub fn node_answered(ctx: &Context, node: usize) {
 }
 
 /// `node` could not be reached or its connection broke: mark it down (reads stop going
-/// there at once) and, once per outage, retry it in the background until it answers.
-pub fn node_failed(ctx: &Arc<Context>, node: usize, reason: &str) {
+/// there at once) and wake its background retry, which runs until the node answers.
+pub fn node_failed(ctx: &Context, node: usize, reason: &str) {
     if ctx.nodes.mark_down(node, reason) == Transition::Changed {
         warn!(node, "backend marked down: {reason}");
     }
-    start_probe(ctx, node);
+    if let Some(state) = ctx.nodes.node(node) {
+        state.wake.notify_one();
+    }
 }
 
-fn start_probe(ctx: &Arc<Context>, node: usize) {
+/// Sleeps until `node` is marked down, then retries it with backoff until it answers (or a
+/// session saw it answer), and sleeps again.
+async fn retry_when_down(ctx: Arc<Context>, node: usize) {
     let Some(state) = ctx.nodes.node(node) else {
         return;
     };
-    if state.probing.swap(true, Ordering::AcqRel) {
-        return; // already being retried
-    }
-    tokio::spawn(probe_until_up(ctx.clone(), node));
-}
-
-/// Retries `node` with backoff until it answers or someone else saw it answer.
-async fn probe_until_up(ctx: Arc<Context>, node: usize) {
     loop {
+        if ctx.nodes.status(node) != NodeStatus::Down {
+            // A wake sent before this wait is kept by Notify, so none is lost.
+            state.wake.notified().await;
+            continue;
+        }
         let mut wait = PROBE_FIRST;
         while ctx.nodes.status(node) == NodeStatus::Down {
             tokio::time::sleep(wait).await;
@@ -85,15 +89,6 @@ async fn probe_until_up(ctx: Arc<Context>, node: usize) {
                 Ok(()) => node_answered(&ctx, node),
                 Err(e) => debug!(node, "backend still unreachable: {e}"),
             }
-        }
-        let Some(state) = ctx.nodes.node(node) else {
-            return;
-        };
-        state.probing.store(false, Ordering::Release);
-        // Marked down again after the loop looked: take the job back unless another took it.
-        if ctx.nodes.status(node) != NodeStatus::Down || state.probing.swap(true, Ordering::AcqRel)
-        {
-            return;
         }
     }
 }

@@ -70,8 +70,8 @@ pub struct NodeState {
     /// May a read meant for a replica go here: up, not lagging, not a primary.
     readable: AtomicBool,
     detail: Mutex<NodeSnapshot>,
-    /// A background retry of this node is running.
-    pub(crate) probing: AtomicBool,
+    /// Wakes the node's background retry when the node is marked down.
+    pub(crate) wake: tokio::sync::Notify,
     /// Reads that went to the primary because this node failed (connect or mid-session).
     pub fallbacks: AtomicU64,
     /// Requests retried on the primary after this node died under them.
@@ -107,7 +107,7 @@ impl NodeStates {
                     last_change: now,
                     down_reason: String::new(),
                 }),
-                probing: AtomicBool::new(false),
+                wake: tokio::sync::Notify::new(),
                 fallbacks: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
             })

@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use super::{read_frame, SessionError};
 use crate::auth::md5::{md5_salted, pg_md5_password};
 use crate::auth::passwd::StoredPassword;
-use crate::backend::{Credential, PendingAuth};
+use crate::backend::Credential;
 use crate::protocol::{self, tag, AuthRequest, FrameDecoder, PgError};
 use crate::stream::Stream;
 
@@ -30,8 +30,8 @@ fn auth_failed(user: &str) -> SessionError {
 impl ClientAuth<'_> {
     /// Authenticates the client for what `pending` asks and returns the credential with
     /// which the proxy then answers the backend.
-    pub async fn mirror(&mut self, pending: &PendingAuth) -> Result<Credential, SessionError> {
-        match (&pending.request, self.stored.clone()) {
+    pub async fn mirror(&mut self, request: &AuthRequest) -> Result<Credential, SessionError> {
+        match (request, self.stored.clone()) {
             (AuthRequest::Cleartext, stored) => {
                 let pw = self.ask_cleartext().await?;
                 if let Some(s) = stored {

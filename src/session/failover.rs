@@ -164,7 +164,7 @@ pub fn liveness(slot: &mut Slot) -> Liveness {
 /// Bookkeeping for the primary's connect at session start: a failure to reach it marks it
 /// down (new sessions then fail fast) and starts the background retry; success marks it up.
 pub fn primary_started(
-    ctx: &Arc<Context>,
+    ctx: &Context,
     started: Result<Startup, BackendError>,
 ) -> Result<Startup, BackendError> {
     match &started {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::request::Request;
 use super::slot::Slot;
-use crate::backend::{self, BackendError, Credential, NodeAddr, Startup};
+use crate::backend::{BackendError, Credential};
 use crate::protocol::{
     self, decode_bind, decode_parse, decode_query, decode_target, tag, Frame, PgError,
 };
@@ -275,35 +275,9 @@ impl Router {
         self.policy.fall_back_to_primary();
     }
 
-    /// Opens an authenticated connection to `node` for this session's user and database.
+    /// A connection to `node` for this session's user and database (cached or new).
     pub async fn connect(&self, ctx: &Context, node: usize) -> Result<Slot, BackendError> {
-        let cfg = ctx.config();
-        let b = cfg
-            .backends
-            .get(node)
-            .ok_or(BackendError::Closed { node })?;
-        let addr = NodeAddr {
-            node,
-            host: b.hostname.clone(),
-            port: b.port,
-        };
-        let timeout = crate::replication::connect_timeout(ctx, node);
-        let open = async {
-            match backend::start(&addr, &self.params, timeout, cfg.max_message_size).await? {
-                Startup::Ready(c) => Ok(c),
-                Startup::NeedsAuth(p) => p.complete(&self.credential).await,
-            }
-        };
-        // A server that accepts but never answers (hung, or stopped) must not hold a read:
-        // the start-up exchange gets the same bound again on top of the TCP connect.
-        let conn = tokio::time::timeout(timeout * 2, open)
-            .await
-            .map_err(|_| BackendError::Connect {
-                node,
-                target: format!("{}:{}", addr.host, addr.port),
-                reason: "no answer to the startup packet".into(),
-            })??;
-        Ok(Slot::new(conn))
+        super::checkout::other(ctx, node, &self.params, &self.credential).await
     }
 
     /// Brings a newly opened backend to the session's state.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use crate::backend::{set_param, BackendConn, BackendError};
+use crate::backend::{set_param, AuthMemo, BackendConn, BackendError, Credential, Idle, PoolKey};
 use crate::protocol::{self, btag, decode_parameter_status, decode_ready, PgError, HEADER_LEN};
 use crate::router::Statement;
 
@@ -35,10 +35,38 @@ pub struct Slot {
     /// What a replica failure needs: unanswered requests, whether the answer reached the
     /// client, the FATAL held back (see `failover`). `None` on the primary.
     pub replica: Option<super::failover::ReplicaWatch>,
+    /// Where the connection goes back when the session ends (None: never cached).
+    pub pool_key: Option<PoolKey>,
+    /// What authenticated it, kept with it in the cache.
+    pub credential: Credential,
+    pub auth: AuthMemo,
 }
 
 impl Slot {
-    pub fn new(conn: BackendConn) -> Slot {
+    /// A connection just opened for this session.
+    pub fn opened(
+        conn: BackendConn,
+        credential: Credential,
+        auth: AuthMemo,
+        pool_key: Option<PoolKey>,
+    ) -> Slot {
+        let mut s = Slot::new(conn);
+        s.credential = credential;
+        s.auth = auth;
+        s.pool_key = pool_key;
+        s
+    }
+
+    /// A connection taken from the cache.
+    pub fn from_idle(idle: Idle, pool_key: Option<PoolKey>) -> Slot {
+        let mut s = Slot::new(idle.conn);
+        s.credential = idle.credential;
+        s.auth = idle.auth;
+        s.pool_key = pool_key;
+        s
+    }
+
+    fn new(conn: BackendConn) -> Slot {
         Slot {
             conn,
             bout: BytesMut::with_capacity(4096),
@@ -51,6 +79,9 @@ impl Slot {
             inflight: VecDeque::new(),
             done: Vec::new(),
             replica: None,
+            pool_key: None,
+            credential: Credential::None,
+            auth: AuthMemo::Trust,
         }
     }
 
