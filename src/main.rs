@@ -113,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let ctx: Arc<Context> = Context::new(cfg, auth.passwd);
         ctx.set_hba(auth.hba);
         start_admin_servers(&ctx, cli.pcp_file.as_deref()).await?;
+        pgpool::replication::spawn_monitor(ctx.clone());
         tokio::select! {
             _ = server::serve(ctx.clone(), tcp, unix) => {}
             _ = tokio::signal::ctrl_c() => info!("interrupted, shutting down"),

@@ -40,6 +40,8 @@ pub struct Context {
     pub cancel: Arc<CancelRegistry>,
     /// Function name -> "is a write" (VOLATILE in the primary's pg_proc), looked up once.
     pub volatility: Mutex<HashMap<String, bool>>,
+    /// Each backend's health, role and replication delay (see `replication`).
+    pub nodes: crate::replication::NodeStates,
     /// Idle backend connections shared by all sessions.
     pub pool: Pool,
     /// Client sessions allowed at once: `num_init_children - reserved_connections`.
@@ -69,6 +71,7 @@ impl Context {
             ignore_leading_white_space: config.ignore_leading_white_space,
         });
         let router = router_config(&config);
+        let nodes = crate::replication::NodeStates::new(config.backends.len());
         let limits = PoolLimits {
             max_idle_per_node: (config.num_init_children as usize)
                 .saturating_mul(config.max_pool as usize),
@@ -80,6 +83,7 @@ impl Context {
             .saturating_sub(config.reserved_connections)
             .max(1);
         Arc::new(Context {
+            nodes,
             pool: Pool::new(limits, config.backends.len()),
             client_slots: Arc::new(Semaphore::new(slots as usize)),
             refuse_when_full: config.reserved_connections > 0,

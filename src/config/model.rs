@@ -215,6 +215,10 @@ pub struct Config {
     /// `drain_timeout` (s, pgpool-rs extension), default 30: then wait this long for
     /// sessions to finish before closing them.
     pub drain_timeout: u64,
+    /// `replica_connect_timeout` (ms, pgpool-rs extension), default 1000: connect timeout
+    /// for replicas (a dead replica never holds a read longer), for background retries of a
+    /// node marked down, and for the primary while it is marked down (new sessions fail fast).
+    pub replica_connect_timeout: u64,
     // --- where it came from ---------------------------------------------------------------
     /// The file read, if any (`-f`).
     pub config_file: Option<PathBuf>,

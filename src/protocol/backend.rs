@@ -108,6 +108,23 @@ pub fn first_text_value(body: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(v).into_owned())
 }
 
+/// Every column of a DataRow as text (`None` for NULL); for the proxy's own queries.
+pub fn decode_data_row(body: &[u8]) -> Result<Vec<Option<String>>, ProtocolError> {
+    let mut r = BodyReader::new(body, "DataRow");
+    let n = r.i16()?;
+    let mut values = Vec::with_capacity(n.max(0) as usize);
+    for _ in 0..n {
+        let len = r.i32()?;
+        if len < 0 {
+            values.push(None);
+        } else {
+            let v = r.take(len as usize)?;
+            values.push(Some(String::from_utf8_lossy(v).into_owned()));
+        }
+    }
+    Ok(values)
+}
+
 // --- Encoders for what the proxy sends to a client ---
 
 pub fn auth_ok(out: &mut BytesMut) {

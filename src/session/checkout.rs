@@ -154,24 +154,24 @@ async fn open_primary(
         host: node.hostname.clone(),
         port: node.port,
     };
-    let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
-    let (conn, credential, memo) =
-        match backend::start(&addr, params, timeout, cfg.max_message_size).await? {
-            // A trusting primary; a pool_hba login still keeps its credential for others.
-            Startup::Ready(c) => (c, verified.unwrap_or(Credential::None), AuthMemo::Trust),
-            Startup::NeedsAuth(pending) => {
-                let credential = match verified {
-                    Some(c) => c,
-                    None => client.mirror(&pending.request).await?,
-                };
-                let memo = memo_of(&pending.request, &credential);
-                let conn = pending.complete(&credential).await.map_err(|e| match e {
-                    BackendError::Server(pg) if pg.code == "28P01" => auth_failed(client.user),
-                    other => other.into(),
-                })?;
-                (conn, credential, memo)
-            }
-        };
+    let timeout = crate::replication::connect_timeout(ctx, 0);
+    let started = backend::start(&addr, params, timeout, cfg.max_message_size).await;
+    let (conn, credential, memo) = match super::failover::primary_started(ctx, started)? {
+        // A trusting primary; a pool_hba login still keeps its credential for others.
+        Startup::Ready(c) => (c, verified.unwrap_or(Credential::None), AuthMemo::Trust),
+        Startup::NeedsAuth(pending) => {
+            let credential = match verified {
+                Some(c) => c,
+                None => client.mirror(&pending.request).await?,
+            };
+            let memo = memo_of(&pending.request, &credential);
+            let conn = pending.complete(&credential).await.map_err(|e| match e {
+                BackendError::Server(pg) if pg.code == "28P01" => auth_failed(client.user),
+                other => other.into(),
+            })?;
+            (conn, credential, memo)
+        }
+    };
     ctx.pool.note_opened(0);
     Ok(Slot::opened(conn, credential, memo, key))
 }
@@ -210,14 +210,25 @@ pub async fn other(
         host: b.hostname.clone(),
         port: b.port,
     };
-    let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
-    let (conn, memo) = match backend::start(&addr, params, timeout, max).await? {
-        Startup::Ready(c) => (c, AuthMemo::Trust),
-        Startup::NeedsAuth(p) => {
-            let memo = memo_of(&p.request, credential);
-            (p.complete(credential).await?, memo)
+    let timeout = crate::replication::connect_timeout(ctx, node);
+    let open = async {
+        match backend::start(&addr, params, timeout, max).await? {
+            Startup::Ready(c) => Ok::<_, BackendError>((c, AuthMemo::Trust)),
+            Startup::NeedsAuth(p) => {
+                let memo = memo_of(&p.request, credential);
+                Ok((p.complete(credential).await?, memo))
+            }
         }
     };
+    // A server that accepts but never answers (hung, or stopped) must not hold a read: the
+    // start-up exchange gets the same bound again on top of the TCP connect.
+    let (conn, memo) = tokio::time::timeout(timeout * 2, open)
+        .await
+        .map_err(|_| BackendError::Connect {
+            node,
+            target: format!("{}:{}", addr.host, addr.port),
+            reason: "no answer to the startup packet".into(),
+        })??;
     ctx.pool.note_opened(node);
     Ok(Slot::opened(conn, credential.clone(), memo, key))
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod checkout;
+mod failover;
 mod relay;
 mod request;
 mod route;

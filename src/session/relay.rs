@@ -145,18 +145,29 @@ impl Relay {
             {
                 return Ok(());
             }
-            let event = if self.idle_limit > 0 && self.is_idle() {
+            let next = if self.idle_limit > 0 && self.is_idle() {
                 let limit = Duration::from_secs(self.idle_limit);
                 match tokio::time::timeout(limit, self.next_event(client)).await {
-                    Ok(e) => e?,
+                    Ok(e) => e,
                     Err(_) => return Err(idle_limit_reached(self.idle_limit)),
                 }
             } else {
-                self.next_event(client).await?
+                self.next_event(client).await
+            };
+            let event = match next {
+                // A replica failure is not a client failure (see `failover`).
+                Err(SessionError::Backend(e)) if self.on_replica() => {
+                    self.lost_replica(&e.to_string())?;
+                    continue;
+                }
+                other => other?,
             };
             match event {
                 Event::ClientRead(0) => return Err(SessionError::ClientGone),
                 Event::ClientRead(_) => self.take_client_frames()?,
+                Event::BackendRead(0) if self.on_replica() => {
+                    self.lost_replica("the replica closed the connection")?
+                }
                 Event::BackendRead(0) => return Err(self.backend_closed()),
                 Event::BackendRead(_) => {
                     let Relay {
@@ -166,16 +177,45 @@ impl Relay {
                         router,
                         ..
                     } = self;
+                    let mut broken = None;
                     if let Some(slot) = slots[*active].as_mut() {
-                        slot.scan(out)?;
+                        if let Err(e) = slot.scan(out) {
+                            broken = Some(e);
+                        }
                         for (stmts, ok, status) in slot.done.drain(..) {
                             router.completed(&stmts, ok, status);
                         }
+                    }
+                    match broken {
+                        Some(e) if self.on_replica() => self.lost_replica(&e.to_string())?,
+                        Some(e) => return Err(e.into()),
+                        None => {}
                     }
                 }
                 Event::Progress => {}
             }
         }
+    }
+
+    fn on_replica(&self) -> bool {
+        self.active != 0
+    }
+
+    /// The active replica connection broke: its unanswered reads go back to the queue (and
+    /// from there to the primary); a read whose answer had begun gets an ERROR instead.
+    fn lost_replica(&mut self, why: &str) -> Result<(), SessionError> {
+        let node = self.active;
+        self.active = 0;
+        let Some(slot) = self.slots[node].take() else {
+            return Ok(());
+        };
+        self.cancel.remove_backend(&slot.conn);
+        let recovery = super::failover::replica_died(&self.ctx, node, slot, why, &mut self.out)
+            .map_err(|_| SessionError::ClientGone)?;
+        for req in recovery.retry.into_iter().rev() {
+            self.queue.push_front(req);
+        }
+        Ok(())
     }
 
     /// Nothing is in flight: the session is waiting for its client's next request.
@@ -421,32 +461,87 @@ impl Relay {
     /// Opens the connection to `node` on first use, or falls back to the primary when it
     /// cannot be reached (a replica failure must never fail a read the primary can serve).
     async fn ensure_connected(&mut self, node: usize) -> Result<usize, SessionError> {
+        if node != 0 && self.replica_went_away(node) {
+            return Box::pin(self.ensure_connected(0)).await;
+        }
         if self.slots.get(node).is_some_and(|s| s.is_some()) {
             return Ok(node);
         }
         let max = self.decoder.max_len;
         let opened = match self.router.connect(&self.ctx, node).await {
-            Ok(mut slot) => match self.router.replay_state(&mut slot, max).await {
-                Ok(()) => Ok(slot),
-                Err(e) => Err(e),
-            },
+            Ok(mut slot) => {
+                crate::replication::node_answered(&self.ctx, node);
+                match self.router.replay_state(&mut slot, max).await {
+                    Ok(()) => Ok(slot),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         };
         match opened {
-            Ok(slot) => {
+            Ok(mut slot) => {
+                if node != 0 {
+                    slot.replica = Some(Default::default());
+                }
                 self.cancel.add_backend(&slot.conn);
                 crate::admin::note_backend(&self.ctx, &self.admin, node, &slot.conn);
                 self.slots[node] = Some(slot.with_stats(self.ctx.stats.clone()));
                 Ok(node)
             }
             // Without the primary there is nothing to fall back to.
-            Err(e) if node == 0 => Err(e.into()),
+            Err(e) if node == 0 => {
+                if super::failover::is_unreachable(&e) {
+                    crate::replication::node_failed(&self.ctx, 0, &e.to_string());
+                }
+                Err(e.into())
+            }
+            Err(e) if super::failover::is_unreachable(&e) => {
+                // Down for everyone until the background retry reaches it again.
+                crate::replication::node_failed(&self.ctx, node, &e.to_string());
+                if let Some(n) = self.ctx.nodes.node(node) {
+                    n.fallbacks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Box::pin(self.ensure_connected(0)).await
+            }
             Err(e) => {
-                tracing::warn!(node, "backend unusable, reads go to the primary: {e}");
+                tracing::warn!(
+                    node,
+                    "backend refused this session, reads go to the primary: {e}"
+                );
                 self.router.mark_unusable(node);
                 Box::pin(self.ensure_connected(0)).await
             }
         }
+    }
+
+    /// An idle replica connection whose server went away between statements is dropped
+    /// before a read is sent to it (the read then goes to the primary, unharmed).
+    fn replica_went_away(&mut self, node: usize) -> bool {
+        use super::failover::{liveness, Liveness};
+        let Some(slot) = self.slots.get_mut(node).and_then(|s| s.as_mut()) else {
+            return false;
+        };
+        if !slot.idle() {
+            return false;
+        }
+        let gone = match liveness(slot) {
+            Liveness::Open => false,
+            Liveness::Closed => true,
+            Liveness::Spoke => {
+                // Unasked messages on an idle connection: a notice is dropped, a FATAL
+                // (shutdown) means the server is leaving.
+                let mut unasked = BytesMut::new();
+                slot.scan(&mut unasked).is_err() || slot.fatal
+            }
+        };
+        if !gone {
+            return false;
+        }
+        self.active = node;
+        // Nothing is pending, so nothing is retried and the client hears nothing.
+        let _ = self.lost_replica("the replica connection was closed while idle");
+        true
     }
 
     /// Writes `req` to `node`, with whatever the backend needs first (statement re-prepare)
@@ -456,8 +551,21 @@ impl Relay {
         for other in self.router.mirror_targets(&req, node, &self.slots) {
             if let Some(slot) = self.slots[other].as_mut() {
                 if let Some(sql) = Router::simple_text(&req) {
-                    if let Some(e) = slot.exec_silent(&sql, max).await? {
-                        tracing::debug!(node = other, "mirrored statement failed: {e}");
+                    match slot.exec_silent(&sql, max).await {
+                        Ok(None) => {}
+                        Ok(Some(e)) => {
+                            tracing::debug!(node = other, "mirrored statement failed: {e}")
+                        }
+                        // A replica lost here costs nothing: it is opened again when needed.
+                        Err(e) if other != 0 => {
+                            if let Some(slot) = self.slots[other].take() {
+                                self.cancel.remove_backend(&slot.conn);
+                            }
+                            if super::failover::is_unreachable(&e) {
+                                crate::replication::node_failed(&self.ctx, other, &e.to_string());
+                            }
+                        }
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
@@ -474,6 +582,9 @@ impl Relay {
         }
         slot.outstanding += req.expected_ready();
         req.encode(&mut slot.bout);
+        if let Some(watch) = slot.replica.as_mut() {
+            watch.sent(&req);
+        }
         self.router.after_send(&req, node);
         self.router.record_prepared(&req, slot);
         Ok(())

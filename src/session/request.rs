@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{tag, Frame, PgError};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Request {
     /// A simple Query; the text is decoded when routed.
     Simple(Frame),

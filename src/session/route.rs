@@ -128,7 +128,7 @@ impl Router {
             Request::Extended { frames, .. } => self.route_batch(ctx, frames),
             _ => PolicyTarget::Primary,
         };
-        let (node, reason) = self.final_node(decision, in_txn, self.last_reason);
+        let (node, reason) = self.final_node(ctx, decision, in_txn, self.last_reason);
         self.last_reason = reason;
         Target::Node(node)
     }
@@ -137,6 +137,7 @@ impl Router {
     /// on the primary, and nodes that failed for this session are avoided.
     fn final_node(
         &self,
+        ctx: &Context,
         decision: PolicyTarget,
         in_txn: bool,
         reason: &'static str,
@@ -152,7 +153,12 @@ impl Router {
         if self.unusable.get(node).copied().unwrap_or(true) {
             (primary, "node_unusable")
         } else {
-            (node, reason)
+            let readable = self.readable_or_fallback(ctx, node);
+            if readable == node {
+                (node, reason)
+            } else {
+                (readable, "replica_unavailable")
+            }
         }
     }
 
@@ -186,8 +192,31 @@ impl Router {
             RouteResult::Decided(d) => (d.target, d.reason.code()),
             RouteResult::NeedVolatility(_) => (PolicyTarget::Primary, "volatility_unknown"),
         };
-        let (node, reason) = self.final_node(decision, in_txn, reason);
+        let (node, reason) = self.final_node(ctx, decision, in_txn, reason);
         crate::admin::Explained { node, reason }
+    }
+
+    /// A replica that is down, past the delay threshold or no longer in recovery gets no
+    /// reads: they go to the primary, or with `prefer_lower_delay_standby` to the
+    /// least-delayed standby (spec 5.3 step 11). Checked per statement, so reads return to
+    /// the replica as soon as it is back or has caught up.
+    fn readable_or_fallback(&self, ctx: &Context, node: usize) -> usize {
+        let primary = self.rcfg.primary_node;
+        if node == primary || ctx.nodes.is_readable(node) {
+            return node;
+        }
+        if ctx.config().prefer_lower_delay_standby {
+            let r = rand::random::<f64>();
+            if let Some(n) = ctx
+                .nodes
+                .least_delayed_standby(&self.rcfg.weights, primary, r)
+            {
+                if !self.unusable.get(n).copied().unwrap_or(true) {
+                    return n;
+                }
+            }
+        }
+        primary
     }
 
     fn decide(&mut self, ctx: &Context, stmt: &Statement) -> PolicyTarget {

@@ -34,6 +34,9 @@ pub struct Slot {
     pub inflight: VecDeque<(Vec<Arc<Statement>>, bool)>,
     /// Requests answered since the router last looked: statements, success, status byte.
     pub done: Vec<(Vec<Arc<Statement>>, bool, u8)>,
+    /// What a replica failure needs: unanswered requests, whether the answer reached the
+    /// client, the FATAL held back (see `failover`). `None` on the primary.
+    pub replica: Option<super::failover::ReplicaWatch>,
     /// Where the connection goes back when the session ends (None: never cached).
     pub pool_key: Option<PoolKey>,
     /// What authenticated it, kept with it in the cache.
@@ -81,6 +84,7 @@ impl Slot {
             in_copy: false,
             inflight: VecDeque::new(),
             done: Vec::new(),
+            replica: None,
             pool_key: None,
             credential: Credential::None,
             auth: AuthMemo::Trust,
@@ -93,6 +97,12 @@ impl Slot {
     pub fn with_stats(mut self, stats: Arc<Stats>) -> Slot {
         self.stats = Some(stats);
         self
+    }
+
+    /// A message of an answer is being copied through: a replica failure now cannot be
+    /// hidden, nor even reported inside the protocol.
+    pub fn mid_message(&self) -> bool {
+        self.passthrough > 0
     }
 
     /// Nothing sent to this backend is still unanswered.
@@ -113,6 +123,9 @@ impl Slot {
                 out.extend_from_slice(&rbuf[..n]);
                 rbuf.advance(n);
                 self.passthrough -= n;
+                if let Some(w) = self.replica.as_mut() {
+                    w.answer_started = true;
+                }
                 continue;
             }
             if rbuf.len() < HEADER_LEN {
@@ -155,6 +168,11 @@ impl Slot {
                     if let (Some(st), Some(t)) = (&self.stats, self.sent_at.pop_front()) {
                         st.node(self.conn.node).observe_latency(t.elapsed());
                     }
+                    if let Some(w) = self.replica.as_mut() {
+                        w.answered();
+                    }
+                    out.extend_from_slice(&msg);
+                    continue;
                 }
                 btag::PARAMETER_STATUS => {
                     if let Ok((k, v)) = decode_parameter_status(body) {
@@ -171,6 +189,12 @@ impl Slot {
                     let e = PgError::decode(body);
                     if e.is_fatal() {
                         self.fatal = true;
+                        if let Some(w) = self.replica.as_mut() {
+                            // The replica is going away: the relay decides what the client
+                            // hears (often nothing: the read is retried on the primary).
+                            w.fatal = Some(e);
+                            continue;
+                        }
                     }
                     if let Some(st) = &self.stats {
                         st.node(self.conn.node)
@@ -179,6 +203,9 @@ impl Slot {
                 }
                 btag::COPY_IN | btag::COPY_BOTH => self.in_copy = true,
                 _ => {}
+            }
+            if let Some(w) = self.replica.as_mut() {
+                w.answer_started = true;
             }
             out.extend_from_slice(&msg);
         }

@@ -578,3 +578,7 @@ impl Drop for Proxy {
         }
     }
 }
+
+mod private;
+#[allow(unused_imports)] // only the fault-injection tests use it
+pub use private::{Node, PrivateCluster};
