@@ -581,6 +581,7 @@ impl Relay {
             slot.sent_at.push_back(std::time::Instant::now());
         }
         slot.outstanding += req.expected_ready();
+        slot.sent_request(req.expected_ready());
         req.encode(&mut slot.bout);
         if let Some(watch) = slot.replica.as_mut() {
             watch.sent(&req);

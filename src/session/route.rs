@@ -403,7 +403,7 @@ impl Router {
                             && !self.statements.contains_key(p.name)
                         {
                             protocol::close(&mut inject, protocol::Target::Statement, p.name);
-                            slot.swallow.push_back(protocol::btag::CLOSE_COMPLETE);
+                            slot.expect_injected(protocol::btag::CLOSE_COMPLETE);
                             slot.prepared.remove(p.name);
                         }
                     }
@@ -428,10 +428,10 @@ impl Router {
             }
             if slot.prepared.contains_key(name) && !name.is_empty() {
                 protocol::close(&mut inject, protocol::Target::Statement, name);
-                slot.swallow.push_back(protocol::btag::CLOSE_COMPLETE);
+                slot.expect_injected(protocol::btag::CLOSE_COMPLETE);
             }
             p.parse.encode(&mut inject);
-            slot.swallow.push_back(protocol::btag::PARSE_COMPLETE);
+            slot.expect_injected(protocol::btag::PARSE_COMPLETE);
             slot.prepared.insert(name.to_string(), p.generation);
             parsed_here.push(name);
         }

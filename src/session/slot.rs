@@ -23,7 +23,10 @@ pub struct Slot {
     /// Body bytes of an opaque message still to copy through.
     passthrough: usize,
     /// Tags of answers to requests the proxy injected (re-Parse, Close), dropped in order.
-    pub swallow: VecDeque<u8>,
+    /// One segment per ReadyForQuery still due (plus the open one at the back, for requests
+    /// not ended by Sync yet). A segment ends at its RFQ, so what an error leaves unanswered
+    /// in one request never eats another request's answers.
+    swallow: VecDeque<VecDeque<u8>>,
     /// Named statements prepared on this backend, by the session's generation number.
     pub prepared: HashMap<String, u64>,
     /// The backend sent a FATAL error and will close.
@@ -78,7 +81,7 @@ impl Slot {
             bout: BytesMut::with_capacity(4096),
             outstanding: 0,
             passthrough: 0,
-            swallow: VecDeque::new(),
+            swallow: VecDeque::from([VecDeque::new()]),
             prepared: HashMap::new(),
             fatal: false,
             in_copy: false,
@@ -103,6 +106,21 @@ impl Slot {
     /// hidden, nor even reported inside the protocol.
     pub fn mid_message(&self) -> bool {
         self.passthrough > 0
+    }
+
+    /// The answer (`tag`) to a message the proxy put in front of the request being sent:
+    /// it is dropped instead of reaching the client.
+    pub fn expect_injected(&mut self, tag: u8) {
+        if let Some(open) = self.swallow.back_mut() {
+            open.push_back(tag);
+        }
+    }
+
+    /// A request that ends with `n` ReadyForQuery messages was sent: close its segment(s).
+    pub fn sent_request(&mut self, n: usize) {
+        for _ in 0..n {
+            self.swallow.push_back(VecDeque::new());
+        }
     }
 
     /// Nothing sent to this backend is still unanswered.
@@ -152,16 +170,18 @@ impl Slot {
             }
             let msg = rbuf.split_to(total);
             let body = &msg[HEADER_LEN..];
-            if self.swallow.front() == Some(&tag) {
-                self.swallow.pop_front();
-                continue;
+            if let Some(seg) = self.swallow.front_mut() {
+                if seg.front() == Some(&tag) {
+                    seg.pop_front();
+                    continue;
+                }
             }
             match tag {
                 btag::READY_FOR_QUERY => {
                     self.outstanding = self.outstanding.saturating_sub(1);
                     self.conn.txn_status = decode_ready(body).unwrap_or(b'I');
                     self.in_copy = false;
-                    self.swallow.clear();
+                    end_swallow_segment(&mut self.swallow);
                     if let Some((stmts, failed)) = self.inflight.pop_front() {
                         self.done.push((stmts, !failed, self.conn.txn_status));
                     }
@@ -180,8 +200,11 @@ impl Slot {
                     }
                 }
                 btag::ERROR_RESPONSE => {
-                    // After an error the server skips to Sync: injected answers won't come.
-                    self.swallow.clear();
+                    // After an error the server skips to Sync: this request's injected
+                    // answers won't come.
+                    if let Some(seg) = self.swallow.front_mut() {
+                        seg.clear();
+                    }
                     self.in_copy = false;
                     if let Some(front) = self.inflight.front_mut() {
                         front.1 = true;
@@ -255,5 +278,14 @@ impl Slot {
                 _ => {}
             }
         }
+    }
+}
+
+/// A ReadyForQuery ends the front request: what it left of its injected answers goes.
+fn end_swallow_segment(swallow: &mut VecDeque<VecDeque<u8>>) {
+    if swallow.len() > 1 {
+        swallow.pop_front();
+    } else if let Some(only) = swallow.front_mut() {
+        only.clear();
     }
 }
