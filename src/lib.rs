@@ -11,3 +11,4 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod stream;
+pub mod tls;

@@ -115,6 +115,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION")
         );
         let ctx: Arc<Context> = Context::new(cfg, passwd);
+        pgpool::tls::init(&ctx).context("ssl")?;
+        tokio::spawn(pgpool::tls::reload_on_sighup(ctx.clone()));
         tokio::select! {
             _ = server::serve(ctx, tcp, unix) => {}
             _ = tokio::signal::ctrl_c() => info!("interrupted, shutting down"),

@@ -27,6 +27,8 @@ pub struct Context {
     pub cancel: Arc<CancelRegistry>,
     /// Function name -> "is a write" (VOLATILE in the primary's pg_proc), looked up once.
     pub volatility: Mutex<HashMap<String, bool>>,
+    /// Client acceptor and backend connector; filled by `tls::init`, swapped by `reload_tls`.
+    pub tls: crate::tls::Tls,
 }
 
 impl Context {
@@ -43,6 +45,7 @@ impl Context {
             passwd: ArcSwap::from_pointee(passwd),
             cancel: Arc::new(CancelRegistry::default()),
             volatility: Mutex::new(HashMap::new()),
+            tls: crate::tls::Tls::default(),
         })
     }
 

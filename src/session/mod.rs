@@ -39,13 +39,18 @@ pub enum SessionError {
     Backend(#[from] BackendError),
     #[error("authentication timeout")]
     AuthTimeout,
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl SessionError {
     /// The ErrorResponse the client should get before the connection closes, if any.
     fn to_client_error(&self) -> Option<PgError> {
         match self {
-            SessionError::ClientGone | SessionError::Io(_) | SessionError::AuthTimeout => None,
+            SessionError::ClientGone
+            | SessionError::Io(_)
+            | SessionError::AuthTimeout
+            | SessionError::Tls(_) => None,
             SessionError::Protocol(p) => Some(p.to_pg_error()),
             SessionError::Client(e) => Some(e.clone()),
             SessionError::Backend(b) => {
@@ -136,7 +141,7 @@ async fn start_session(
     stream: &mut Stream,
 ) -> Result<Option<Started>, SessionError> {
     let mut buf = BytesMut::with_capacity(8 * 1024);
-    let params = match startup::read_first_packet(stream, &mut buf).await? {
+    let params = match startup::read_first_packet(stream, &mut buf, ctx.tls.acceptor()).await? {
         FirstPacket::Cancel { pid, key } => {
             ctx.cancel.cancel(pid, key).await;
             return Ok(None);
@@ -159,6 +164,7 @@ async fn start_session(
         node: node.id,
         host: node.hostname.clone(),
         port: node.port,
+        tls: ctx.tls.backend(),
     };
     let bparams = startup::backend_params(&params, &database);
     let connect_timeout = Duration::from_millis(cfg.connect_timeout.max(1));

@@ -264,6 +264,7 @@ impl Router {
             node,
             host: b.hostname.clone(),
             port: b.port,
+            tls: ctx.tls.backend(),
         };
         let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
         let conn = match backend::start(&addr, &self.params, timeout, cfg.max_message_size).await? {
