@@ -108,15 +108,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
+        let ctx: Arc<Context> = Context::new(cfg, passwd);
+        // Before listening: a client must never find TLS missing because it came early.
+        pgpool::tls::init(&ctx).context("ssl")?;
+        tokio::spawn(pgpool::tls::reload_on_sighup(ctx.clone()));
+        let cfg = ctx.config();
         let (tcp, unix) = server::bind(&cfg).await?;
         info!(
             port = cfg.port,
             "pgpool-rs {} accepting connections",
             env!("CARGO_PKG_VERSION")
         );
-        let ctx: Arc<Context> = Context::new(cfg, passwd);
-        pgpool::tls::init(&ctx).context("ssl")?;
-        tokio::spawn(pgpool::tls::reload_on_sighup(ctx.clone()));
         tokio::select! {
             _ = server::serve(ctx, tcp, unix) => {}
             _ = tokio::signal::ctrl_c() => info!("interrupted, shutting down"),

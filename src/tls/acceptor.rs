@@ -136,9 +136,11 @@ fn versions(cfg: &Config) -> Result<Vec<&'static SupportedProtocolVersion>, TlsE
         "" | "TLSv1.3" if min13 => vec![v13],
         "" | "TLSv1.3" => vec![v13, v12],
         "TLSv1.2" if !min13 => vec![v12],
-        other => return Err(TlsError::Config(format!(
+        other => {
+            return Err(TlsError::Config(format!(
             "ssl_max_protocol_version = '{other}': TLS 1.2 and 1.3 are the only versions supported"
-        ))),
+        )))
+        }
     };
     if matches!(cfg.ssl_min_protocol_version.as_str(), "TLSv1" | "TLSv1.1") {
         info!(
