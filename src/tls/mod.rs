@@ -10,6 +10,8 @@ mod acceptor;
 mod backend;
 mod certgen;
 mod ciphers;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
