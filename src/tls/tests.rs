@@ -75,12 +75,13 @@ async fn handshake(cfg: &Config, client: Option<ClientCert>) -> Result<Option<St
 
 fn config_with_ca(dir: &std::path::Path, ca_pem: &str) -> Config {
     std::fs::write(dir.join("ca.crt"), ca_pem).expect("write ca");
-    let mut cfg = Config::default();
-    cfg.ssl = true;
-    cfg.config_dir = dir.to_path_buf();
-    cfg.ssl_generated_dir = "gen".into();
-    cfg.ssl_ca_cert = "ca.crt".into();
-    cfg
+    Config {
+        ssl: true,
+        config_dir: dir.to_path_buf(),
+        ssl_generated_dir: "gen".into(),
+        ssl_ca_cert: "ca.crt".into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
