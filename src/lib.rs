@@ -10,5 +10,6 @@ pub mod protocol;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod stream;
 pub mod tls;

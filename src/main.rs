@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use pgpool::auth::passwd::PoolPasswd;
+use pgpool::auth::setup;
 use pgpool::config::{self, Config};
 use pgpool::server::{self, Context};
 
@@ -74,7 +74,10 @@ fn init_logging(debug: bool) {
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
+    // Variables that are not UTF-8 cannot be credentials; skip them instead of panicking.
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
     let loaded = config::load(cli.config_file.as_deref(), &env)?;
     for w in &loaded.warnings {
         warn!("{w}");
@@ -94,21 +97,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(other) => anyhow::bail!("unknown command \"{other}\" (expected check)"),
         None => {}
     }
-    let _ = (
-        cli.dont_detach,
-        cli.discard_status,
-        &cli.mode,
-        &cli.hba_file,
-        &cli.pcp_file,
-        &cli.key_file,
-    );
-    let passwd = load_passwd(&cfg)?;
+    let _ = (cli.dont_detach, cli.discard_status, &cli.mode);
+    let auth = load_auth(&cli, &cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let ctx: Arc<Context> = Context::new(cfg, passwd);
+        let ctx: Arc<Context> = Context::new(cfg, auth.passwd);
+        ctx.set_hba(auth.hba);
         // Before listening: a client must never find TLS missing because it came early.
         pgpool::tls::init(&ctx).context("ssl")?;
         tokio::spawn(pgpool::tls::reload_on_sighup(ctx.clone()));
@@ -119,28 +116,69 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "pgpool-rs {} accepting connections",
             env!("CARGO_PKG_VERSION")
         );
+        start_admin_servers(&ctx, cli.pcp_file.as_deref()).await?;
         tokio::select! {
-            _ = server::serve(ctx, tcp, unix) => {}
+            _ = server::serve(ctx.clone(), tcp, unix) => {}
             _ = tokio::signal::ctrl_c() => info!("interrupted, shutting down"),
+            _ = ctx.shutdown_requested.notified() => info!("shutdown requested, shutting down"),
         }
         Ok(())
     })
 }
 
-fn load_passwd(cfg: &Config) -> anyhow::Result<PoolPasswd> {
-    let Some(path) = cfg.pool_passwd_path() else {
-        return Ok(PoolPasswd::default());
+/// Environment credentials into pool_passwd/pcp.conf, then pool_passwd (with the AES key)
+/// and pool_hba.conf. A broken pool_hba.conf stops start-up only when it is in use.
+fn load_auth(cli: &Cli, cfg: &Config) -> anyhow::Result<setup::Loaded> {
+    let paths = setup::AuthPaths {
+        key_file: cli.key_file.clone(),
+        hba_file: cli.hba_file.clone(),
+        pcp_file: cli.pcp_file.clone(),
     };
-    match PoolPasswd::load(&path, None) {
-        Ok((p, warnings)) => {
-            for w in warnings {
-                warn!("{}: {w}", path.display());
-            }
-            Ok(p)
-        }
-        Err(e) => {
-            warn!("could not read pool_passwd {}: {e}", path.display());
-            Ok(PoolPasswd::default())
+    // Variables that are not UTF-8 cannot be credentials; skip them instead of panicking.
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let loaded =
+        setup::load_at_start(cfg, &paths, &env).context("credentials from the environment")?;
+    for n in &loaded.notes {
+        info!("{n}");
+    }
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    match &loaded.hba_error {
+        Some(e) if cfg.enable_pool_hba => anyhow::bail!("enable_pool_hba is on: {e}"),
+        Some(e) => debug!("pool_hba.conf not loaded (enable_pool_hba is off): {e}"),
+        None => {}
+    }
+    info!(users = loaded.passwd.len(), "pool_passwd loaded");
+    Ok(loaded)
+}
+
+/// The PCP server (with `pcp.conf` from `-F`) and the metrics/health HTTP server.
+async fn start_admin_servers(
+    ctx: &Arc<Context>,
+    pcp_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = pcp_file {
+        match pgpool::auth::pcp_conf::PcpUsers::load(path) {
+            Ok(users) => ctx.set_pcp_users(users),
+            Err(e) => warn!("could not read pcp.conf {}: {e}", path.display()),
         }
     }
+    let (tcp, unix) = pgpool::admin::pcp::bind(ctx)
+        .await
+        .context("PCP listener")?;
+    tokio::spawn(pgpool::admin::pcp::serve(ctx.clone(), tcp, unix));
+    let http = pgpool::admin::http::bind(ctx)
+        .await
+        .context("metrics listener")?;
+    if !http.is_empty() {
+        info!(
+            port = ctx.config().metrics_port,
+            "metrics and health on HTTP"
+        );
+    }
+    tokio::spawn(pgpool::admin::http::serve(ctx.clone(), http));
+    Ok(())
 }

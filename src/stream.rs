@@ -37,6 +37,22 @@ impl Stream {
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
     }
+
+    /// For an idle connection: false if the peer closed it or sent something unasked (a
+    /// server's FATAL before closing). Reads at most one byte, without waiting. On TLS the
+    /// byte comes from the socket under the encryption: any byte there means the connection
+    /// is not idle, and it is discarded either way.
+    pub fn is_alive(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let r = match self {
+            Stream::Tcp(s) => s.try_read(&mut probe),
+            Stream::Unix(s) => s.try_read(&mut probe),
+            Stream::ServerTls(s) => s.get_ref().0.try_read(&mut probe),
+            Stream::ClientTls(s) => s.get_ref().0.try_read(&mut probe),
+            Stream::Detached => return false,
+        };
+        matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
 }
 
 fn detached() -> io::Error {

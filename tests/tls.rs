@@ -387,3 +387,107 @@ async fn sighup_reloads_the_certificate_without_dropping_sessions() {
         .expect("old session");
     assert_eq!(row.get::<_, i32>(0), 42);
 }
+
+/// A CA (PEM) and, per common name, a certificate it signed with its key.
+fn ca_and_clients(cns: &[&str]) -> (String, Vec<(String, String)>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    let ca_key = KeyPair::generate().expect("ca key");
+    let ca_pem = ca.self_signed(&ca_key).expect("ca").pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let clients = cns
+        .iter()
+        .map(|cn| {
+            let mut p = CertificateParams::default();
+            p.distinguished_name.push(DnType::CommonName, *cn);
+            let key = KeyPair::generate().expect("key");
+            let cert = p.signed_by(&key, &issuer).expect("sign");
+            (cert.pem(), key.serialize_pem())
+        })
+        .collect();
+    (ca_pem, clients)
+}
+
+/// Connects over TLS (server verified against the generated certificate), presenting
+/// `client` (certificate PEM, key PEM) when given; returns the SQLSTATE on failure.
+async fn tls_connect(proxy: &Proxy, client: Option<&(String, String)>) -> Result<(), String> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(generated_cert(proxy)).expect("root") {
+        roots.add(c.expect("pem")).expect("add");
+    }
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots);
+    let cc = match client {
+        Some((cert, key)) => {
+            let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).expect("cert")];
+            let key =
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client auth")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let conn = format!(
+        "host=localhost port={} user=postgres dbname=postgres sslmode=require",
+        proxy.port
+    );
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(cc);
+    let (c, connection) = tokio_postgres::connect(&conn, tls)
+        .await
+        .map_err(sqlstate)?;
+    tokio::spawn(connection);
+    c.simple_query("SELECT 1").await.map_err(sqlstate)?;
+    Ok(())
+}
+
+fn sqlstate(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn hostssl_refuses_plain_clients_and_cert_checks_the_common_name() {
+    let (ca, clients) = ca_and_clients(&["postgres", "somebody_else"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, ca).expect("write ca");
+    let proxy = Proxy::builder()
+        .conf(&format!(
+            "ssl = on\nssl_generated_dir = 'gen'\nssl_ca_cert = '{}'\nenable_pool_hba = on",
+            ca_path.display()
+        ))
+        .hba("hostssl all all 127.0.0.1/32 cert\n")
+        .start();
+
+    let plain = proxy.try_connect("postgres", "postgres", None).await;
+    let Err(e) = plain else {
+        panic!("plain connection accepted");
+    };
+    let err = sqlstate(e);
+    assert!(err.starts_with("28000 no pool_hba.conf entry"), "{err}");
+    assert!(err.contains("no encryption"), "{err}");
+
+    tls_connect(&proxy, Some(&clients[0]))
+        .await
+        .expect("CN = user");
+    let err = tls_connect(&proxy, Some(&clients[1]))
+        .await
+        .expect_err("CN != user");
+    assert!(
+        err.starts_with("28000 certificate authentication failed"),
+        "{err}"
+    );
+    let err = tls_connect(&proxy, None).await.expect_err("no certificate");
+    assert!(
+        err.starts_with("28000 certificate authentication failed"),
+        "{err}"
+    );
+}
