@@ -128,8 +128,9 @@ async fn primary_has_ssl() -> bool {
     row.get::<_, String>(0) == "on"
 }
 
-/// pg_stat_ssl on the primary, for the backend connection of a session through `proxy`.
-async fn primary_sees_ssl(proxy: &Proxy) -> bool {
+/// pg_stat_ssl on the primary, for the backend connection of a session through `proxy`:
+/// (backend pid, encrypted).
+async fn primary_sees_ssl(proxy: &Proxy) -> (i32, bool) {
     let client = proxy.connect("postgres", "postgres").await;
     // In a transaction: pinned to the primary, as inet_server_port() confirms.
     let tx_sql = "BEGIN; SELECT pg_backend_pid(), inet_server_port()";
@@ -149,7 +150,28 @@ async fn primary_sees_ssl(proxy: &Proxy) -> bool {
         .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", &[&pid])
         .await
         .expect("pg_stat_ssl");
-    r.get(0)
+    client.simple_query("COMMIT").await.expect("commit");
+    (pid, r.get(0))
+}
+
+/// Waits (bounded) until the primary shows `pid` idle after the proxy's reset (cached).
+async fn wait_cached(pid: i32) {
+    let direct = common::primary_client().await;
+    let sql = "SELECT count(*) FROM pg_stat_activity \
+               WHERE pid = $1 AND state = 'idle' AND query = 'DISCARD ALL'";
+    let deadline = Instant::now() + BOUND;
+    while Instant::now() < deadline {
+        let n: i64 = direct
+            .query_one(sql, &[&pid])
+            .await
+            .expect("activity")
+            .get(0);
+        if n == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("backend {pid} never went back to the cache");
 }
 
 #[tokio::test]
@@ -159,11 +181,18 @@ async fn backend_connection_is_encrypted_when_the_primary_accepts_tls() {
         "the test primary runs with ssl = off: restart it with scripts/pgcluster.sh"
     );
     let proxy = tls_proxy("");
-    assert!(primary_sees_ssl(&proxy).await, "prefer: not encrypted");
+    let (first_pid, encrypted) = primary_sees_ssl(&proxy).await;
+    assert!(encrypted, "prefer: not encrypted");
+    // The cached TLS connection is found alive and reused by the next session.
+    wait_cached(first_pid).await;
+    assert_eq!(primary_sees_ssl(&proxy).await, (first_pid, true));
     let required = tls_proxy("backend_ssl = require");
-    assert!(primary_sees_ssl(&required).await, "require: not encrypted");
+    assert!(
+        primary_sees_ssl(&required).await.1,
+        "require: not encrypted"
+    );
     let plain = tls_proxy("backend_ssl = disable");
-    assert!(!primary_sees_ssl(&plain).await, "disable: encrypted");
+    assert!(!primary_sees_ssl(&plain).await.1, "disable: encrypted");
 }
 
 /// Sends a startup packet and `SELECT 1` over `s`, returns the first column of the row.
