@@ -109,6 +109,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Before listening: a client must never find TLS missing because it came early.
         pgpool::tls::init(&ctx).context("ssl")?;
         tokio::spawn(pgpool::tls::reload_on_sighup(ctx.clone()));
+        // PCP and metrics first too: once the client port answers, everything does.
+        start_admin_servers(&ctx, cli.pcp_file.as_deref()).await?;
         let cfg = ctx.config();
         let (tcp, unix) = server::bind(&cfg).await?;
         info!(
@@ -116,7 +118,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "pgpool-rs {} accepting connections",
             env!("CARGO_PKG_VERSION")
         );
-        start_admin_servers(&ctx, cli.pcp_file.as_deref()).await?;
         tokio::select! {
             _ = server::serve(ctx.clone(), tcp, unix) => {}
             _ = tokio::signal::ctrl_c() => info!("interrupted, shutting down"),
