@@ -276,9 +276,29 @@ EOF
 # Per-node settings live in their own file, rewritten at every start, so a port given in
 # the environment wins and the replica keeps its own port after pg_basebackup copied ours.
 write_node_conf() {
-    local data="$1" port="$2" name="$3"
-    printf "port = %s\ncluster_name = '%s'\n" "$port" "$name" |
+    local data="$1" port="$2" name="$3" ssl=off
+    ensure_server_cert "$data" && ssl=on
+    printf "port = %s\ncluster_name = '%s'\nssl = %s\n" "$port" "$name" "$ssl" |
         as_pg tee "$data/pgrs_node.conf" >/dev/null
+}
+
+# A self-signed server certificate (server.crt/server.key, PostgreSQL's default names), so
+# the servers accept TLS and tests can see the proxy's backend connections encrypted.
+ensure_server_cert() {
+    local data="$1"
+    [[ -f "$data/server.crt" && -f "$data/server.key" ]] && return 0
+    command -v openssl >/dev/null 2>&1 || return 1
+    as_pg openssl req -nodes -new -x509 -days 3650 -subj /CN=localhost \
+        -keyout "$data/server.key" -out "$data/server.crt" >/dev/null 2>&1 || return 1
+    as_pg chmod 600 "$data/server.key"
+}
+
+# A cluster made before TLS was turned on gets it with a reload (ssl is reloadable).
+ensure_ssl_on() {
+    local data="$1" port="$2" name="$3"
+    [[ "$(query "$port" 'show ssl' || true)" == on ]] && return 0
+    write_node_conf "$data" "$port" "$name"
+    as_pg "$PG_BIN/pg_ctl" -D "$data" reload >/dev/null || true
 }
 
 # ---------------------------------------------------------------- start ---
@@ -356,6 +376,9 @@ start_locked() {
     ensure_pg_bin
     resolve_ports
     if [[ -f "$CLUSTER_DIR/ports.env" ]] && both_healthy; then
+        cd "$CLUSTER_DIR"
+        ensure_ssl_on "$CLUSTER_DIR/primary" "$PRIMARY_PORT" pgrs_primary
+        ensure_ssl_on "$CLUSTER_DIR/replica" "$REPLICA_PORT" "$REPLICA_APP_NAME"
         write_ports_env
         return 0
     fi

@@ -13,3 +13,4 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod stream;
+pub mod tls;

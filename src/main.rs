@@ -104,15 +104,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
+        let ctx: Arc<Context> = Context::new(cfg, auth.passwd);
+        ctx.set_hba(auth.hba);
+        // Before listening: a client must never find TLS missing because it came early.
+        pgpool::tls::init(&ctx).context("ssl")?;
+        tokio::spawn(pgpool::tls::reload_on_sighup(ctx.clone()));
+        // PCP and metrics first too: once the client port answers, everything does.
+        start_admin_servers(&ctx, cli.pcp_file.as_deref()).await?;
+        let cfg = ctx.config();
         let (tcp, unix) = server::bind(&cfg).await?;
         info!(
             port = cfg.port,
             "pgpool-rs {} accepting connections",
             env!("CARGO_PKG_VERSION")
         );
-        let ctx: Arc<Context> = Context::new(cfg, auth.passwd);
-        ctx.set_hba(auth.hba);
-        start_admin_servers(&ctx, cli.pcp_file.as_deref()).await?;
         pgpool::replication::spawn_monitor(ctx.clone());
         tokio::select! {
             _ = server::serve(ctx.clone(), tcp, unix) => {}

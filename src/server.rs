@@ -42,6 +42,8 @@ pub struct Context {
     pub volatility: Mutex<HashMap<String, bool>>,
     /// Each backend's health, role and replication delay (see `replication`).
     pub nodes: crate::replication::NodeStates,
+    /// Client acceptor and backend connector; filled by `tls::init`, swapped by `reload_tls`.
+    pub tls: crate::tls::Tls,
     /// Idle backend connections shared by all sessions.
     pub pool: Pool,
     /// Client sessions allowed at once: `num_init_children - reserved_connections`.
@@ -96,6 +98,7 @@ impl Context {
             scram: ScramSecretCache::default(),
             cancel: Arc::new(CancelRegistry::default()),
             volatility: Mutex::new(HashMap::new()),
+            tls: crate::tls::Tls::default(),
             stats: Arc::new(Stats::default()),
             sessions: Arc::new(SessionRegistry::default()),
             draining: AtomicBool::new(false),

@@ -18,6 +18,7 @@ use crate::protocol::{
     AuthRequest, Frame, FrameDecoder, PgError, StartupPacket,
 };
 use crate::stream::Stream;
+use crate::tls::{BackendMode, BackendTls};
 
 /// Where a backend listens; kept so a CancelRequest can be sent to the same server.
 #[derive(Clone, Debug)]
@@ -32,6 +33,8 @@ pub struct NodeAddr {
     pub node: usize,
     pub host: String,
     pub port: u16,
+    /// Whether to ask this node for TLS (`backend_ssl`), and how to verify it.
+    pub tls: BackendTls,
 }
 
 impl NodeAddr {
@@ -158,11 +161,41 @@ async fn connect(addr: &NodeAddr) -> Result<(Stream, BackendAddr), BackendError>
     let mut last = String::from("no address");
     for sa in addrs {
         match TcpStream::connect(sa).await {
-            Ok(s) => return Ok((Stream::tcp(s), BackendAddr::Tcp(sa))),
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                let stream = negotiate_tls(s, addr).await.map_err(fail)?;
+                return Ok((stream, BackendAddr::Tcp(sa)));
+            }
             Err(e) => last = e.to_string(),
         }
     }
     Err(fail(last))
+}
+
+/// SSLRequest when `backend_ssl` asks for it: `S` → handshake, `N` → plain unless required.
+/// Exactly one byte is read before the handshake, so nothing a server (or someone in between)
+/// sends in plain text after `S` can be taken as encrypted data (CVE-2021-23222 class).
+async fn negotiate_tls(mut tcp: TcpStream, addr: &NodeAddr) -> Result<Stream, String> {
+    if addr.tls.mode == BackendMode::Disable {
+        return Ok(Stream::Tcp(tcp));
+    }
+    let io = |e: std::io::Error| format!("SSL negotiation: {e}");
+    tcp.write_all(&StartupPacket::encode_ssl_request())
+        .await
+        .map_err(io)?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.map_err(io)?;
+    match answer[0] {
+        b'S' => crate::tls::connect(tcp, &addr.tls, &addr.host)
+            .await
+            .map_err(|e| e.to_string()),
+        b'N' if addr.tls.mode == BackendMode::Prefer => Ok(Stream::Tcp(tcp)),
+        b'N' => Err("the server does not accept SSL connections and backend_ssl = require".into()),
+        other => Err(format!(
+            "unexpected answer {:?} to SSLRequest",
+            char::from(other)
+        )),
+    }
 }
 
 impl PendingAuth {

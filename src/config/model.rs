@@ -157,6 +157,11 @@ pub struct Config {
     /// `ssl_extra_names` (pgpool-rs extension), default '': extra DNS names for the
     /// self-signed certificate made when `ssl = on` and no `ssl_cert` is given.
     pub ssl_extra_names: Vec<String>,
+    /// `ssl_generated_dir` (pgpool-rs extension), default `/opt/pgpool-II/tls` (where
+    /// Pgpool-II's image keeps them): where the self-signed `tls.key`/`tls.crt` are looked
+    /// for and written when `ssl_key`/`ssl_cert` are not set. Not writable: `tls/` next to
+    /// the config file.
+    pub ssl_generated_dir: String,
     /// `backend_ssl` (pgpool-rs extension), default `prefer`: TLS to the backends.
     pub backend_ssl: BackendSsl,
     /// `backend_ssl_ca_cert` (pgpool-rs extension), default '': CA to verify backends

@@ -162,6 +162,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(ssl_min_protocol_version, Init, "TLSv1.2", choice("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"), "minimum SSL/TLS protocol version"),
     p!(ssl_max_protocol_version, Init, "", choice("", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"), "maximum SSL/TLS protocol version"),
     p!(ssl_extra_names, Init, "", list(","), "pgpool-rs: extra DNS names for the self-signed certificate"),
+    p!(ssl_generated_dir, Init, "/opt/pgpool-II/tls", string, "pgpool-rs: folder of the self-signed tls.key/tls.crt"),
     p!(backend_ssl, Init, "prefer", enum, "pgpool-rs: TLS to backends (prefer, disable, require)"),
     p!(backend_ssl_ca_cert, Init, "", string, "pgpool-rs: CA file to verify backend certificates"),
     p!(pcp_listen_addresses, Init, "localhost", list(","), "PCP process listen address"),

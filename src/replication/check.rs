@@ -120,12 +120,13 @@ pub fn check_credential(ctx: &Context, cfg: &Config) -> Credential {
     }
 }
 
-/// How to reach node `id`, from the current configuration.
-pub fn node_addr(cfg: &Config, id: usize) -> Option<NodeAddr> {
+/// How to reach node `id`, from the current configuration (with the proxy's backend TLS).
+pub fn node_addr(ctx: &Context, cfg: &Config, id: usize) -> Option<NodeAddr> {
     cfg.backends.get(id).map(|b| NodeAddr {
         node: id,
         host: b.hostname.clone(),
         port: b.port,
+        tls: ctx.tls.backend(),
     })
 }
 
@@ -136,7 +137,7 @@ pub async fn connect_checker(
     id: usize,
     timeout: Duration,
 ) -> Result<BackendConn, CheckError> {
-    let addr = node_addr(cfg, id).ok_or(BackendError::Closed { node: id })?;
+    let addr = node_addr(ctx, cfg, id).ok_or(BackendError::Closed { node: id })?;
     let params = vec![
         ("user".to_string(), cfg.sr_check_user.clone()),
         ("database".to_string(), cfg.sr_check_database.clone()),

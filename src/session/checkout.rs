@@ -153,6 +153,7 @@ async fn open_primary(
         node: node.id,
         host: node.hostname.clone(),
         port: node.port,
+        tls: ctx.tls.backend(),
     };
     let timeout = crate::replication::connect_timeout(ctx, 0);
     let started = backend::start(&addr, params, timeout, cfg.max_message_size).await;
@@ -209,6 +210,7 @@ pub async fn other(
         node,
         host: b.hostname.clone(),
         port: b.port,
+        tls: ctx.tls.backend(),
     };
     let timeout = crate::replication::connect_timeout(ctx, node);
     let open = async {

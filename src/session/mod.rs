@@ -42,13 +42,18 @@ pub enum SessionError {
     Backend(#[from] BackendError),
     #[error("authentication timeout")]
     AuthTimeout,
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl SessionError {
     /// The ErrorResponse the client should get before the connection closes, if any.
     fn to_client_error(&self) -> Option<PgError> {
         match self {
-            SessionError::ClientGone | SessionError::Io(_) | SessionError::AuthTimeout => None,
+            SessionError::ClientGone
+            | SessionError::Io(_)
+            | SessionError::AuthTimeout
+            | SessionError::Tls(_) => None,
             SessionError::Protocol(p) => Some(p.to_pg_error()),
             SessionError::Client(e) => Some(e.clone()),
             SessionError::Backend(b) => {
@@ -106,7 +111,11 @@ async fn serve(
     client: &ClientInfo,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::with_capacity(8 * 1024);
-    let first = within_auth_timeout(ctx, startup::read_first_packet(stream, &mut buf)).await?;
+    let first = within_auth_timeout(
+        ctx,
+        startup::read_first_packet(stream, &mut buf, ctx.tls.acceptor()),
+    )
+    .await?;
     let params = match first {
         FirstPacket::Cancel { pid, key } => {
             ctx.cancel.cancel(pid, key).await;

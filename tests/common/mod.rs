@@ -527,6 +527,11 @@ impl Proxy {
         connect_str(&conn).await
     }
 
+    /// The proxy's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still alive (it may exit on a fatal error).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

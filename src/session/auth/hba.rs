@@ -71,6 +71,27 @@ pub fn choose_method(hba: Option<&HbaFile>, q: &HbaQuery) -> Result<HbaMethod, S
     }
 }
 
+/// `cert`: the client's certificate (verified against `ssl_ca_cert` in the handshake) must
+/// carry the user name as its common name, as in PostgreSQL.
+fn cert_matches_user(stream: &crate::stream::Stream, user: &str) -> Result<(), SessionError> {
+    let failed = || {
+        PgError::fatal(
+            "28000",
+            format!("certificate authentication failed for user \"{user}\""),
+        )
+    };
+    match crate::tls::peer_cert_cn(stream) {
+        Some(cn) if cn == user => Ok(()),
+        Some(cn) => {
+            info!("provided user name ({user}) and authenticated user name ({cn}) do not match");
+            Err(SessionError::Client(failed()))
+        }
+        None => Err(SessionError::Client(
+            failed().with_detail("connection requires a valid client certificate"),
+        )),
+    }
+}
+
 fn hba_error(message: String) -> SessionError {
     SessionError::Client(PgError::fatal("28000", message))
 }
@@ -121,14 +142,10 @@ impl ClientAuth<'_> {
                 }
                 Ok(credential_of(stored))
             }
-            // Client certificates arrive with TLS; until one is presented, `cert` refuses.
-            HbaMethod::Cert => Err(SessionError::Client(
-                PgError::fatal(
-                    "28000",
-                    format!("certificate authentication failed for user \"{user}\""),
-                )
-                .with_detail("connection requires a valid client certificate"),
-            )),
+            HbaMethod::Cert => {
+                cert_matches_user(self.stream, user)?;
+                Ok(credential_of(stored))
+            }
             // choose_method never returns Reject; refuse anyway rather than let anyone in.
             HbaMethod::Reject => Err(password_failed(user)),
         }
