@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -9,6 +10,7 @@ use tracing::{info, warn};
 
 use pgpool::auth::passwd::PoolPasswd;
 use pgpool::config::{self, Config};
+use pgpool::lifecycle::{self, PidFile, PidFileError, ShutdownMode, Sources};
 use pgpool::server::{self, Context};
 
 #[derive(Parser, Debug)]
@@ -19,7 +21,9 @@ use pgpool::server::{self, Context};
     disable_help_flag = true
 )]
 struct Cli {
-    /// pgpool.conf to read (missing: defaults plus PGPOOL_PARAMS_* environment).
+    /// pgpool.conf to read (missing: defaults plus PGPOOL_PARAMS_* environment). With
+    /// PGPOOL_CONF_VOLUME set and $PGPOOL_CONF_VOLUME/pgpool.conf present, that file is read
+    /// instead, as the Kubernetes image's entrypoint did.
     #[arg(short = 'f', long = "config-file")]
     config_file: Option<PathBuf>,
     /// pool_hba.conf.
@@ -45,7 +49,8 @@ struct Cli {
     mode: String,
     #[arg(short = 'h', long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
-    /// `check`: validate the configuration and print the effective settings.
+    /// `check`: validate the configuration and print the effective settings; `stop` and
+    /// `reload`: signal the running pgpool found through `pid_file_name` (as Pgpool-II).
     command: Option<String>,
 }
 
@@ -73,36 +78,42 @@ fn init_logging(debug: bool) {
         .init();
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let loaded = config::load(cli.config_file.as_deref(), &env)?;
-    for w in &loaded.warnings {
+fn load_config(sources: &Sources) -> anyhow::Result<Config> {
+    let (cfg, warnings) = sources.load_config()?;
+    for w in &warnings {
         warn!("{w}");
     }
-    loaded.config.validate()?;
-    Ok(loaded.config)
+    Ok(cfg)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = load_config(&cli)?;
+    let sources = Sources::resolve(
+        cli.config_file.clone(),
+        cli.hba_file.clone(),
+        cli.pcp_file.clone(),
+        cli.key_file.clone(),
+        config::process_env(),
+    );
+    let cfg = load_config(&sources)?;
+    let mode = ShutdownMode::parse(&cli.mode)
+        .ok_or_else(|| anyhow::anyhow!("invalid shutdown mode \"{}\"", cli.mode))?;
     match cli.command.as_deref() {
         Some("check") => {
             print!("{}", cfg.render_effective());
             println!("configuration is valid");
             return Ok(());
         }
-        Some(other) => anyhow::bail!("unknown command \"{other}\" (expected check)"),
+        Some("stop") => return signal_running(&cfg, lifecycle::Command::Stop(mode)),
+        Some("reload") => return signal_running(&cfg, lifecycle::Command::Reload),
+        Some(other) => {
+            anyhow::bail!("unknown command \"{other}\" (expected check, stop or reload)")
+        }
         None => {}
     }
-    let _ = (
-        cli.dont_detach,
-        cli.discard_status,
-        &cli.mode,
-        &cli.hba_file,
-        &cli.pcp_file,
-        &cli.key_file,
-    );
-    let passwd = load_passwd(&cfg)?;
+    let _ = (cli.dont_detach, cli.discard_status);
+    let passwd = load_passwd(&sources, &cfg)?;
+    let hba = sources.load_hba(&cfg)?;
+    let _pid_file = create_pid_file(&cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,28 +126,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION")
         );
         let ctx: Arc<Context> = Context::new(cfg, passwd);
-        tokio::select! {
-            _ = server::serve(ctx, tcp, unix) => {}
-            _ = tokio::signal::ctrl_c() => info!("interrupted, shutting down"),
-        }
+        ctx.replace_hba(hba);
+        lifecycle::serve_until_stopped(ctx, Arc::new(sources), tcp, unix).await?;
+        info!("pgpool-rs stopped");
         Ok(())
     })
 }
 
-fn load_passwd(cfg: &Config) -> anyhow::Result<PoolPasswd> {
-    let Some(path) = cfg.pool_passwd_path() else {
-        return Ok(PoolPasswd::default());
-    };
-    match PoolPasswd::load(&path, None) {
-        Ok((p, warnings)) => {
-            for w in warnings {
-                warn!("{}: {w}", path.display());
-            }
-            Ok(p)
+/// `pgpool stop` / `pgpool reload`: signal the proxy named in `pid_file_name`.
+fn signal_running(cfg: &Config, cmd: lifecycle::Command) -> anyhow::Result<()> {
+    let path = cfg.resolve_path(&cfg.pid_file_name);
+    // The proxy may take shutdown_delay + drain_timeout; give it a little more.
+    let wait = Duration::from_secs(cfg.shutdown_delay + cfg.drain_timeout + 10);
+    lifecycle::send_command(&path, cmd, wait)?;
+    Ok(())
+}
+
+/// Writes the pid file. Another live pgpool named there stops the start, as in Pgpool-II;
+/// a folder we cannot write only costs `pgpool stop`/`reload`, so it is a warning.
+fn create_pid_file(cfg: &Config) -> anyhow::Result<Option<PidFile>> {
+    let path = cfg.resolve_path(&cfg.pid_file_name);
+    match PidFile::create(&path) {
+        Ok(p) => Ok(Some(p)),
+        Err(e @ PidFileError::Io { .. }) => {
+            warn!("{e}; `pgpool stop` and `pgpool reload` will not find this process");
+            Ok(None)
         }
-        Err(e) => {
-            warn!("could not read pool_passwd {}: {e}", path.display());
-            Ok(PoolPasswd::default())
-        }
+        Err(e) => Err(e.into()),
     }
+}
+
+fn load_passwd(sources: &Sources, cfg: &Config) -> anyhow::Result<PoolPasswd> {
+    let (passwd, warnings) = sources.load_passwd(cfg, true)?;
+    for w in warnings {
+        warn!("{w}");
+    }
+    Ok(passwd)
 }

@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
 
+use crate::auth::hba::HbaFile;
 use crate::auth::passwd::PoolPasswd;
 use crate::backend::{send_cancel, BackendAddr, BackendConn};
 use crate::config::Config;
@@ -27,6 +29,12 @@ pub struct Context {
     pub cancel: Arc<CancelRegistry>,
     /// Function name -> "is a write" (VOLATILE in the primary's pg_proc), looked up once.
     pub volatility: Mutex<HashMap<String, bool>>,
+    /// Set at the first shutdown signal: `/readyz` fails from then on.
+    pub draining: AtomicBool,
+    /// Shutdown phases, the session tracker and PCP's stop/reload requests.
+    pub lifecycle: crate::lifecycle::Control,
+    /// pool_hba.conf when `enable_pool_hba` is on; swapped whole on reload.
+    hba: ArcSwapOption<HbaFile>,
 }
 
 impl Context {
@@ -43,7 +51,29 @@ impl Context {
             passwd: ArcSwap::from_pointee(passwd),
             cancel: Arc::new(CancelRegistry::default()),
             volatility: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            lifecycle: Default::default(),
+            hba: ArcSwapOption::empty(),
         })
+    }
+
+    /// Swaps in a reloaded configuration (sessions pick it up at their next decision).
+    pub fn replace_config(&self, config: Config) {
+        self.router.store(Arc::new(router_config(&config)));
+        self.config.store(Arc::new(config));
+    }
+
+    pub fn replace_passwd(&self, passwd: PoolPasswd) {
+        self.passwd.store(Arc::new(passwd));
+    }
+
+    pub fn replace_hba(&self, hba: Option<HbaFile>) {
+        self.hba.store(hba.map(Arc::new));
+    }
+
+    /// pool_hba.conf as last loaded; `None` when `enable_pool_hba` is off.
+    pub fn hba(&self) -> Option<Arc<HbaFile>> {
+        self.hba.load_full()
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -257,7 +287,7 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
             loop {
                 match l.accept().await {
                     Ok((s, peer)) => {
-                        tokio::spawn(crate::session::run(
+                        ctx.lifecycle.spawn_session(crate::session::run(
                             ctx.clone(),
                             Stream::tcp(s),
                             peer.to_string(),
@@ -274,7 +304,7 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
             loop {
                 match l.accept().await {
                     Ok((s, _)) => {
-                        tokio::spawn(crate::session::run(
+                        ctx.lifecycle.spawn_session(crate::session::run(
                             ctx.clone(),
                             Stream::Unix(s),
                             "[local]".into(),

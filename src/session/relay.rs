@@ -87,6 +87,7 @@ impl Relay {
     pub async fn run(&mut self, client: &mut Stream) -> Result<(), SessionError> {
         // The client may have pipelined messages right after its password.
         self.take_client_frames()?;
+        let mut shutdown = self.ctx.lifecycle.watch();
         loop {
             self.dispatch().await?;
             if self.terminated
@@ -96,7 +97,14 @@ impl Relay {
             {
                 return Ok(());
             }
-            match self.next_event(client).await? {
+            if let Some(e) = shutdown.end_session(self.between_transactions()) {
+                return Err(SessionError::Client(e));
+            }
+            let event = tokio::select! {
+                e = self.next_event(client) => e?,
+                () = shutdown.changed() => Event::Progress,
+            };
+            match event {
                 Event::ClientRead(0) => return Err(SessionError::ClientGone),
                 Event::ClientRead(_) => self.take_client_frames()?,
                 Event::BackendRead(0) => return Err(self.backend_closed()),
@@ -118,6 +126,18 @@ impl Relay {
                 Event::Progress => {}
             }
         }
+    }
+
+    /// Lifecycle: nothing queued, in flight or unsent, and no transaction open — where a
+    /// draining proxy may end the session without the client losing work.
+    fn between_transactions(&self) -> bool {
+        self.queue.is_empty()
+            && self.out.is_empty()
+            && self.asm.pending_bytes() == 0
+            && self.slots.iter().flatten().all(Slot::idle)
+            && self.slots[0]
+                .as_ref()
+                .is_none_or(|s| s.conn.txn_status == b'I')
     }
 
     fn backend_closed(&mut self) -> SessionError {
