@@ -189,7 +189,10 @@ pub struct SessionWatch {
 
 /// What a client is told when the proxy ends its session for a shutdown (PostgreSQL's text).
 pub fn shutdown_error() -> PgError {
-    PgError::fatal("57P01", "terminating connection due to administrator command")
+    PgError::fatal(
+        "57P01",
+        "terminating connection due to administrator command",
+    )
 }
 
 impl SessionWatch {

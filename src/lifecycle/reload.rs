@@ -90,7 +90,8 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
             }
         }
         new.backends = backends;
-        changed.push("backend_hostnameN/backend_portN (adding, removing or moving a backend)".into());
+        changed
+            .push("backend_hostnameN/backend_portN (adding, removing or moving a backend)".into());
     }
     changed
 }

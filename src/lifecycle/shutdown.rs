@@ -73,8 +73,8 @@ pub async fn serve_until_stopped(
             Event::Stop(mode) => break mode,
             Event::Reload(why) => {
                 let (ctx, sources) = (ctx.clone(), sources.clone());
-                let _ = tokio::task::spawn_blocking(move || reload_logged(&ctx, &sources, why))
-                    .await;
+                let _ =
+                    tokio::task::spawn_blocking(move || reload_logged(&ctx, &sources, why)).await;
             }
         }
     };

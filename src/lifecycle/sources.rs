@@ -102,7 +102,10 @@ impl Sources {
         if hba.is_file() {
             self.hba_file = Some(hba);
         }
-        let (crt, key) = (vol.join("tls").join("tls.crt"), vol.join("tls").join("tls.key"));
+        let (crt, key) = (
+            vol.join("tls").join("tls.crt"),
+            vol.join("tls").join("tls.key"),
+        );
         if crt.is_file() && key.is_file() {
             self.tls_pair = Some((crt, key));
         }
@@ -192,9 +195,8 @@ impl Sources {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        let passwd_on = var("PGPOOL_ENABLE_POOL_PASSWD").is_none_or(|v| {
-            matches!(v.to_ascii_lowercase().as_str(), "yes" | "true" | "on")
-        });
+        let passwd_on = var("PGPOOL_ENABLE_POOL_PASSWD")
+            .is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true" | "on"));
         let method = if passwd_on {
             var("PGPOOL_PASSWORD_ENCRYPTION_METHOD").unwrap_or("scram-sha-256")
         } else {
@@ -275,7 +277,10 @@ mod tests {
         );
         let (cfg, _) = s.load_config().unwrap();
         assert_eq!(cfg.backends[0].hostname, "mounted");
-        assert_eq!(cfg.port, 9999, "PGPOOL_PARAMS_* ignored with a mounted file");
+        assert_eq!(
+            cfg.port, 9999,
+            "PGPOOL_PARAMS_* ignored with a mounted file"
+        );
         assert_eq!(
             cfg.pool_passwd_path(),
             Some(etc.path().join("pool_passwd")),
@@ -344,6 +349,8 @@ mod tests {
             env(&[("PGPOOL_PASSWORD_ENCRYPTION_METHOD", "md5")]),
         );
         cfg.ssl = false;
-        assert!(md5.generated_hba(&cfg).ends_with("host    all    all    all    md5\n"));
+        assert!(md5
+            .generated_hba(&cfg)
+            .ends_with("host    all    all    all    md5\n"));
     }
 }
