@@ -333,9 +333,11 @@ mod tests {
     #[test]
     fn hba_on_without_a_file_uses_the_image_rules() {
         let s = Sources::resolve(None, None, None, None, env(&[]));
-        let mut cfg = Config::default();
-        cfg.enable_pool_hba = true;
-        cfg.ssl = true;
+        let mut cfg = Config {
+            enable_pool_hba: true,
+            ssl: true,
+            ..Default::default()
+        };
         assert_eq!(
             s.generated_hba(&cfg),
             "local   all    all        trust\nhostssl    all    all    all    scram-sha-256\n"
