@@ -23,7 +23,9 @@ pub struct ReloadReport {
 /// Reads and validates every file, then swaps config, pool_passwd and pool_hba in together.
 /// On any error nothing changes and the error is returned (the caller logs it).
 pub fn reload(ctx: &Context, sources: &Sources) -> Result<ReloadReport, LoadError> {
-    let mut snap = sources.load_all(false)?;
+    // A pool_passwd that vanished is an error only if it held users: dropping every user on
+    // a transient miss would lock everyone out.
+    let mut snap = sources.load_all(ctx.passwd().is_empty())?;
     for w in &snap.warnings {
         warn!("{w}");
     }
