@@ -87,6 +87,17 @@ install_missing_packages() {
     allow_service_start
 }
 
+# The metrics test validates /metrics with Python's strict OpenMetrics parser when it is
+# installed; it falls back to a lenient Rust parser otherwise, so this is best effort.
+install_python_parser() {
+    command -v python3 >/dev/null 2>&1 || return 0
+    python3 -c 'import prometheus_client' 2>/dev/null && return 0
+    log "installing the Python prometheus_client parser (optional)"
+    python3 -m pip install -q --user prometheus_client 2>/dev/null ||
+        python3 -m pip install -q --user --break-system-packages prometheus_client 2>/dev/null ||
+        printf 'test.sh: prometheus_client not installed; the strict metrics check is skipped\n' >&2
+}
+
 ensure_rust() {
     if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
         # shellcheck disable=SC1091
@@ -134,6 +145,7 @@ main() {
     export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
     ensure_rust
     install_missing_packages
+    install_python_parser
     start_cluster
 
     local failed=()

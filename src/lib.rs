@@ -11,4 +11,5 @@ pub mod protocol;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod stream;

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use tracing::{info, warn};
 
-use pgpool::auth::passwd::PoolPasswd;
+use pgpool::auth::setup;
 use pgpool::config::{self, Config};
 use pgpool::lifecycle::{self, PidFile, PidFileError, ShutdownMode, Sources};
 use pgpool::server::{self, Context};
@@ -111,7 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => {}
     }
     let _ = (cli.dont_detach, cli.discard_status);
-    let passwd = load_passwd(&sources, &cfg)?;
+    let auth = load_auth(&sources, &cfg)?;
     let hba = sources.load_hba(&cfg)?;
     let _pid_file = create_pid_file(&cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -125,8 +125,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "pgpool-rs {} accepting connections",
             env!("CARGO_PKG_VERSION")
         );
-        let ctx: Arc<Context> = Context::new(cfg, passwd);
-        ctx.replace_hba(hba);
+        let ctx: Arc<Context> = Context::new(cfg, auth.passwd);
+        ctx.set_hba(hba);
+        start_admin_servers(&ctx, &sources).await?;
         lifecycle::serve_until_stopped(ctx, Arc::new(sources), tcp, unix).await?;
         info!("pgpool-rs stopped");
         Ok(())
@@ -156,10 +157,40 @@ fn create_pid_file(cfg: &Config) -> anyhow::Result<Option<PidFile>> {
     }
 }
 
-fn load_passwd(sources: &Sources, cfg: &Config) -> anyhow::Result<PoolPasswd> {
-    let (passwd, warnings) = sources.load_passwd(cfg, true)?;
-    for w in warnings {
+/// Environment credentials into pool_passwd/pcp.conf, then pool_passwd (with the AES key).
+/// pool_hba.conf is read by `Sources::load_hba`, which also knows the image's defaults.
+fn load_auth(sources: &Sources, cfg: &Config) -> anyhow::Result<setup::Loaded> {
+    let loaded = setup::load_at_start(cfg, &sources.paths, &config::process_env())
+        .context("credentials from the environment")?;
+    for n in &loaded.notes {
+        info!("{n}");
+    }
+    for w in &loaded.warnings {
         warn!("{w}");
     }
-    Ok(passwd)
+    info!(users = loaded.passwd.len(), "pool_passwd loaded");
+    Ok(loaded)
+}
+
+/// The PCP server (with `pcp.conf`) and the metrics/health HTTP server.
+async fn start_admin_servers(ctx: &Arc<Context>, sources: &Sources) -> anyhow::Result<()> {
+    match sources.load_pcp(&ctx.config()) {
+        Ok(users) => ctx.set_pcp_users(users),
+        Err(e) => warn!("could not read pcp.conf: {e}"),
+    }
+    let (tcp, unix) = pgpool::admin::pcp::bind(ctx)
+        .await
+        .context("PCP listener")?;
+    tokio::spawn(pgpool::admin::pcp::serve(ctx.clone(), tcp, unix));
+    let http = pgpool::admin::http::bind(ctx)
+        .await
+        .context("metrics listener")?;
+    if !http.is_empty() {
+        info!(
+            port = ctx.config().metrics_port,
+            "metrics and health on HTTP"
+        );
+    }
+    tokio::spawn(pgpool::admin::http::serve(ctx.clone(), http));
+    Ok(())
 }

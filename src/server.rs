@@ -3,19 +3,25 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
-use crate::auth::hba::HbaFile;
+use crate::admin::SessionRegistry;
 use crate::auth::passwd::PoolPasswd;
-use crate::backend::{send_cancel, BackendAddr, BackendConn};
+use crate::auth::pcp_conf::PcpUsers;
+use crate::auth::{HbaFile, ScramSecretCache};
+use crate::backend::{send_cancel, BackendAddr, BackendConn, Pool, PoolLimits};
 use crate::config::Config;
+use crate::protocol::PgError;
 use crate::router::{Classifier, ClassifyOptions, RouterConfig};
-use crate::session::router_config;
+use crate::session::{router_config, ClientInfo};
+use crate::stats::Stats;
 use crate::stream::Stream;
 
 /// Everything sessions share. Config and credentials are swapped whole on reload, so readers
@@ -23,18 +29,39 @@ use crate::stream::Stream;
 pub struct Context {
     config: ArcSwap<Config>,
     passwd: ArcSwap<PoolPasswd>,
+    /// pool_hba.conf; `None` when it is missing or invalid (every client is then refused
+    /// while `enable_pool_hba` is on).
+    hba: ArcSwapOption<HbaFile>,
+    /// SCRAM secrets derived from pool_passwd entries, so repeated logins skip PBKDF2.
+    pub scram: ScramSecretCache,
     router: ArcSwap<RouterConfig>,
     /// Statement verdicts, cached by text across sessions.
     pub classifier: Arc<Classifier>,
     pub cancel: Arc<CancelRegistry>,
     /// Function name -> "is a write" (VOLATILE in the primary's pg_proc), looked up once.
     pub volatility: Mutex<HashMap<String, bool>>,
-    /// Set at the first shutdown signal: `/readyz` fails from then on.
+    /// Idle backend connections shared by all sessions.
+    pub pool: Pool,
+    /// Client sessions allowed at once: `num_init_children - reserved_connections`.
+    client_slots: Arc<Semaphore>,
+    /// With `reserved_connections > 0`, clients past the limit are refused, not queued.
+    refuse_when_full: bool,
+    /// Clients waiting for a slot now.
+    pub waiting_clients: AtomicUsize,
+    /// Counters read by SHOW pool_*, PCP and /metrics.
+    pub stats: Arc<Stats>,
+    /// Client sessions now running (SHOW pool_processes / pool_pools, PCP proc_info).
+    pub sessions: Arc<SessionRegistry>,
+    /// Set when shutting down: /readyz fails so Kubernetes stops sending clients.
     pub draining: AtomicBool,
-    /// Shutdown phases, the session tracker and PCP's stop/reload requests.
+    /// Shutdown phases and the session tracker (see `lifecycle`).
     pub lifecycle: crate::lifecycle::Control,
-    /// pool_hba.conf when `enable_pool_hba` is on; swapped whole on reload.
-    hba: ArcSwapOption<HbaFile>,
+    /// Notified by PCP `pcp_stop_pgpool`: the owner of the process lifecycle shuts down.
+    pub shutdown_requested: tokio::sync::Notify,
+    /// Notified by PCP `pcp_reload_config`: the owner of the configuration reloads it.
+    pub reload_requested: tokio::sync::Notify,
+    /// `pcp.conf` users (`-F`); empty refuses every PCP login.
+    pcp_users: ArcSwap<PcpUsers>,
 }
 
 impl Context {
@@ -44,16 +71,36 @@ impl Context {
             ignore_leading_white_space: config.ignore_leading_white_space,
         });
         let router = router_config(&config);
+        let limits = PoolLimits {
+            max_idle_per_node: (config.num_init_children as usize)
+                .saturating_mul(config.max_pool as usize),
+            idle_lifetime: idle_lifetime(&config),
+            max_sessions: config.child_max_connections,
+        };
+        let slots = config
+            .num_init_children
+            .saturating_sub(config.reserved_connections)
+            .max(1);
         Arc::new(Context {
+            pool: Pool::new(limits, config.backends.len()),
+            client_slots: Arc::new(Semaphore::new(slots as usize)),
+            refuse_when_full: config.reserved_connections > 0,
+            waiting_clients: AtomicUsize::new(0),
             router: ArcSwap::from_pointee(router),
             classifier: Arc::new(classifier),
             config: ArcSwap::from_pointee(config),
             passwd: ArcSwap::from_pointee(passwd),
+            hba: ArcSwapOption::empty(),
+            scram: ScramSecretCache::default(),
             cancel: Arc::new(CancelRegistry::default()),
             volatility: Mutex::new(HashMap::new()),
+            stats: Arc::new(Stats::default()),
+            sessions: Arc::new(SessionRegistry::default()),
             draining: AtomicBool::new(false),
             lifecycle: Default::default(),
-            hba: ArcSwapOption::empty(),
+            shutdown_requested: tokio::sync::Notify::new(),
+            reload_requested: tokio::sync::Notify::new(),
+            pcp_users: ArcSwap::from_pointee(PcpUsers::default()),
         })
     }
 
@@ -61,19 +108,6 @@ impl Context {
     pub fn replace_config(&self, config: Config) {
         self.router.store(Arc::new(router_config(&config)));
         self.config.store(Arc::new(config));
-    }
-
-    pub fn replace_passwd(&self, passwd: PoolPasswd) {
-        self.passwd.store(Arc::new(passwd));
-    }
-
-    pub fn replace_hba(&self, hba: Option<HbaFile>) {
-        self.hba.store(hba.map(Arc::new));
-    }
-
-    /// pool_hba.conf as last loaded; `None` when `enable_pool_hba` is off.
-    pub fn hba(&self) -> Option<Arc<HbaFile>> {
-        self.hba.load_full()
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -84,6 +118,36 @@ impl Context {
         self.router.load_full()
     }
 
+    /// Admits a client session: waits in FIFO order for a free slot, or with
+    /// `reserved_connections > 0` refuses at once as Pgpool-II does.
+    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, PgError> {
+        let too_many = || PgError::fatal("53300", "Sorry, too many clients already");
+        if self.refuse_when_full {
+            return self
+                .client_slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| too_many());
+        }
+        if let Ok(p) = self.client_slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        self.waiting_clients.fetch_add(1, Ordering::Relaxed);
+        let permit = self.client_slots.clone().acquire_owned().await;
+        self.waiting_clients.fetch_sub(1, Ordering::Relaxed);
+        permit.map_err(|_| too_many())
+    }
+
+    /// Client sessions running now.
+    pub fn active_clients(&self) -> usize {
+        let cfg = self.config();
+        let total = cfg
+            .num_init_children
+            .saturating_sub(cfg.reserved_connections)
+            .max(1) as usize;
+        total.saturating_sub(self.client_slots.available_permits())
+    }
+
     /// What the primary's catalog said about `func`, if it was asked before.
     pub fn known_volatility(&self, func: &str) -> Option<bool> {
         let map = self.volatility.lock().unwrap_or_else(|p| p.into_inner());
@@ -92,6 +156,52 @@ impl Context {
 
     pub fn passwd(&self) -> Arc<PoolPasswd> {
         self.passwd.load_full()
+    }
+
+    pub fn pcp_users(&self) -> Arc<PcpUsers> {
+        self.pcp_users.load_full()
+    }
+
+    /// Installs the `pcp.conf` users (at start and on reload).
+    pub fn set_pcp_users(&self, users: PcpUsers) {
+        self.pcp_users.store(Arc::new(users));
+    }
+
+    /// Swaps in a new pool_passwd (start-up and reload).
+    pub fn set_passwd(&self, passwd: PoolPasswd) {
+        self.passwd.store(Arc::new(passwd));
+    }
+
+    /// The pool_hba.conf in force, if a valid one was loaded.
+    pub fn hba(&self) -> Option<Arc<HbaFile>> {
+        self.hba.load_full()
+    }
+
+    /// Swaps in a new pool_hba.conf, or `None` when the file is missing or invalid.
+    pub fn set_hba(&self, hba: Option<HbaFile>) {
+        self.hba.store(hba.map(Arc::new));
+    }
+}
+
+/// How long an idle cached connection may live: `connection_life_time`, and also
+/// `child_life_time` (a Pgpool-II child closes its cache after waiting that long for a
+/// client; here every idle connection ages out after it) — the shorter non-zero one.
+fn idle_lifetime(cfg: &Config) -> Option<Duration> {
+    [cfg.connection_life_time, cfg.child_life_time]
+        .into_iter()
+        .filter(|&s| s > 0)
+        .min()
+        .map(Duration::from_secs)
+}
+
+/// Closes cached connections that outlived their idle lifetime, once a second.
+pub async fn reap_idle(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for conn in ctx.pool.expire() {
+            conn.terminate().await;
+        }
     }
 }
 
@@ -281,6 +391,7 @@ async fn bind_tcp(host: &str, port: u16) -> std::io::Result<TcpListener> {
 /// Accepts clients on every listener until the process ends; one task per session.
 pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListener>) {
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(reap_idle(ctx.clone()));
     for l in tcp {
         let ctx = ctx.clone();
         tasks.spawn(async move {
@@ -290,7 +401,7 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
                         ctx.lifecycle.spawn_session(crate::session::run(
                             ctx.clone(),
                             Stream::tcp(s),
-                            peer.to_string(),
+                            ClientInfo::tcp(peer),
                         ));
                     }
                     Err(e) => accept_error(e).await,
@@ -307,7 +418,7 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
                         ctx.lifecycle.spawn_session(crate::session::run(
                             ctx.clone(),
                             Stream::Unix(s),
-                            "[local]".into(),
+                            ClientInfo::local(),
                         ));
                     }
                     Err(e) => accept_error(e).await,

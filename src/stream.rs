@@ -24,6 +24,25 @@ impl Stream {
     pub fn is_unix(&self) -> bool {
         matches!(self, Stream::Unix(_))
     }
+
+    /// Whether TLS protects this connection (pool_hba.conf's `hostssl` / `hostnossl`).
+    /// Spelled as a full match so a new transport has to decide.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
+
+    /// For an idle connection: false if the peer closed it or sent something unasked (a
+    /// server's FATAL before closing). Reads at most one byte, without waiting.
+    pub fn is_alive(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let r = match self {
+            Stream::Tcp(s) => s.try_read(&mut probe),
+            Stream::Unix(s) => s.try_read(&mut probe),
+        };
+        matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
 }
 
 impl AsyncRead for Stream {

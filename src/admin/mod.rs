@@ -1,55 +1,155 @@
-//! Commands the proxy answers itself: `SHOW pool_*`, `PGPOOL SHOW/SET/RESET`, and our
-//! `PGPOOL EXPLAIN ROUTE`.
+//! Commands the proxy answers itself (`SHOW pool_*`, `PGPOOL SHOW/SET/RESET`, our `PGPOOL
+//! EXPLAIN ROUTE`), and the two other admin surfaces: the PCP server and the metrics/health
+//! HTTP server. Each SQL command is one file under `cmd/` behind the [`Command`] trait; the
+//! node, session and counter data they show comes from one place ([`view`], [`registry`],
+//! [`crate::stats`]) so SQL, PCP and `/metrics` cannot disagree.
+
+mod cmd;
+pub mod extended;
+mod hooks;
+pub mod http;
+pub mod metrics;
+pub mod pcp;
+pub mod registry;
+pub mod view;
 
 use bytes::BytesMut;
 
+use crate::config::Config;
 use crate::protocol::{self, PgError};
 use crate::router::AdminCommand;
 use crate::server::Context;
 
+pub use cmd::{health_check_row, pools_rows, status_items, POOLS_COLUMNS};
+pub use hooks::{auth_failed, count_sent, note_backend, note_backend_closed, session_started};
+pub use registry::{NewSession, ProcStatus, SessionEntry, SessionInfo, SessionRegistry};
+
 /// Pgpool-II version line this proxy claims (pgpool2_exporter requires >= 4.2.0).
 pub const POOL_VERSION: &str = "4.3.5 (pgpool-rs)";
 
-/// Writes the complete answer to `cmd`, ending with ReadyForQuery(`status`).
-pub fn answer(ctx: &Context, cmd: &AdminCommand, out: &mut BytesMut, status: u8) {
-    match cmd {
-        AdminCommand::ShowPool(name) if name == "pool_version" => {
-            rows(out, &["pool_version"], &[vec![POOL_VERSION.to_string()]]);
-        }
-        AdminCommand::PgpoolShow(name) => {
-            let cfg = ctx.config();
-            if name == "all" {
-                let items: Vec<Vec<String>> = cfg
-                    .items()
-                    .into_iter()
-                    .map(|(n, v, d)| vec![n, v, d])
-                    .collect();
-                rows(out, &["item", "value", "description"], &items);
-            } else {
-                match cfg.show(name) {
-                    Some(v) => rows(out, &[name.as_str()], &[vec![v]]),
-                    None => {
-                        PgError::error("42704", format!("config variable \"{name}\" not found"))
-                            .encode(out)
-                    }
-                }
-            }
-        }
-        other => {
-            PgError::error("0A000", format!("{} is not supported yet", describe(other))).encode(out)
-        }
-    }
-    protocol::ready_for_query(out, status);
+/// A command's result: a row set, or only a command tag (`SET`, `RESET`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Rows {
+        columns: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
+    Tag(&'static str),
 }
 
-fn describe(cmd: &AdminCommand) -> String {
-    match cmd {
-        AdminCommand::ShowPool(n) => format!("SHOW {n}"),
-        AdminCommand::PgpoolShow(n) => format!("PGPOOL SHOW {n}"),
-        AdminCommand::PgpoolSet(n, _) => format!("PGPOOL SET {n}"),
-        AdminCommand::PgpoolReset(n) => format!("PGPOOL RESET {n}"),
-        AdminCommand::ExplainRoute(_) => "PGPOOL EXPLAIN ROUTE".to_string(),
+impl Answer {
+    pub fn rows(columns: &[&str], rows: Vec<Vec<String>>) -> Answer {
+        Answer::Rows {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows,
+        }
     }
+}
+
+/// One admin command: given the shared context and this session's admin state, its answer
+/// or the error the client gets (the session continues either way).
+pub trait Command {
+    fn execute(&self, ctx: &Context, session: &mut SessionAdmin) -> Result<Answer, PgError>;
+}
+
+/// Where `PGPOOL EXPLAIN ROUTE` says a statement would go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Explained {
+    pub node: usize,
+    pub reason: &'static str,
+}
+
+/// A session's admin state: its registry entry, `PGPOOL SET` values, what the session
+/// reports about itself, and the admin statements it prepared (extended protocol).
+#[derive(Debug, Default)]
+pub struct SessionAdmin {
+    pub entry: Option<SessionEntry>,
+    /// This session's load-balance node (`load_balance_node` column).
+    pub lb_node: usize,
+    /// `PGPOOL SET` values in force for this session, in order.
+    pub overrides: Vec<(String, String)>,
+    /// Set by the session just before an `ExplainRoute` is answered.
+    pub explain: Option<Explained>,
+    pub extended: extended::AdminStatements,
+}
+
+impl SessionAdmin {
+    pub fn new(entry: SessionEntry) -> SessionAdmin {
+        SessionAdmin {
+            entry: Some(entry),
+            ..SessionAdmin::default()
+        }
+    }
+
+    /// The configuration as this session sees it: the shared one plus its `PGPOOL SET`s.
+    pub fn config(&self, ctx: &Context) -> std::sync::Arc<Config> {
+        let shared = ctx.config();
+        if self.overrides.is_empty() {
+            return shared;
+        }
+        let mut c = (*shared).clone();
+        for (k, v) in &self.overrides {
+            // Values were checked when set; a failure here leaves the shared value.
+            let _ = c.set(k, v);
+        }
+        std::sync::Arc::new(c)
+    }
+
+    /// The `pool_pid` of this session (0 when unregistered).
+    pub fn pid(&self) -> i32 {
+        self.entry.as_ref().map_or(0, |e| e.info.pid)
+    }
+
+    /// Records the session's progress for `SHOW pool_processes`.
+    pub fn set_status(&self, s: ProcStatus) {
+        if let Some(e) = &self.entry {
+            e.info.set_status(s);
+        }
+    }
+}
+
+/// The command object for `cmd`.
+fn command_for(cmd: &AdminCommand) -> Result<Box<dyn Command>, PgError> {
+    cmd::lookup(cmd)
+}
+
+/// Asks the session's router where a statement would go (for `PGPOOL EXPLAIN ROUTE`).
+pub type Explainer<'a> = &'a mut dyn FnMut(&str) -> Explained;
+
+/// Runs `cmd` for this session.
+pub fn execute(
+    ctx: &Context,
+    cmd: &AdminCommand,
+    session: &mut SessionAdmin,
+    explain: Explainer<'_>,
+) -> Result<Answer, PgError> {
+    if let AdminCommand::ExplainRoute(sql) = cmd {
+        session.explain = Some(explain(sql));
+    }
+    command_for(cmd)?.execute(ctx, session)
+}
+
+/// Writes the complete simple-protocol answer to `cmd`, ending with ReadyForQuery(`status`).
+pub fn answer(
+    ctx: &Context,
+    cmd: &AdminCommand,
+    session: &mut SessionAdmin,
+    explain: Explainer<'_>,
+    out: &mut BytesMut,
+    status: u8,
+) {
+    match execute(ctx, cmd, session, explain) {
+        Ok(Answer::Rows {
+            columns,
+            rows: data,
+        }) => {
+            let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
+            rows(out, &cols, &data);
+        }
+        Ok(Answer::Tag(tag)) => protocol::command_complete(out, tag),
+        Err(e) => e.encode(out),
+    }
+    protocol::ready_for_query(out, status);
 }
 
 /// RowDescription, DataRows and CommandComplete for a text result.

@@ -14,6 +14,7 @@ pub mod md5;
 pub mod passwd;
 pub mod pcp_conf;
 pub mod scram;
+pub mod setup;
 pub mod tools;
 
 pub use aes::{decrypt_password, derive_key_iv, encrypt_password};

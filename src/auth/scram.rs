@@ -106,6 +106,13 @@ impl ScramSecret {
         })
     }
 
+    /// True when `pw` derives to this secret (a clear-text password checked against a
+    /// stored SCRAM verifier). Costs one PBKDF2 run with the secret's iteration count.
+    pub fn matches_password(&self, pw: &str) -> bool {
+        let other = Self::from_password_with_salt(pw, &self.salt, self.iterations);
+        bool::from(other.stored_key.ct_eq(&self.stored_key))
+    }
+
     /// The verifier text, in PostgreSQL's format.
     pub fn to_verifier(&self) -> String {
         format!(

@@ -73,6 +73,8 @@ pub struct BackendConn {
     pub created_at: Instant,
     pub user: String,
     pub database: String,
+    /// Client sessions this connection has served (for `child_max_connections`).
+    pub sessions_served: u32,
 }
 
 /// A connection whose server asked for a password the proxy has not supplied yet.
@@ -121,6 +123,7 @@ pub async fn start(
         created_at: Instant::now(),
         user: get("user"),
         database: get("database"),
+        sessions_served: 0,
     };
     let mut out = BytesMut::new();
     StartupPacket::encode_startup(params, &mut out);

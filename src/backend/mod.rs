@@ -2,11 +2,14 @@
 //! the cache of idle connections keyed by user and database.
 
 mod conn;
+mod pool;
 
 pub use conn::{
     send_cancel, set_param, start, BackendAddr, BackendConn, Credential, NodeAddr, PendingAuth,
     Startup,
 };
+
+pub use pool::{AuthMemo, Idle, Pool, PoolCounters, PoolKey, PoolLimits};
 
 use crate::protocol::{AuthRequest, PgError};
 

@@ -169,6 +169,10 @@ pub struct Config {
     pub pcp_port: u16,
     /// `pcp_socket_dir`, default `/tmp`.
     pub pcp_socket_dir: Vec<String>,
+    /// `pcp_protocol_version` (pgpool-rs extension), default `4.4`: the `pcp_node_info`
+    /// reply layout; `4.3` for PCP clients 4.0–4.3 (Debian 12 ships 4.3.5), which read
+    /// the newer layout shifted by one field.
+    pub pcp_protocol_version: String,
     // --- logging ------------------------------------------------------------------------
     /// `log_min_messages`, default `warning`.
     pub log_min_messages: String,

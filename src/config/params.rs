@@ -167,6 +167,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(pcp_listen_addresses, Init, "localhost", list(","), "PCP process listen address"),
     p!(pcp_port, Init, "9898", int(1024, 65535, None), "PCP port # to bind"),
     p!(pcp_socket_dir, Init, "/tmp", list(","), "PCP socket directories"),
+    p!(pcp_protocol_version, Init, "4.4", choice("4.3", "4.4"), "pgpool-rs: pcp_node_info reply layout (4.3 for pcp tools 4.0-4.3)"),
     p!(log_min_messages, Session, "warning", choice("debug5", "debug4", "debug3", "debug2", "debug1", "info", "notice", "warning", "error", "log", "fatal", "panic"), "which messages are logged"),
     p!(client_min_messages, Session, "notice", choice("debug5", "debug4", "debug3", "debug2", "debug1", "log", "notice", "warning", "error"), "which messages are sent to the client"),
     p!(log_statement, Session, "off", bool, "if on, print all statements"),

@@ -9,6 +9,8 @@
 //!
 //! Reload (SIGHUP, `pgpool reload`, PCP, or a change of the mounted files) reads every file
 //! first and swaps them in only if all of them parse and validate; sessions keep running.
+//! PCP's `pcp_stop_pgpool` / `pcp_reload_config` arrive through `Context::shutdown_requested`
+//! / `reload_requested`.
 
 mod pidfile;
 mod reload;
@@ -18,9 +20,7 @@ mod sources;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
@@ -82,13 +82,6 @@ impl ShutdownMode {
     }
 }
 
-/// What other parts of the proxy (PCP) may ask of the lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request {
-    Stop(ShutdownMode),
-    Reload,
-}
-
 /// The lifecycle's shared state, held in `Context`.
 pub struct Control {
     phase: AtomicU8,
@@ -97,20 +90,15 @@ pub struct Control {
     /// Cancelled when sessions should end now.
     close: CancellationToken,
     sessions: TaskTracker,
-    requests: mpsc::UnboundedSender<Request>,
-    inbox: Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
 }
 
 impl Default for Control {
     fn default() -> Self {
-        let (requests, inbox) = mpsc::unbounded_channel();
         Control {
             phase: AtomicU8::new(0),
             drain: CancellationToken::new(),
             close: CancellationToken::new(),
             sessions: TaskTracker::new(),
-            requests,
-            inbox: Mutex::new(Some(inbox)),
         }
     }
 }
@@ -149,21 +137,6 @@ impl Control {
     /// Sessions still running.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
-    }
-
-    /// Asks for a shutdown (PCP `pcp_stop_pgpool`), as the matching signal would.
-    pub fn request_stop(&self, mode: ShutdownMode) {
-        let _ = self.requests.send(Request::Stop(mode));
-    }
-
-    /// Asks for a reload (PCP `pcp_reload_config`), as SIGHUP would.
-    pub fn request_reload(&self) {
-        let _ = self.requests.send(Request::Reload);
-    }
-
-    /// The request inbox; only the lifecycle loop takes it, once.
-    pub(crate) fn take_requests(&self) -> Option<mpsc::UnboundedReceiver<Request>> {
-        self.inbox.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// A session's view of the shutdown, made once per session.

@@ -35,8 +35,9 @@ pub fn reload(ctx: &Context, sources: &Sources) -> Result<ReloadReport, LoadErro
         warn!("parameter \"{name}\" changed but needs a restart of pgpool to take effect; keeping the current value");
     }
     ctx.replace_config(snap.config);
-    ctx.replace_passwd(snap.passwd);
-    ctx.replace_hba(snap.hba);
+    ctx.set_passwd(snap.passwd);
+    ctx.set_hba(snap.hba);
+    ctx.set_pcp_users(snap.pcp);
     Ok(ReloadReport { need_restart })
 }
 

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::reload::{reload_logged, watch_files};
 use super::sources::Sources;
-use super::{Phase, Request, ShutdownMode};
+use super::{Phase, ShutdownMode};
 use crate::server::{self, Context};
 
 /// After `drain_timeout`, how long closed sessions get to send their last message, cancel
@@ -58,16 +58,13 @@ pub async fn serve_until_stopped(
     unix: Vec<UnixListener>,
 ) -> std::io::Result<()> {
     let mut signals = Signals::install()?;
-    let mut requests = ctx.lifecycle.take_requests();
     let server = tokio::spawn(server::serve(ctx.clone(), tcp, unix));
     let watcher = tokio::spawn(watch_files(ctx.clone(), sources.clone()));
     let mode = loop {
         let event = tokio::select! {
             e = signals.next() => e,
-            Some(r) = recv(&mut requests) => match r {
-                Request::Stop(m) => Event::Stop(m),
-                Request::Reload => Event::Reload("reload requested"),
-            },
+            () = ctx.shutdown_requested.notified() => Event::Stop(ShutdownMode::Smart),
+            () = ctx.reload_requested.notified() => Event::Reload("reload requested"),
         };
         match event {
             Event::Stop(mode) => break mode,
@@ -81,15 +78,6 @@ pub async fn serve_until_stopped(
     watcher.abort();
     shutdown(&ctx, server, &mut signals, mode).await;
     Ok(())
-}
-
-async fn recv(
-    requests: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Request>>,
-) -> Option<Request> {
-    match requests {
-        Some(r) => r.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Smart: not ready at once, serve for `shutdown_delay`, stop accepting, let sessions end at

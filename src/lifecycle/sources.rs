@@ -12,10 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::auth::hba::{HbaError, HbaFile};
-use crate::auth::keyfile;
-use crate::auth::passwd::PoolPasswd;
-use crate::auth::AuthError;
+use crate::auth::setup::{self, AuthPaths};
+use crate::auth::{AuthError, HbaError, HbaFile, PcpUsers, PoolPasswd};
 use crate::config::{self, Config, ConfigError};
 
 /// The variable naming the mounted configuration folder (as in the Pgpool-II image).
@@ -27,8 +25,10 @@ pub enum LoadError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Hba(#[from] HbaError),
-    #[error("pool_passwd: {0}")]
-    Passwd(#[from] AuthError),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("pool_passwd \"{}\" is gone; keeping the users loaded before", .0.display())]
+    PasswdMissing(PathBuf),
 }
 
 /// The files the proxy was started with, after the config-volume rule.
@@ -39,9 +39,8 @@ pub struct Sources {
     /// The `-f` path: relative paths resolve against its folder even when the mounted
     /// file is read instead.
     pub anchor_file: Option<PathBuf>,
-    pub hba_file: Option<PathBuf>,
-    pub pcp_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
+    /// `-k`, `-a` (or the mounted pool_hba.conf), `-F`; resolved as the auth module does.
+    pub paths: AuthPaths,
     /// A mounted `tls.crt` / `tls.key` pair that overrides ssl_cert / ssl_key.
     pub tls_pair: Option<(PathBuf, PathBuf)>,
     /// The environment for `PGPOOL_PARAMS_*` (empty when the mounted config is used).
@@ -54,6 +53,7 @@ pub struct Snapshot {
     pub passwd: PoolPasswd,
     /// `None` when `enable_pool_hba` is off.
     pub hba: Option<HbaFile>,
+    pub pcp: PcpUsers,
     /// Things the operator should fix (unknown parameters, bad pool_passwd lines).
     pub warnings: Vec<String>,
 }
@@ -76,9 +76,11 @@ impl Sources {
         let mut s = Sources {
             anchor_file: config_file.clone(),
             config_file,
-            hba_file,
-            pcp_file,
-            key_file: keyfile::resolve_key_file(key_file.as_deref()),
+            paths: AuthPaths {
+                key_file,
+                hba_file,
+                pcp_file,
+            },
             tls_pair: None,
             env,
         };
@@ -100,7 +102,7 @@ impl Sources {
         }
         let hba = vol.join("pool_hba.conf");
         if hba.is_file() {
-            self.hba_file = Some(hba);
+            self.paths.hba_file = Some(hba);
         }
         let (crt, key) = (
             vol.join("tls").join("tls.crt"),
@@ -129,45 +131,28 @@ impl Sources {
         Ok((cfg, loaded.warnings))
     }
 
-    /// The AES key, if a key file is there to read (AES entries need it).
-    fn key(&self) -> Option<String> {
-        let path = self.key_file.as_deref()?;
-        if !path.exists() {
-            return None;
-        }
-        match keyfile::read_key(path) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                tracing::warn!("{e}");
-                None
-            }
-        }
-    }
-
-    /// Reads pool_passwd; a missing file is an empty one (with a warning) only when
-    /// `missing_ok`, as at start: a reload must not drop every user on a transient miss.
+    /// Reads pool_passwd as start-up does. A missing file is an empty one only when
+    /// `missing_ok`: a reload must not drop every user on a transient miss.
     pub fn load_passwd(
         &self,
         cfg: &Config,
         missing_ok: bool,
     ) -> Result<(PoolPasswd, Vec<String>), LoadError> {
-        let Some(path) = cfg.pool_passwd_path() else {
-            return Ok((PoolPasswd::default(), Vec::new()));
-        };
-        match PoolPasswd::load(&path, self.key().as_deref()) {
-            Ok((p, warnings)) => {
-                let named = warnings
-                    .into_iter()
-                    .map(|w| format!("{}: {w}", path.display()))
-                    .collect();
-                Ok((p, named))
+        if let Some(path) = cfg.pool_passwd_path() {
+            if !missing_ok && !path.exists() {
+                return Err(LoadError::PasswdMissing(path));
             }
-            Err(e) if missing_ok => Ok((
-                PoolPasswd::default(),
-                vec![format!("could not read pool_passwd: {e}")],
-            )),
-            Err(e) => Err(e.into()),
         }
+        Ok(setup::load_passwd(cfg, &self.paths.key(cfg)))
+    }
+
+    /// pcp.conf users; a missing file means none (PCP then refuses every login).
+    pub fn load_pcp(&self, cfg: &Config) -> Result<PcpUsers, LoadError> {
+        let path = self.paths.pcp(cfg);
+        if !path.exists() {
+            return Ok(PcpUsers::default());
+        }
+        Ok(PcpUsers::load(&path)?)
     }
 
     /// Reads pool_hba.conf when `enable_pool_hba` is on. With no file (none given, or the
@@ -177,13 +162,12 @@ impl Sources {
         if !cfg.enable_pool_hba {
             return Ok(None);
         }
-        match self.hba_file.as_deref().filter(|p| p.exists()) {
-            Some(path) => Ok(Some(HbaFile::load(path)?)),
-            None => {
-                let text = self.generated_hba(cfg);
-                Ok(Some(HbaFile::parse(&text, &cfg.config_dir)?))
-            }
+        let path = self.paths.hba(cfg);
+        if path.exists() {
+            return Ok(Some(HbaFile::load(&path)?));
         }
+        let text = self.generated_hba(cfg);
+        Ok(Some(HbaFile::parse(&text, &cfg.config_dir)?))
     }
 
     /// What the Pgpool-II image's entrypoint writes when no pool_hba.conf is mounted.
@@ -212,21 +196,22 @@ impl Sources {
         let (passwd, pw_warnings) = self.load_passwd(&config, passwd_missing_ok)?;
         warnings.extend(pw_warnings);
         let hba = self.load_hba(&config)?;
+        let pcp = self.load_pcp(&config)?;
         Ok(Snapshot {
             config,
             passwd,
             hba,
+            pcp,
             warnings,
         })
     }
 
     /// The files whose change triggers a reload under `cfg`.
     pub fn watched_files(&self, cfg: &Config) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = [&self.config_file, &self.hba_file, &self.key_file]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let mut files: Vec<PathBuf> = self.config_file.iter().cloned().collect();
+        files.push(self.paths.hba(cfg));
+        files.push(self.paths.pcp(cfg));
+        files.push(self.paths.key(cfg));
         files.extend(cfg.pool_passwd_path());
         for p in [&cfg.ssl_cert, &cfg.ssl_key, &cfg.ssl_ca_cert] {
             if !p.is_empty() {

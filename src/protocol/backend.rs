@@ -170,13 +170,19 @@ pub fn ready_for_query(out: &mut BytesMut, status: u8) {
 /// RowDescription for text columns exactly as Pgpool-II describes its SHOW results: type OID 0,
 /// size -1, typmod 0 (pgpool2_exporter's driver then hands the values over as raw bytes).
 pub fn row_description_text(out: &mut BytesMut, columns: &[&str]) {
+    row_description_typed(out, columns, 0);
+}
+
+/// RowDescription of text-format columns all of type `type_oid` (25 = text for answers in
+/// the extended protocol, where drivers look the column types up).
+pub fn row_description_typed(out: &mut BytesMut, columns: &[&str], type_oid: i32) {
     put_message(out, btag::ROW_DESCRIPTION, |b| {
         b.put_i16(columns.len() as i16);
-        for c in columns {
+        for (i, c) in columns.iter().enumerate() {
             put_cstr(b, c);
             b.put_i32(0); // table oid
-            b.put_i16(0); // attribute number
-            b.put_i32(0); // type oid
+            b.put_i16(i as i16); // attribute number: the column index, as Pgpool-II
+            b.put_i32(type_oid);
             b.put_i16(-1);
             b.put_i32(0);
             b.put_i16(0); // text format

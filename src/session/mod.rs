@@ -2,6 +2,7 @@
 //! decide where it goes, forward it, stream the answer back) until the client leaves.
 
 mod auth;
+mod checkout;
 mod relay;
 mod request;
 mod route;
@@ -16,11 +17,12 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, Instrument};
 
-use crate::backend::{self, BackendConn, BackendError, Credential, NodeAddr, Startup};
+use crate::backend::{BackendError, Credential};
 use crate::protocol::{self, Frame, FrameDecoder, PgError, ProtocolError};
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
+pub use auth::ClientInfo;
 pub use routecfg::router_config;
 pub use startup::FirstPacket;
 
@@ -76,10 +78,10 @@ pub(crate) async fn read_frame(
 }
 
 /// Runs a client connection to its end. Errors are reported to the client here.
-pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
-    let span = tracing::info_span!("session", client = %peer, user = tracing::field::Empty);
+pub async fn run(ctx: Arc<Context>, mut stream: Stream, client: ClientInfo) {
+    let span = tracing::info_span!("session", client = %client, user = tracing::field::Empty);
     async move {
-        let result = serve(&ctx, &mut stream).await;
+        let result = serve(&ctx, &mut stream, &client).await;
         if let Err(e) = result {
             match &e {
                 SessionError::ClientGone => debug!("client disconnected"),
@@ -97,30 +99,75 @@ pub async fn run(ctx: Arc<Context>, mut stream: Stream, peer: String) {
     .await
 }
 
-async fn serve(ctx: &Arc<Context>, stream: &mut Stream) -> Result<(), SessionError> {
-    let timeout = Duration::from_secs(ctx.config().authentication_timeout.max(1));
-    let started = tokio::time::timeout(timeout, start_session(ctx, stream))
-        .await
-        .map_err(|_| SessionError::AuthTimeout)??;
-    let Some(started) = started else {
-        return Ok(());
+async fn serve(
+    ctx: &Arc<Context>,
+    stream: &mut Stream,
+    client: &ClientInfo,
+) -> Result<(), SessionError> {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let first = within_auth_timeout(ctx, startup::read_first_packet(stream, &mut buf)).await?;
+    let params = match first {
+        FirstPacket::Cancel { pid, key } => {
+            ctx.cancel.cancel(pid, key).await;
+            return Ok(());
+        }
+        FirstPacket::Startup(p) => p,
     };
+    // Waiting for a free slot is not part of authentication: no timeout here (FIFO).
+    let _permit = ctx.admit().await.map_err(SessionError::Client)?;
+    let started = within_auth_timeout(ctx, start_session(ctx, stream, client, params, buf))
+        .await
+        .inspect_err(|e| match e {
+            SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
+            SessionError::Client(pg) if pg.code.starts_with("28") => {
+                crate::admin::auth_failed(ctx, &pg.code)
+            }
+            _ => {}
+        })?;
+    let param = |k: &str| {
+        let found = started.params.iter().find(|(n, _)| n == k);
+        found.map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let new = crate::admin::NewSession {
+        pid: started.cancel.pid(),
+        client: client.to_string(),
+        user: param("user"),
+        database: param("database"),
+        tls: stream.is_tls(),
+    };
+    let primary = started.primary.as_ref().map(|p| (p.conn.node, &p.conn));
+    let admin = crate::admin::session_started(ctx, new, primary);
     let router = route::Router::new(ctx, started.params, started.credential);
     let mut s = relay::Relay::new(
         ctx.clone(),
-        slot::Slot::new(started.primary),
+        started.primary,
         started.cancel,
         started.buf,
         router,
+        admin,
     );
     let result = s.run(stream).await;
     s.finish().await;
     result
 }
 
+/// Runs `fut` within `authentication_timeout` (0 = no limit, as in Pgpool-II).
+async fn within_auth_timeout<T>(
+    ctx: &Context,
+    fut: impl std::future::Future<Output = Result<T, SessionError>>,
+) -> Result<T, SessionError> {
+    match ctx.config().authentication_timeout {
+        0 => fut.await,
+        secs => tokio::time::timeout(Duration::from_secs(secs), fut)
+            .await
+            .map_err(|_| SessionError::AuthTimeout)?,
+    }
+}
+
 /// An authenticated session, ready for the relay.
 struct Started {
-    primary: BackendConn,
+    /// Held from the start only when connections are not cached.
+    primary: Option<slot::Slot>,
     cancel: CancelHandle,
     /// Client bytes already read past the password message.
     buf: BytesMut,
@@ -130,19 +177,14 @@ struct Started {
     credential: Credential,
 }
 
-/// Startup packet, authentication, backend connection and the greeting to the client.
+/// Authentication, the primary connection and the greeting to the client.
 async fn start_session(
     ctx: &Arc<Context>,
     stream: &mut Stream,
-) -> Result<Option<Started>, SessionError> {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
-    let params = match startup::read_first_packet(stream, &mut buf).await? {
-        FirstPacket::Cancel { pid, key } => {
-            ctx.cancel.cancel(pid, key).await;
-            return Ok(None);
-        }
-        FirstPacket::Startup(p) => p,
-    };
+    client: &ClientInfo,
+    params: Vec<(String, String)>,
+    mut buf: BytesMut,
+) -> Result<Started, SessionError> {
     let (user, database) = startup::user_and_database(&params).ok_or_else(|| {
         SessionError::Client(PgError::fatal(
             "28000",
@@ -151,66 +193,48 @@ async fn start_session(
     })?;
     tracing::Span::current().record("user", user.as_str());
     let cfg = ctx.config();
-    let node = cfg
-        .backends
-        .first()
-        .ok_or_else(|| SessionError::Client(PgError::fatal("08006", "no backend is configured")))?;
-    let addr = NodeAddr {
-        node: node.id,
-        host: node.hostname.clone(),
-        port: node.port,
-    };
     let bparams = startup::backend_params(&params, &database);
-    let connect_timeout = Duration::from_millis(cfg.connect_timeout.max(1));
-    let mut credential = Credential::None;
-    let conn = match backend::start(&addr, &bparams, connect_timeout, cfg.max_message_size).await? {
-        Startup::Ready(c) => c,
-        Startup::NeedsAuth(pending) => {
-            let mut a = auth::ClientAuth {
-                stream,
-                buf: &mut buf,
-                user: &user,
-                stored: ctx.passwd().get(&user).cloned(),
-                allow_clear_text: cfg.allow_clear_text_frontend_auth,
-            };
-            credential = a.mirror(&pending).await?;
-            pending.complete(&credential).await.map_err(|e| match e {
-                BackendError::Server(pg) if pg.code == "28P01" => {
-                    SessionError::Client(PgError::fatal(
-                        "28P01",
-                        format!("password authentication failed for user \"{user}\""),
-                    ))
-                }
-                other => other.into(),
-            })?
-        }
+    let greeting = {
+        let mut a = auth::ClientAuth {
+            stream,
+            buf: &mut buf,
+            user: &user,
+            stored: ctx.passwd().get(&user).cloned(),
+            allow_clear_text: cfg.allow_clear_text_frontend_auth,
+            scram: &ctx.scram,
+        };
+        // With pool_hba on, the client is authenticated here, before any backend.
+        let verified = auth::pool_hba(&mut a, ctx, client, &database).await?;
+        checkout::start(ctx, &mut a, &bparams, verified).await?
     };
     let cancel = ctx.cancel.register();
-    cancel.add_backend(&conn);
-    greet(stream, &conn, &cancel).await?;
-    debug!(user, database, backend_pid = conn.pid, "session started");
-    Ok(Some(Started {
-        primary: conn,
+    if let Some(p) = &greeting.primary {
+        cancel.add_backend(&p.conn);
+    }
+    greet(stream, &greeting.params, &cancel).await?;
+    debug!(user, database, "session started");
+    Ok(Started {
+        credential: greeting.credential,
+        primary: greeting.primary,
         cancel,
         buf,
         params: bparams,
-        credential,
-    }))
+    })
 }
 
 /// AuthenticationOk, the server's ParameterStatus set, our own BackendKeyData, ReadyForQuery.
 async fn greet(
     stream: &mut Stream,
-    conn: &BackendConn,
+    params: &[(String, String)],
     cancel: &CancelHandle,
 ) -> Result<(), SessionError> {
     let mut out = BytesMut::with_capacity(512);
     protocol::auth_ok(&mut out);
-    for (k, v) in &conn.params {
+    for (k, v) in params {
         protocol::parameter_status(&mut out, k, v);
     }
     protocol::backend_key_data(&mut out, cancel.pid(), cancel.key());
-    protocol::ready_for_query(&mut out, conn.txn_status);
+    protocol::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
     Ok(())
 }

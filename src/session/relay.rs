@@ -9,6 +9,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWrite;
@@ -18,13 +19,58 @@ use super::request::{Assembler, Request};
 use super::route::{Router, Target};
 use super::slot::Slot;
 use super::SessionError;
+use crate::admin::{ProcStatus, SessionAdmin};
 use crate::backend::BackendError;
 use crate::protocol::{FrameDecoder, PgError};
+use crate::router::AdminCommand;
 use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
 /// Stop reading from one side while this much is waiting to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
+
+/// Writes pending bytes to the backend and reads what it sent; `Some` when an event is ready.
+fn poll_backend(
+    slot: &mut Slot,
+    cx: &mut std::task::Context<'_>,
+    want_read: bool,
+    progressed: &mut bool,
+) -> Option<Result<Event, SessionError>> {
+    while !slot.bout.is_empty() {
+        match Pin::new(&mut slot.conn.stream).poll_write(cx, &slot.bout) {
+            Poll::Ready(Ok(0)) => return Some(Ok(Event::BackendRead(0))),
+            Poll::Ready(Ok(n)) => {
+                slot.bout.advance(n);
+                *progressed = true;
+            }
+            Poll::Ready(Err(e)) => return Some(Err(BackendError::Io(e).into())),
+            Poll::Pending => break,
+        }
+    }
+    if want_read {
+        let rbuf = &mut slot.conn.rbuf;
+        if rbuf.capacity() - rbuf.len() < 4096 {
+            rbuf.reserve(32 * 1024);
+        }
+        if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut slot.conn.stream), cx, rbuf) {
+            return Some(
+                r.map(Event::BackendRead)
+                    .map_err(|e| BackendError::Io(e).into()),
+            );
+        }
+    }
+    None
+}
+
+/// Pgpool-II's words for a client idle past `client_idle_limit` (sent as FATAL, not its
+/// quirky DEBUG severity, so drivers report it).
+fn idle_limit_reached(limit: u64) -> SessionError {
+    SessionError::Client(
+        PgError::fatal("57000", "unable to read data").with_detail(format!(
+            "child connection forced to terminate due to client_idle_limit:{limit} is reached"
+        )),
+    )
+}
 
 enum Event {
     ClientRead(usize),
@@ -48,19 +94,24 @@ pub struct Relay {
     active: usize,
     router: Router,
     terminated: bool,
+    /// `client_idle_limit` in seconds (0 = none).
+    idle_limit: u64,
+    /// Admin state: registry entry, PGPOOL SET values, admin statements prepared.
+    admin: SessionAdmin,
 }
 
 impl Relay {
     pub fn new(
         ctx: Arc<Context>,
-        primary: Slot,
+        primary: Option<Slot>,
         cancel: CancelHandle,
         cbuf: BytesMut,
         router: Router,
+        admin: SessionAdmin,
     ) -> Relay {
         let cfg = ctx.config();
         let mut slots: Vec<Option<Slot>> = (0..cfg.backends.len().max(1)).map(|_| None).collect();
-        slots[0] = Some(primary);
+        slots[0] = primary.map(|p| p.with_stats(ctx.stats.clone()));
         Relay {
             decoder: FrameDecoder::new(cfg.max_message_size),
             ctx,
@@ -73,14 +124,14 @@ impl Relay {
             active: 0,
             router,
             terminated: false,
+            idle_limit: cfg.client_idle_limit,
+            admin,
         }
     }
 
-    fn active_slot(&mut self) -> Result<&mut Slot, SessionError> {
-        let node = self.active;
-        self.slots[node]
-            .as_mut()
-            .ok_or(SessionError::Backend(BackendError::Closed { node }))
+    /// The active backend has answered everything (or there is none yet).
+    fn active_idle(&self) -> bool {
+        self.slots[self.active].as_ref().is_none_or(Slot::idle)
     }
 
     /// Relays until the client terminates (Ok) or something breaks (Err).
@@ -90,19 +141,26 @@ impl Relay {
         let mut shutdown = self.ctx.lifecycle.watch();
         loop {
             self.dispatch().await?;
-            if self.terminated
-                && self.queue.is_empty()
-                && self.out.is_empty()
-                && self.active_slot()?.idle()
+            self.report_status();
+            if self.terminated && self.queue.is_empty() && self.out.is_empty() && self.active_idle()
             {
                 return Ok(());
             }
             if let Some(e) = shutdown.end_session(self.between_transactions()) {
                 return Err(SessionError::Client(e));
             }
+            let limit = self.idle_limit;
+            let idle_for = (limit > 0 && self.is_idle()).then(|| Duration::from_secs(limit));
+            let idle_timer = async {
+                match idle_for {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             let event = tokio::select! {
                 e = self.next_event(client) => e?,
                 () = shutdown.changed() => Event::Progress,
+                () = idle_timer => return Err(idle_limit_reached(limit)),
             };
             match event {
                 Event::ClientRead(0) => return Err(SessionError::ClientGone),
@@ -128,13 +186,18 @@ impl Relay {
         }
     }
 
-    /// Lifecycle: nothing queued, in flight or unsent, and no transaction open — where a
-    /// draining proxy may end the session without the client losing work.
-    fn between_transactions(&self) -> bool {
+    /// Nothing is in flight: the session is waiting for its client's next request.
+    fn is_idle(&self) -> bool {
         self.queue.is_empty()
-            && self.out.is_empty()
             && self.asm.pending_bytes() == 0
+            && self.out.is_empty()
             && self.slots.iter().flatten().all(Slot::idle)
+    }
+
+    /// Lifecycle: idle and no transaction open — where a draining proxy may end the session
+    /// without the client losing work.
+    fn between_transactions(&self) -> bool {
+        self.is_idle()
             && self.slots[0]
                 .as_ref()
                 .is_none_or(|s| s.conn.txn_status == b'I')
@@ -163,10 +226,10 @@ impl Relay {
             queue,
             ..
         } = self;
-        let slot = slots[node]
-            .as_mut()
-            .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
-        let want_client = !*terminated && slot.bout.len() < HIGH_WATER && queue.len() < 1024;
+        // No backend yet: the session has not sent a query that needs one.
+        let mut slot = slots[node].as_mut();
+        let bout_len = slot.as_ref().map_or(0, |s| s.bout.len());
+        let want_client = !*terminated && bout_len < HIGH_WATER && queue.len() < 1024;
         let want_backend = out.len() < HIGH_WATER;
         poll_fn(|cx| {
             let mut progressed = false;
@@ -181,27 +244,9 @@ impl Relay {
                     Poll::Pending => break,
                 }
             }
-            while !slot.bout.is_empty() {
-                match Pin::new(&mut slot.conn.stream).poll_write(cx, &slot.bout) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Event::BackendRead(0))),
-                    Poll::Ready(Ok(n)) => {
-                        slot.bout.advance(n);
-                        progressed = true;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(BackendError::Io(e).into())),
-                    Poll::Pending => break,
-                }
-            }
-            if want_backend {
-                let rbuf = &mut slot.conn.rbuf;
-                if rbuf.capacity() - rbuf.len() < 4096 {
-                    rbuf.reserve(32 * 1024);
-                }
-                if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut slot.conn.stream), cx, rbuf) {
-                    return Poll::Ready(
-                        r.map(Event::BackendRead)
-                            .map_err(|e| BackendError::Io(e).into()),
-                    );
+            if let Some(slot) = slot.as_deref_mut() {
+                if let Some(ev) = poll_backend(slot, cx, want_backend, &mut progressed) {
+                    return Poll::Ready(ev);
                 }
             }
             if want_client {
@@ -254,12 +299,28 @@ impl Relay {
             if let Request::Copy(_) = req {
                 // COPY data belongs to the COPY running on the active backend.
                 let req = self.queue.pop_front().ok_or(SessionError::ClientGone)?;
-                req.encode(&mut self.active_slot()?.bout);
+                if let Some(slot) = self.slots[self.active].as_mut() {
+                    req.encode(&mut slot.bout);
+                }
                 continue;
             }
-            let in_txn = self.slots[0]
-                .as_ref()
-                .is_some_and(|s| s.conn.txn_status != b'I');
+            if let Request::Extended { frames, .. } = req {
+                if self.admin.extended.claims(frames, &self.ctx.classifier) {
+                    if !self.active_idle() {
+                        return Ok(());
+                    }
+                    let Some(Request::Extended { frames, .. }) = self.queue.pop_front() else {
+                        continue;
+                    };
+                    self.answer_admin(|ctx, admin, explain, out, status| {
+                        crate::admin::extended::answer_batch(
+                            ctx, &frames, admin, explain, out, status,
+                        )
+                    });
+                    continue;
+                }
+            }
+            let in_txn = self.in_txn();
             let node = match self.router.route(&self.ctx, req, in_txn) {
                 Target::Node(n) => n,
                 Target::Lookup(funcs) => {
@@ -269,16 +330,27 @@ impl Relay {
                     continue;
                 }
                 Target::Admin(cmd) => {
-                    if !self.active_slot()?.idle() {
+                    if !self.active_idle() {
                         return Ok(());
                     }
+                    if let AdminCommand::ExplainRoute(sql) = &cmd {
+                        // Explain with the same catalog knowledge the real routing uses.
+                        let funcs = self.router.explain_lookups(&self.ctx, sql);
+                        if !funcs.is_empty() {
+                            if !self.look_up_volatility(&funcs).await? {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    }
                     self.queue.pop_front();
-                    let status = self.slots[0].as_ref().map_or(b'I', |s| s.conn.txn_status);
-                    crate::admin::answer(&self.ctx, &cmd, &mut self.out, status);
+                    self.answer_admin(|ctx, admin, explain, out, status| {
+                        crate::admin::answer(ctx, &cmd, admin, explain, out, status)
+                    });
                     continue;
                 }
             };
-            if node != self.active && !self.active_slot()?.idle() {
+            if node != self.active && !self.active_idle() {
                 return Ok(()); // answers still due from the active backend
             }
             let node = self.ensure_connected(node).await?;
@@ -289,10 +361,55 @@ impl Relay {
         Ok(())
     }
 
+    fn in_txn(&self) -> bool {
+        self.slots[0]
+            .as_ref()
+            .is_some_and(|s| s.conn.txn_status != b'I')
+    }
+
+    /// Runs an admin answer with this session's admin state and router at hand.
+    fn answer_admin(
+        &mut self,
+        f: impl FnOnce(
+            &crate::server::Context,
+            &mut SessionAdmin,
+            crate::admin::Explainer<'_>,
+            &mut BytesMut,
+            u8,
+        ),
+    ) {
+        let status = self.slots[0].as_ref().map_or(b'I', |s| s.conn.txn_status);
+        let in_txn = self.in_txn();
+        self.admin.lb_node = self.router.lb_node();
+        let (router, ctx) = (&self.router, &self.ctx);
+        let mut explain = |sql: &str| router.explain(ctx, sql, in_txn);
+        f(ctx, &mut self.admin, &mut explain, &mut self.out, status);
+    }
+
+    /// Keeps `SHOW pool_processes` current: executing, idle, or idle in a transaction.
+    fn report_status(&self) {
+        let busy = !self.queue.is_empty() || self.slots.iter().flatten().any(|s| s.outstanding > 0);
+        let status = if busy {
+            ProcStatus::Executing
+        } else if self.in_txn() {
+            ProcStatus::IdleInTransaction
+        } else {
+            ProcStatus::Idle
+        };
+        self.admin.set_status(status);
+        if let Some(e) = &self.admin.entry {
+            e.info.set_lb_node(self.router.lb_node());
+        }
+    }
+
     /// Asks the primary's catalog whether `funcs` are VOLATILE (writes) and caches the
     /// answers for every session. Returns false when the primary is busy right now.
     async fn look_up_volatility(&mut self, funcs: &[String]) -> Result<bool, SessionError> {
         let max = self.decoder.max_len;
+        if self.active != 0 && !self.active_idle() {
+            return Ok(false);
+        }
+        self.ensure_connected(0).await?;
         let Some(primary) = self.slots[0].as_mut() else {
             return Err(BackendError::Closed { node: 0 }.into());
         };
@@ -324,25 +441,27 @@ impl Relay {
         if self.slots.get(node).is_some_and(|s| s.is_some()) {
             return Ok(node);
         }
-        match self.router.connect(&self.ctx, node).await {
-            Ok(mut slot) => {
-                if let Err(e) = self
-                    .router
-                    .replay_state(&mut slot, self.decoder.max_len)
-                    .await
-                {
-                    tracing::warn!(node, "could not bring backend up to session state: {e}");
-                    self.router.mark_unusable(node);
-                    return Ok(0);
-                }
+        let max = self.decoder.max_len;
+        let opened = match self.router.connect(&self.ctx, node).await {
+            Ok(mut slot) => match self.router.replay_state(&mut slot, max).await {
+                Ok(()) => Ok(slot),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(slot) => {
                 self.cancel.add_backend(&slot.conn);
-                self.slots[node] = Some(slot);
+                crate::admin::note_backend(&self.ctx, &self.admin, node, &slot.conn);
+                self.slots[node] = Some(slot.with_stats(self.ctx.stats.clone()));
                 Ok(node)
             }
+            // Without the primary there is nothing to fall back to.
+            Err(e) if node == 0 => Err(e.into()),
             Err(e) => {
-                tracing::warn!(node, "backend unreachable, using the primary: {e}");
+                tracing::warn!(node, "backend unusable, reads go to the primary: {e}");
                 self.router.mark_unusable(node);
-                Ok(0)
+                Box::pin(self.ensure_connected(0)).await
             }
         }
     }
@@ -365,8 +484,10 @@ impl Relay {
             .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
+        crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
         for _ in 0..req.expected_ready() {
             slot.inflight.push_back((stmts.clone(), false));
+            slot.sent_at.push_back(std::time::Instant::now());
         }
         slot.outstanding += req.expected_ready();
         req.encode(&mut slot.bout);
@@ -375,16 +496,13 @@ impl Relay {
         Ok(())
     }
 
-    /// Ends the session's hold on its backends: a backend busy with a query is cancelled
-    /// first so its locks go at once; then the connections are closed.
+    /// Ends the session's hold on its backends: each goes back to the cache when idle and
+    /// clean (after `reset_query_list`), else it is cancelled if busy and closed, so a
+    /// vanished client's locks go at once.
     pub async fn finish(self) {
         self.cancel.unregister();
         for slot in self.slots.into_iter().flatten() {
-            if !slot.idle() {
-                let _ = crate::backend::send_cancel(&slot.conn.addr, slot.conn.pid, slot.conn.key)
-                    .await;
-            }
-            slot.conn.terminate().await;
+            super::checkout::release(&self.ctx, slot).await;
         }
     }
 }

@@ -3,7 +3,6 @@
 //! re-prepare), and opens backend connections lazily.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -11,7 +10,7 @@ use std::sync::Arc;
 
 use super::request::Request;
 use super::slot::Slot;
-use crate::backend::{self, BackendError, Credential, NodeAddr, Startup};
+use crate::backend::{BackendError, Credential};
 use crate::protocol::{
     self, decode_bind, decode_parse, decode_query, decode_target, tag, Frame, PgError,
 };
@@ -58,6 +57,8 @@ pub struct Router {
     pinned: bool,
     /// Functions whose volatility the last routing needed to know.
     lookups: Vec<String>,
+    /// Reason code of the last routing decision (per-reason metrics).
+    last_reason: &'static str,
 }
 
 impl Router {
@@ -92,6 +93,7 @@ impl Router {
             current: Vec::new(),
             pinned: false,
             lookups: Vec::new(),
+            last_reason: "primary_default",
             params,
             credential,
         }
@@ -101,6 +103,7 @@ impl Router {
     pub fn route(&mut self, ctx: &Context, req: &Request, in_txn: bool) -> Target {
         self.current.clear();
         self.lookups.clear();
+        self.last_reason = "primary_default";
         let target = self.route_inner(ctx, req, in_txn);
         if self.lookups.is_empty() {
             target
@@ -125,16 +128,66 @@ impl Router {
             Request::Extended { frames, .. } => self.route_batch(ctx, frames),
             _ => PolicyTarget::Primary,
         };
-        let node = match decision {
+        let (node, reason) = self.final_node(decision, in_txn, self.last_reason);
+        self.last_reason = reason;
+        Target::Node(node)
+    }
+
+    /// The policy's verdict adjusted for the session: transactions and pinned sessions stay
+    /// on the primary, and nodes that failed for this session are avoided.
+    fn final_node(
+        &self,
+        decision: PolicyTarget,
+        in_txn: bool,
+        reason: &'static str,
+    ) -> (usize, &'static str) {
+        let primary = self.rcfg.primary_node;
+        let (node, reason) = match decision {
             // Transactions stay on the primary, so a transaction never spans two servers.
-            PolicyTarget::Node(n) if !in_txn && !self.pinned => n,
-            _ => self.rcfg.primary_node,
+            PolicyTarget::Node(n) if !in_txn && !self.pinned => (n, reason),
+            PolicyTarget::Node(_) if in_txn => (primary, "in_transaction"),
+            PolicyTarget::Node(_) => (primary, "session_pinned"),
+            _ => (primary, reason),
         };
         if self.unusable.get(node).copied().unwrap_or(true) {
-            Target::Node(self.rcfg.primary_node)
+            (primary, "node_unusable")
         } else {
-            Target::Node(node)
+            (node, reason)
         }
+    }
+
+    /// Reason code of the last [`Router::route`] verdict.
+    pub fn last_reason(&self) -> &'static str {
+        self.last_reason
+    }
+
+    /// This session's load-balance node.
+    pub fn lb_node(&self) -> usize {
+        self.policy.lb_node()
+    }
+
+    /// Functions whose volatility `PGPOOL EXPLAIN ROUTE <sql>` needs looked up first.
+    pub fn explain_lookups(&self, ctx: &Context, sql: &str) -> Vec<String> {
+        let stmt = self.classifier.classify(sql);
+        let known =
+            |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));
+        match self.policy.route(&stmt, &self.rcfg, &known) {
+            RouteResult::NeedVolatility(funcs) => funcs,
+            RouteResult::Decided(_) => Vec::new(),
+        }
+    }
+
+    /// Where `sql` would go now and why (`PGPOOL EXPLAIN ROUTE`); changes no state.
+    pub fn explain(&self, ctx: &Context, sql: &str, in_txn: bool) -> crate::admin::Explained {
+        let stmt = self.classifier.classify(sql);
+        let known =
+            |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));
+        let (decision, reason) = match self.policy.route(&stmt, &self.rcfg, &known) {
+            RouteResult::Decided(d) => (d.target, d.reason.code()),
+            RouteResult::NeedVolatility(_) => (PolicyTarget::Primary, "volatility_unknown"),
+        };
+        let (node, reason) = self.final_node(decision, in_txn, reason);
+        crate::admin::Explained { node, reason }
     }
 
     fn decide(&mut self, ctx: &Context, stmt: &Statement) -> PolicyTarget {
@@ -143,6 +196,7 @@ impl Router {
         match self.policy.route(stmt, &self.rcfg, &known) {
             RouteResult::Decided(d) => {
                 tracing::debug!(reason = %d.reason, target = ?d.target, "routed");
+                self.last_reason = d.reason.code();
                 d.target
             }
             RouteResult::NeedVolatility(funcs) => {
@@ -253,24 +307,9 @@ impl Router {
         self.policy.fall_back_to_primary();
     }
 
-    /// Opens an authenticated connection to `node` for this session's user and database.
+    /// A connection to `node` for this session's user and database (cached or new).
     pub async fn connect(&self, ctx: &Context, node: usize) -> Result<Slot, BackendError> {
-        let cfg = ctx.config();
-        let b = cfg
-            .backends
-            .get(node)
-            .ok_or(BackendError::Closed { node })?;
-        let addr = NodeAddr {
-            node,
-            host: b.hostname.clone(),
-            port: b.port,
-        };
-        let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
-        let conn = match backend::start(&addr, &self.params, timeout, cfg.max_message_size).await? {
-            Startup::Ready(c) => c,
-            Startup::NeedsAuth(p) => p.complete(&self.credential).await?,
-        };
-        Ok(Slot::new(conn))
+        super::checkout::other(ctx, node, &self.params, &self.credential).await
     }
 
     /// Brings a newly opened backend to the session's state.

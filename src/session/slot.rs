@@ -4,13 +4,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use crate::backend::{set_param, BackendConn, BackendError};
+use crate::backend::{set_param, AuthMemo, BackendConn, BackendError, Credential, Idle, PoolKey};
 use crate::protocol::{self, btag, decode_parameter_status, decode_ready, PgError, HEADER_LEN};
 use crate::router::Statement;
+use crate::stats::{ErrorClass, Stats};
 
 pub struct Slot {
     pub conn: BackendConn,
@@ -32,10 +34,42 @@ pub struct Slot {
     pub inflight: VecDeque<(Vec<Arc<Statement>>, bool)>,
     /// Requests answered since the router last looked: statements, success, status byte.
     pub done: Vec<(Vec<Arc<Statement>>, bool, u8)>,
+    /// Where the connection goes back when the session ends (None: never cached).
+    pub pool_key: Option<PoolKey>,
+    /// What authenticated it, kept with it in the cache.
+    pub credential: Credential,
+    pub auth: AuthMemo,
+    /// Where to count this backend's errors and answer latency (none in unit tests).
+    pub stats: Option<Arc<Stats>>,
+    /// When each request awaiting its ReadyForQuery was sent.
+    pub sent_at: VecDeque<Instant>,
 }
 
 impl Slot {
-    pub fn new(conn: BackendConn) -> Slot {
+    /// A connection just opened for this session.
+    pub fn opened(
+        conn: BackendConn,
+        credential: Credential,
+        auth: AuthMemo,
+        pool_key: Option<PoolKey>,
+    ) -> Slot {
+        let mut s = Slot::new(conn);
+        s.credential = credential;
+        s.auth = auth;
+        s.pool_key = pool_key;
+        s
+    }
+
+    /// A connection taken from the cache.
+    pub fn from_idle(idle: Idle, pool_key: Option<PoolKey>) -> Slot {
+        let mut s = Slot::new(idle.conn);
+        s.credential = idle.credential;
+        s.auth = idle.auth;
+        s.pool_key = pool_key;
+        s
+    }
+
+    fn new(conn: BackendConn) -> Slot {
         Slot {
             conn,
             bout: BytesMut::with_capacity(4096),
@@ -47,7 +81,18 @@ impl Slot {
             in_copy: false,
             inflight: VecDeque::new(),
             done: Vec::new(),
+            pool_key: None,
+            credential: Credential::None,
+            auth: AuthMemo::Trust,
+            stats: None,
+            sent_at: VecDeque::new(),
         }
+    }
+
+    /// Counts this backend's answers in `stats` from now on.
+    pub fn with_stats(mut self, stats: Arc<Stats>) -> Slot {
+        self.stats = Some(stats);
+        self
     }
 
     /// Nothing sent to this backend is still unanswered.
@@ -107,6 +152,9 @@ impl Slot {
                     if let Some((stmts, failed)) = self.inflight.pop_front() {
                         self.done.push((stmts, !failed, self.conn.txn_status));
                     }
+                    if let (Some(st), Some(t)) = (&self.stats, self.sent_at.pop_front()) {
+                        st.node(self.conn.node).observe_latency(t.elapsed());
+                    }
                 }
                 btag::PARAMETER_STATUS => {
                     if let Ok((k, v)) = decode_parameter_status(body) {
@@ -120,8 +168,13 @@ impl Slot {
                     if let Some(front) = self.inflight.front_mut() {
                         front.1 = true;
                     }
-                    if PgError::decode(body).is_fatal() {
+                    let e = PgError::decode(body);
+                    if e.is_fatal() {
                         self.fatal = true;
+                    }
+                    if let Some(st) = &self.stats {
+                        st.node(self.conn.node)
+                            .count_error(ErrorClass::of(&e, body));
                     }
                 }
                 btag::COPY_IN | btag::COPY_BOTH => self.in_copy = true,

@@ -289,7 +289,7 @@ pub async fn wait_replica_caught_up() {
     let primary = primary_client().await;
     let replica = replica_client().await;
     let row = primary
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
         .unwrap_or_else(|e| panic!("pg_current_wal_lsn on the primary: {e}"));
     let target: String = row.get(0);

@@ -1,0 +1,124 @@
+//! What the proxy knows about each backend node, gathered once for every view of it
+//! (`SHOW pool_nodes`, `pool_backend_stats`, `pool_health_check_stats`, PCP `node_info`,
+//! `/metrics`), plus Pgpool-II's time format.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::SystemTime;
+
+use crate::server::Context;
+
+/// One backend node as the admin views report it.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    /// Position in the backend list (the index sessions and counters use).
+    pub index: usize,
+    /// `backend_*N` slot number.
+    pub id: usize,
+    pub hostname: String,
+    pub port: u16,
+    /// `up` once a connection to it succeeded, `waiting` before (Pgpool-II's view).
+    pub status: &'static str,
+    /// `unknown`: the proxy runs no health check of its own (yet).
+    pub pg_status: &'static str,
+    /// Normalised weight `w / Σw`.
+    pub weight: f64,
+    pub primary: bool,
+    /// Live role; `unknown` without a streaming-replication check.
+    pub pg_role: &'static str,
+    /// Replication delay in bytes (0 until a delay check reports one).
+    pub delay: u64,
+    pub replication_state: String,
+    pub replication_sync_state: String,
+    pub last_status_change: SystemTime,
+}
+
+impl NodeView {
+    pub fn role(&self) -> &'static str {
+        if self.primary {
+            "primary"
+        } else {
+            "standby"
+        }
+    }
+
+    /// PCP's status digit: 1 waiting, 2 up, 3 down.
+    pub fn status_digit(&self) -> u8 {
+        match self.status {
+            "up" => 2,
+            "down" => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// Every configured node, in configuration order.
+pub fn nodes(ctx: &Context) -> Vec<NodeView> {
+    let cfg = ctx.config();
+    let primary = ctx.router_config().primary_node;
+    let weights = cfg.normalized_weights();
+    cfg.backends
+        .iter()
+        .enumerate()
+        .map(|(index, b)| {
+            let stats = ctx.stats.node(index);
+            let seen = stats.conns_opened.load(Relaxed) + stats.conns_reused.load(Relaxed) > 0;
+            NodeView {
+                index,
+                id: b.id,
+                hostname: b.hostname.clone(),
+                port: b.port,
+                status: if seen { "up" } else { "waiting" },
+                pg_status: "unknown",
+                weight: weights.get(index).map_or(0.0, |w| w.1),
+                primary: index == primary,
+                pg_role: "unknown",
+                delay: 0,
+                replication_state: String::new(),
+                replication_sync_state: String::new(),
+                last_status_change: ctx.stats.started,
+            }
+        })
+        .collect()
+}
+
+/// Pgpool-II's timestamp: local time `YYYY-MM-DD HH:MM:SS`.
+pub fn timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as libc::time_t;
+    // SAFETY: localtime_r only writes into the `tm` we own; a zeroed `tm` is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    if !ok {
+        return String::new();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// Seconds since the epoch, for PCP's status change time.
+pub fn epoch(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_pgpool_shape() {
+        let s = timestamp(SystemTime::now());
+        assert_eq!(s.len(), 19, "{s}");
+        assert_eq!(&s[4..5], "-");
+        assert_eq!(&s[10..11], " ");
+        assert_eq!(&s[13..14], ":");
+    }
+}

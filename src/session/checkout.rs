@@ -1,0 +1,296 @@
+//! Getting a backend connection for a session: from the cache when one fits (the client
+//! then proves the same credentials the connection was opened with), else a new connection
+//! whose authentication the client mirrors. And giving it back when the session ends.
+
+use std::time::Duration;
+
+use super::auth::ClientAuth;
+use super::slot::Slot;
+use super::SessionError;
+use crate::backend::{self, AuthMemo, BackendError, Credential, Idle, NodeAddr, PoolKey, Startup};
+use crate::protocol::{AuthRequest, PgError};
+use crate::server::Context;
+
+/// Databases whose connections are never cached: a lingering connection to a template
+/// makes CREATE DATABASE fail.
+fn cacheable_database(db: &str) -> bool {
+    !matches!(db, "template0" | "template1")
+}
+
+/// The pool key for `params` on `node`, when connections of this kind may be cached.
+pub fn pool_key(ctx: &Context, node: usize, params: &[(String, String)]) -> Option<PoolKey> {
+    let key = PoolKey::new(node, params);
+    (ctx.config().connection_cache && cacheable_database(&key.database)).then_some(key)
+}
+
+fn auth_failed(user: &str) -> SessionError {
+    SessionError::Client(PgError::fatal(
+        "28P01",
+        format!("password authentication failed for user \"{user}\""),
+    ))
+}
+
+/// What the client must answer again to use a cached connection.
+fn memo_request(memo: &AuthMemo) -> Option<AuthRequest> {
+    match memo {
+        AuthMemo::Trust => None,
+        AuthMemo::Md5 => Some(AuthRequest::Md5 { salt: [0; 4] }),
+        AuthMemo::Scram => Some(AuthRequest::Sasl {
+            mechanisms: vec!["SCRAM-SHA-256".into()],
+        }),
+        AuthMemo::Cleartext(_) => Some(AuthRequest::Cleartext),
+    }
+}
+
+fn memo_of(request: &AuthRequest, cred: &Credential) -> AuthMemo {
+    match (request, cred) {
+        (AuthRequest::Md5 { .. }, _) => AuthMemo::Md5,
+        (AuthRequest::Sasl { .. }, _) => AuthMemo::Scram,
+        (AuthRequest::Cleartext, Credential::Password(p)) => AuthMemo::Cleartext(p.clone()),
+        _ => AuthMemo::Trust,
+    }
+}
+
+/// How a new session starts: the server's parameters to greet the client with, the
+/// credential for backend connections, and the primary connection when the session keeps
+/// one from the start (when connections are not cached).
+pub struct Greeting {
+    pub params: Vec<(String, String)>,
+    pub credential: Credential,
+    pub primary: Option<Slot>,
+}
+
+/// Authenticates a new client. When a cached connection fits, the client proves what that
+/// connection was opened with and no backend is touched: the connection is taken only at
+/// the first query, so idle clients hold no backend. Otherwise a new connection is opened
+/// (the client mirrors its authentication) and, when cacheable, parked in the cache at once.
+/// `verified` is the credential of a client pool_hba.conf already authenticated: it then
+/// neither mirrors nor re-proves anything.
+pub async fn start(
+    ctx: &Context,
+    client: &mut ClientAuth<'_>,
+    params: &[(String, String)],
+    verified: Option<Credential>,
+) -> Result<Greeting, SessionError> {
+    let key = pool_key(ctx, 0, params);
+    if let Some((memo, server_params)) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
+        let credential = match verified {
+            Some(c) => c,
+            None => reauthenticate(client, &memo).await?,
+        };
+        return Ok(Greeting {
+            params: with_application_name(server_params, params),
+            credential,
+            primary: None,
+        });
+    }
+    let slot = open_primary(ctx, client, params, key.clone(), verified).await?;
+    let greeting_params = slot.conn.params.clone();
+    let credential = slot.credential.clone();
+    let primary = match key {
+        Some(k) => {
+            let idle = Idle::new(slot.conn, slot.credential, slot.auth);
+            for c in ctx.pool.checkin_fresh(k, idle) {
+                c.terminate().await;
+            }
+            None
+        }
+        None => Some(slot),
+    };
+    Ok(Greeting {
+        params: greeting_params,
+        credential,
+        primary,
+    })
+}
+
+/// The client proves the credentials a cached connection was opened with (spec 4.5).
+async fn reauthenticate(
+    client: &mut ClientAuth<'_>,
+    memo: &AuthMemo,
+) -> Result<Credential, SessionError> {
+    let Some(req) = memo_request(memo) else {
+        return Ok(Credential::None);
+    };
+    let given = client.mirror(&req).await?;
+    if let (AuthMemo::Cleartext(saved), Credential::Password(p)) = (memo, &given) {
+        if saved != p {
+            return Err(auth_failed(client.user));
+        }
+    }
+    Ok(given)
+}
+
+/// The server's parameters as this client should see them: its own application_name.
+fn with_application_name(
+    mut server: Vec<(String, String)>,
+    client: &[(String, String)],
+) -> Vec<(String, String)> {
+    let want = client
+        .iter()
+        .find(|(k, _)| k == "application_name")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    crate::backend::set_param(&mut server, "application_name", &want);
+    server
+}
+
+/// Opens a new primary connection; the client mirrors the server's authentication unless
+/// pool_hba.conf already authenticated it (`verified`).
+async fn open_primary(
+    ctx: &Context,
+    client: &mut ClientAuth<'_>,
+    params: &[(String, String)],
+    key: Option<PoolKey>,
+    verified: Option<Credential>,
+) -> Result<Slot, SessionError> {
+    let cfg = ctx.config();
+    let node = cfg
+        .backends
+        .first()
+        .ok_or_else(|| SessionError::Client(PgError::fatal("08006", "no backend is configured")))?;
+    let addr = NodeAddr {
+        node: node.id,
+        host: node.hostname.clone(),
+        port: node.port,
+    };
+    let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
+    let (conn, credential, memo) =
+        match backend::start(&addr, params, timeout, cfg.max_message_size).await? {
+            // A trusting primary; a pool_hba login still keeps its credential for others.
+            Startup::Ready(c) => (c, verified.unwrap_or(Credential::None), AuthMemo::Trust),
+            Startup::NeedsAuth(pending) => {
+                let credential = match verified {
+                    Some(c) => c,
+                    None => client.mirror(&pending.request).await?,
+                };
+                let memo = memo_of(&pending.request, &credential);
+                let conn = pending.complete(&credential).await.map_err(|e| match e {
+                    BackendError::Server(pg) if pg.code == "28P01" => auth_failed(client.user),
+                    other => other.into(),
+                })?;
+                (conn, credential, memo)
+            }
+        };
+    ctx.pool.note_opened(0);
+    Ok(Slot::opened(conn, credential, memo, key))
+}
+
+/// Another node's connection for a running session (the client is already authenticated):
+/// from the cache, else opened with the credential that authenticated the primary.
+pub async fn other(
+    ctx: &Context,
+    node: usize,
+    params: &[(String, String)],
+    credential: &Credential,
+) -> Result<Slot, BackendError> {
+    let key = pool_key(ctx, node, params);
+    let max = ctx.config().max_message_size;
+    if let Some(idle) = key.as_ref().and_then(|k| ctx.pool.checkout(k)) {
+        let mut slot = Slot::from_idle(idle, key.clone());
+        match adopt_application_name(&mut slot, params, max).await {
+            Ok(()) => {
+                tracing::debug!(
+                    node,
+                    backend_pid = slot.conn.pid,
+                    "reusing a cached connection"
+                );
+                return Ok(slot);
+            }
+            Err(e) => tracing::debug!(node, "cached connection unusable: {e}"),
+        }
+    }
+    let cfg = ctx.config();
+    let b = cfg
+        .backends
+        .get(node)
+        .ok_or(BackendError::Closed { node })?;
+    let addr = NodeAddr {
+        node,
+        host: b.hostname.clone(),
+        port: b.port,
+    };
+    let timeout = Duration::from_millis(cfg.connect_timeout.max(1));
+    let (conn, memo) = match backend::start(&addr, params, timeout, max).await? {
+        Startup::Ready(c) => (c, AuthMemo::Trust),
+        Startup::NeedsAuth(p) => {
+            let memo = memo_of(&p.request, credential);
+            (p.complete(credential).await?, memo)
+        }
+    };
+    ctx.pool.note_opened(node);
+    Ok(Slot::opened(conn, credential.clone(), memo, key))
+}
+
+/// A cached connection keeps the application_name of the session that opened it; the new
+/// client's own (or none) is set so the connection looks brand new.
+async fn adopt_application_name(
+    slot: &mut Slot,
+    params: &[(String, String)],
+    max_len: u64,
+) -> Result<(), SessionError> {
+    let want = params
+        .iter()
+        .find(|(k, _)| k == "application_name")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let have = slot
+        .conn
+        .params
+        .iter()
+        .find(|(k, _)| k == "application_name")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    if want == have {
+        return Ok(());
+    }
+    let sql = format!(
+        "SET application_name = {}",
+        postgres_protocol::escape::escape_literal(want)
+    );
+    match slot.exec_silent(&sql, max_len).await? {
+        None => Ok(()),
+        Some(e) => Err(SessionError::Client(e)),
+    }
+}
+
+/// Gives a session's backend connection back: reset with `reset_query_list` and cached
+/// when it is idle and cacheable, closed otherwise (never cached inside a transaction).
+pub async fn release(ctx: &Context, slot: Slot) {
+    let node = slot.conn.node;
+    let reusable = slot.idle() && !slot.fatal && slot.conn.txn_status == b'I';
+    let Some(key) = slot.pool_key.clone().filter(|_| reusable) else {
+        if !slot.idle() {
+            let c = &slot.conn;
+            let _ = backend::send_cancel(&c.addr, c.pid, c.key).await;
+        }
+        ctx.pool.note_dirty(node);
+        crate::admin::note_backend_closed(ctx, node);
+        slot.conn.terminate().await;
+        return;
+    };
+    let mut slot = slot;
+    let cfg = ctx.config();
+    for q in &cfg.reset_query_list {
+        // ABORT only matters when a transaction is open, which a reusable slot never has.
+        if q.trim().eq_ignore_ascii_case("abort") {
+            continue;
+        }
+        let ok = tokio::time::timeout(
+            Duration::from_secs(10),
+            slot.exec_silent(q, cfg.max_message_size),
+        )
+        .await;
+        if !matches!(ok, Ok(Ok(None))) || slot.conn.txn_status != b'I' {
+            ctx.pool.note_dirty(node);
+            crate::admin::note_backend_closed(ctx, node);
+            slot.conn.terminate().await;
+            return;
+        }
+    }
+    ctx.pool.note_reset(node);
+    let idle = Idle::new(slot.conn, slot.credential, slot.auth);
+    for conn in ctx.pool.checkin(key, idle) {
+        conn.terminate().await;
+    }
+}
