@@ -153,6 +153,7 @@ main() {
     cargo fmt --all -- --check || failed+=("cargo fmt --check")
     log "cargo clippy --all-targets -- -D warnings"
     cargo clippy --all-targets -- -D warnings || failed+=("cargo clippy")
+    bash scripts/validate-k8s.sh || failed+=("scripts/validate-k8s.sh")
     log "cargo test --all-targets"
     cargo test --all-targets || failed+=("cargo test")
 

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod lifecycle;
 pub mod protocol;
 pub mod replication;
 pub mod router;

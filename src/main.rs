@@ -2,13 +2,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use pgpool::auth::setup;
 use pgpool::config::{self, Config};
+use pgpool::lifecycle::{self, PidFile, PidFileError, ShutdownMode, Sources};
 use pgpool::server::{self, Context};
 
 #[derive(Parser, Debug)]
@@ -19,7 +21,9 @@ use pgpool::server::{self, Context};
     disable_help_flag = true
 )]
 struct Cli {
-    /// pgpool.conf to read (missing: defaults plus PGPOOL_PARAMS_* environment).
+    /// pgpool.conf to read (missing: defaults plus PGPOOL_PARAMS_* environment). With
+    /// PGPOOL_CONF_VOLUME set and $PGPOOL_CONF_VOLUME/pgpool.conf present, that file is read
+    /// instead, as the Kubernetes image's entrypoint did.
     #[arg(short = 'f', long = "config-file")]
     config_file: Option<PathBuf>,
     /// pool_hba.conf.
@@ -45,7 +49,8 @@ struct Cli {
     mode: String,
     #[arg(short = 'h', long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
-    /// `check`: validate the configuration and print the effective settings.
+    /// `check`: validate the configuration and print the effective settings; `stop` and
+    /// `reload`: signal the running pgpool found through `pid_file_name` (as Pgpool-II).
     command: Option<String>,
 }
 
@@ -73,44 +78,54 @@ fn init_logging(debug: bool) {
         .init();
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    // Variables that are not UTF-8 cannot be credentials; skip them instead of panicking.
-    let env: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    let loaded = config::load(cli.config_file.as_deref(), &env)?;
-    for w in &loaded.warnings {
+fn load_config(sources: &Sources) -> anyhow::Result<Config> {
+    let (cfg, warnings) = sources.load_config()?;
+    for w in &warnings {
         warn!("{w}");
     }
-    loaded.config.validate()?;
-    Ok(loaded.config)
+    Ok(cfg)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = load_config(&cli)?;
+    let sources = Sources::resolve(
+        cli.config_file.clone(),
+        cli.hba_file.clone(),
+        cli.pcp_file.clone(),
+        cli.key_file.clone(),
+        config::process_env(),
+    );
+    let cfg = load_config(&sources)?;
+    let mode = ShutdownMode::parse(&cli.mode)
+        .ok_or_else(|| anyhow::anyhow!("invalid shutdown mode \"{}\"", cli.mode))?;
     match cli.command.as_deref() {
         Some("check") => {
             print!("{}", cfg.render_effective());
             println!("configuration is valid");
             return Ok(());
         }
-        Some(other) => anyhow::bail!("unknown command \"{other}\" (expected check)"),
+        Some("stop") => return signal_running(&cfg, lifecycle::Command::Stop(mode)),
+        Some("reload") => return signal_running(&cfg, lifecycle::Command::Reload),
+        Some(other) => {
+            anyhow::bail!("unknown command \"{other}\" (expected check, stop or reload)")
+        }
         None => {}
     }
-    let _ = (cli.dont_detach, cli.discard_status, &cli.mode);
-    let auth = load_auth(&cli, &cfg)?;
+    let _ = (cli.dont_detach, cli.discard_status);
+    let auth = load_auth(&sources, &cfg)?;
+    let hba = sources.load_hba(&cfg)?;
+    let _pid_file = create_pid_file(&cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
         let ctx: Arc<Context> = Context::new(cfg, auth.passwd);
-        ctx.set_hba(auth.hba);
+        ctx.set_hba(hba);
         // Before listening: a client must never find TLS missing because it came early.
+        // (SIGHUP reloads certificates with the rest: see lifecycle::reload.)
         pgpool::tls::init(&ctx).context("ssl")?;
-        tokio::spawn(pgpool::tls::reload_on_sighup(ctx.clone()));
         // PCP and metrics first too: once the client port answers, everything does.
-        start_admin_servers(&ctx, cli.pcp_file.as_deref()).await?;
+        start_admin_servers(&ctx, &sources).await?;
         let cfg = ctx.config();
         let (tcp, unix) = server::bind(&cfg).await?;
         info!(
@@ -119,54 +134,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION")
         );
         pgpool::replication::spawn_monitor(ctx.clone());
-        tokio::select! {
-            _ = server::serve(ctx.clone(), tcp, unix) => {}
-            _ = tokio::signal::ctrl_c() => info!("interrupted, shutting down"),
-            _ = ctx.shutdown_requested.notified() => info!("shutdown requested, shutting down"),
-        }
+        lifecycle::serve_until_stopped(ctx, Arc::new(sources), tcp, unix).await?;
+        info!("pgpool-rs stopped");
         Ok(())
     })
 }
 
-/// Environment credentials into pool_passwd/pcp.conf, then pool_passwd (with the AES key)
-/// and pool_hba.conf. A broken pool_hba.conf stops start-up only when it is in use.
-fn load_auth(cli: &Cli, cfg: &Config) -> anyhow::Result<setup::Loaded> {
-    let paths = setup::AuthPaths {
-        key_file: cli.key_file.clone(),
-        hba_file: cli.hba_file.clone(),
-        pcp_file: cli.pcp_file.clone(),
-    };
-    // Variables that are not UTF-8 cannot be credentials; skip them instead of panicking.
-    let env: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    let loaded =
-        setup::load_at_start(cfg, &paths, &env).context("credentials from the environment")?;
+/// `pgpool stop` / `pgpool reload`: signal the proxy named in `pid_file_name`.
+fn signal_running(cfg: &Config, cmd: lifecycle::Command) -> anyhow::Result<()> {
+    let path = cfg.resolve_path(&cfg.pid_file_name);
+    // The proxy may take shutdown_delay + drain_timeout; give it a little more.
+    let wait = Duration::from_secs(cfg.shutdown_delay + cfg.drain_timeout + 10);
+    lifecycle::send_command(&path, cmd, wait)?;
+    Ok(())
+}
+
+/// Writes the pid file. Another live pgpool named there stops the start, as in Pgpool-II;
+/// a folder we cannot write only costs `pgpool stop`/`reload`, so it is a warning.
+fn create_pid_file(cfg: &Config) -> anyhow::Result<Option<PidFile>> {
+    let path = cfg.resolve_path(&cfg.pid_file_name);
+    match PidFile::create(&path) {
+        Ok(p) => Ok(Some(p)),
+        Err(e @ PidFileError::Io { .. }) => {
+            warn!("{e}; `pgpool stop` and `pgpool reload` will not find this process");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Environment credentials into pool_passwd/pcp.conf, then pool_passwd (with the AES key).
+/// pool_hba.conf is read by `Sources::load_hba`, which also knows the image's defaults.
+fn load_auth(sources: &Sources, cfg: &Config) -> anyhow::Result<setup::Loaded> {
+    let loaded = setup::load_at_start(cfg, &sources.paths, &config::process_env())
+        .context("credentials from the environment")?;
     for n in &loaded.notes {
         info!("{n}");
     }
     for w in &loaded.warnings {
         warn!("{w}");
     }
-    match &loaded.hba_error {
-        Some(e) if cfg.enable_pool_hba => anyhow::bail!("enable_pool_hba is on: {e}"),
-        Some(e) => debug!("pool_hba.conf not loaded (enable_pool_hba is off): {e}"),
-        None => {}
-    }
     info!(users = loaded.passwd.len(), "pool_passwd loaded");
     Ok(loaded)
 }
 
-/// The PCP server (with `pcp.conf` from `-F`) and the metrics/health HTTP server.
-async fn start_admin_servers(
-    ctx: &Arc<Context>,
-    pcp_file: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    if let Some(path) = pcp_file {
-        match pgpool::auth::pcp_conf::PcpUsers::load(path) {
-            Ok(users) => ctx.set_pcp_users(users),
-            Err(e) => warn!("could not read pcp.conf {}: {e}", path.display()),
-        }
+/// The PCP server (with `pcp.conf`) and the metrics/health HTTP server.
+async fn start_admin_servers(ctx: &Arc<Context>, sources: &Sources) -> anyhow::Result<()> {
+    match sources.load_pcp(&ctx.config()) {
+        Ok(users) => ctx.set_pcp_users(users),
+        Err(e) => warn!("could not read pcp.conf: {e}"),
     }
     let (tcp, unix) = pgpool::admin::pcp::bind(ctx)
         .await

@@ -58,6 +58,8 @@ pub struct Context {
     pub sessions: Arc<SessionRegistry>,
     /// Set when shutting down: /readyz fails so Kubernetes stops sending clients.
     pub draining: AtomicBool,
+    /// Shutdown phases and the session tracker (see `lifecycle`).
+    pub lifecycle: crate::lifecycle::Control,
     /// Notified by PCP `pcp_stop_pgpool`: the owner of the process lifecycle shuts down.
     pub shutdown_requested: tokio::sync::Notify,
     /// Notified by PCP `pcp_reload_config`: the owner of the configuration reloads it.
@@ -102,10 +104,17 @@ impl Context {
             stats: Arc::new(Stats::default()),
             sessions: Arc::new(SessionRegistry::default()),
             draining: AtomicBool::new(false),
+            lifecycle: Default::default(),
             shutdown_requested: tokio::sync::Notify::new(),
             reload_requested: tokio::sync::Notify::new(),
             pcp_users: ArcSwap::from_pointee(PcpUsers::default()),
         })
+    }
+
+    /// Swaps in a reloaded configuration (sessions pick it up at their next decision).
+    pub fn replace_config(&self, config: Config) {
+        self.router.store(Arc::new(router_config(&config)));
+        self.config.store(Arc::new(config));
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -396,7 +405,7 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
             loop {
                 match l.accept().await {
                     Ok((s, peer)) => {
-                        tokio::spawn(crate::session::run(
+                        ctx.lifecycle.spawn_session(crate::session::run(
                             ctx.clone(),
                             Stream::tcp(s),
                             ClientInfo::tcp(peer),
@@ -413,7 +422,7 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
             loop {
                 match l.accept().await {
                     Ok((s, _)) => {
-                        tokio::spawn(crate::session::run(
+                        ctx.lifecycle.spawn_session(crate::session::run(
                             ctx.clone(),
                             Stream::Unix(s),
                             ClientInfo::local(),

@@ -138,6 +138,7 @@ impl Relay {
     pub async fn run(&mut self, client: &mut Stream) -> Result<(), SessionError> {
         // The client may have pipelined messages right after its password.
         self.take_client_frames()?;
+        let mut shutdown = self.ctx.lifecycle.watch();
         loop {
             self.dispatch().await?;
             self.report_status();
@@ -145,14 +146,21 @@ impl Relay {
             {
                 return Ok(());
             }
-            let next = if self.idle_limit > 0 && self.is_idle() {
-                let limit = Duration::from_secs(self.idle_limit);
-                match tokio::time::timeout(limit, self.next_event(client)).await {
-                    Ok(e) => e,
-                    Err(_) => return Err(idle_limit_reached(self.idle_limit)),
+            if let Some(e) = shutdown.end_session(self.between_transactions()) {
+                return Err(SessionError::Client(e));
+            }
+            let limit = self.idle_limit;
+            let idle_for = (limit > 0 && self.is_idle()).then(|| Duration::from_secs(limit));
+            let idle_timer = async {
+                match idle_for {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
                 }
-            } else {
-                self.next_event(client).await
+            };
+            let next = tokio::select! {
+                e = self.next_event(client) => e,
+                () = shutdown.changed() => Ok(Event::Progress),
+                () = idle_timer => return Err(idle_limit_reached(limit)),
             };
             let event = match next {
                 // A replica failure is not a client failure (see `failover`).
@@ -224,6 +232,15 @@ impl Relay {
             && self.asm.pending_bytes() == 0
             && self.out.is_empty()
             && self.slots.iter().flatten().all(Slot::idle)
+    }
+
+    /// Lifecycle: idle and no transaction open — where a draining proxy may end the session
+    /// without the client losing work.
+    fn between_transactions(&self) -> bool {
+        self.is_idle()
+            && self.slots[0]
+                .as_ref()
+                .is_none_or(|s| s.conn.txn_status == b'I')
     }
 
     fn backend_closed(&mut self) -> SessionError {

@@ -200,20 +200,3 @@ pub fn peer_cert_cn(stream: &Stream) -> Option<String> {
     let cn = cert.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_string)
 }
-
-/// Reloads the TLS files on every SIGHUP until the process ends. A lifecycle-wide reload
-/// handler, when there is one, calls [`reload_tls`] itself instead.
-pub async fn reload_on_sighup(ctx: Arc<Context>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot listen for SIGHUP, TLS files will not be reloaded: {e}");
-            return;
-        }
-    };
-    while hup.recv().await.is_some() {
-        info!("SIGHUP received: reloading TLS certificate and key");
-        reload_tls(&ctx);
-    }
-}

@@ -537,6 +537,20 @@ impl Proxy {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits (bounded by `limit`) for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     fn log_section(&self) -> String {
         format!(
             "--- proxy log {} ---\n{}--- end of proxy log ---",
