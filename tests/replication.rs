@@ -232,6 +232,31 @@ async fn paused_replay_moves_reads_to_the_primary_until_resumed() {
         (reported - own).abs() <= 64 * 1024,
         "proxy says {reported} bytes, the servers say {own}"
     );
+    // SHOW pool_nodes reports the same delay, with the replica's live role and state.
+    let admin = proxy.connect("postgres", "postgres").await;
+    let rows: Vec<Vec<String>> = admin
+        .simple_query("SHOW pool_nodes")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    let node1 = rows.iter().find(|r| r[0] == "1").expect("node 1 row");
+    // Columns: node_id hostname port status pg_status lb_weight role pg_role select_cnt
+    // load_balance_node replication_delay replication_state replication_sync_state …
+    let shown: i64 = node1[10].parse().unwrap_or(-1);
+    assert!(
+        (shown - own).abs() <= 64 * 1024,
+        "SHOW pool_nodes says {shown} bytes, the servers say {own}"
+    );
+    assert_eq!(node1[7], "standby", "pg_role of the replica");
 
     replica
         .batch_execute("select pg_wal_replay_resume()")

@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
+use crate::replication::NodeStatus;
 use crate::server::Context;
 
 /// One backend node as the admin views report it.
@@ -62,20 +63,34 @@ pub fn nodes(ctx: &Context) -> Vec<NodeView> {
         .map(|(index, b)| {
             let stats = ctx.stats.node(index);
             let seen = stats.conns_opened.load(Relaxed) + stats.conns_reused.load(Relaxed) > 0;
+            // The replication monitor's view, when it has one: status, live role, delay.
+            let snap = ctx.nodes.snapshot(index);
+            let status = match snap.as_ref().map(|s| s.status) {
+                Some(NodeStatus::Down) => "down",
+                Some(NodeStatus::Up) => "up",
+                _ if seen => "up",
+                _ => "waiting",
+            };
             NodeView {
                 index,
                 id: b.id,
                 hostname: b.hostname.clone(),
                 port: b.port,
-                status: if seen { "up" } else { "waiting" },
+                status,
                 pg_status: "unknown",
                 weight: weights.get(index).map_or(0.0, |w| w.1),
                 primary: index == primary,
-                pg_role: "unknown",
-                delay: 0,
-                replication_state: String::new(),
-                replication_sync_state: String::new(),
-                last_status_change: ctx.stats.started,
+                pg_role: snap.as_ref().map_or("unknown", |s| s.pg_role.as_str()),
+                delay: snap.as_ref().map_or(0, |s| s.delay_bytes),
+                replication_state: snap
+                    .as_ref()
+                    .map(|s| s.replication_state.clone())
+                    .unwrap_or_default(),
+                replication_sync_state: snap
+                    .as_ref()
+                    .map(|s| s.sync_state.clone())
+                    .unwrap_or_default(),
+                last_status_change: snap.map_or(ctx.stats.started, |s| s.last_change),
             }
         })
         .collect()
