@@ -110,7 +110,7 @@ async fn serve(
     stream: &mut Stream,
     client: &ClientInfo,
 ) -> Result<(), SessionError> {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut buf = BytesMut::with_capacity(512);
     let first = within_auth_timeout(
         ctx,
         startup::read_first_packet(stream, &mut buf, ctx.tls.acceptor()),

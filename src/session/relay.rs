@@ -117,7 +117,7 @@ impl Relay {
             ctx,
             cancel,
             cbuf,
-            out: BytesMut::with_capacity(16 * 1024),
+            out: BytesMut::new(),
             asm: Assembler::default(),
             queue: VecDeque::new(),
             slots,
@@ -290,8 +290,10 @@ impl Relay {
                 }
             }
             if want_client {
-                if cbuf.capacity() - cbuf.len() < 1024 {
-                    cbuf.reserve(8 * 1024);
+                // Small: an idle client should cost a few KiB; the decoder reserves the full
+                // length of a long message once its header is in.
+                if cbuf.capacity() - cbuf.len() < 512 {
+                    cbuf.reserve(2 * 1024);
                 }
                 if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *client), cx, cbuf) {
                     return Poll::Ready(r.map(Event::ClientRead).map_err(Into::into));
