@@ -96,6 +96,8 @@ async def main(args):
     async def one():
         nonlocal failed
         async with gate:
+            if failed:  # the proxy refuses more clients: stop rather than wait on each
+                return
             try:
                 held.append(await open_client(args.host, args.port, args.user, args.db,
                                               args.timeout))
@@ -129,7 +131,7 @@ if __name__ == "__main__":
     parser.add_argument("--parallel", type=int, default=200, help="connects in flight")
     parser.add_argument("--fresh", type=int, default=50, help="fresh clients timed")
     parser.add_argument("--pids", default="", help="comma-separated proxy pids for RSS")
-    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=10.0)
     try:
         asyncio.run(main(parser.parse_args()))
     except (OSError, RuntimeError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:

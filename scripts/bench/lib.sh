@@ -75,7 +75,7 @@ ensure_packages() {
         local prefix=()
         is_root || prefix=(sudo -n)
         "${prefix[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends "${missing[@]}" ||
+            apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends "${missing[@]}" >&2 ||
             die "could not install ${missing[*]}"
     fi
     stop_debian_service pgbouncer /var/run/postgresql/pgbouncer.pid
@@ -135,7 +135,9 @@ start_pgbouncer() {
         chown -R "$PG_OS_USER:" "$dir"
         runas=(runuser -u "$PG_OS_USER" --)
     fi
-    setsid "${runas[@]}" "$PGBOUNCER_BIN" "$dir/pgbouncer.ini" </dev/null >>"$dir/stdout.log" 2>&1 &
+    # runuser's PAM session lowers the open-files limit; the idle clients need thousands.
+    setsid "${runas[@]}" sh -c 'ulimit -n "$1" 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$2" "$3"' \
+        sh "$(ulimit -Hn)" "$PGBOUNCER_BIN" "$dir/pgbouncer.ini" </dev/null >>"$dir/stdout.log" 2>&1 &
     PGID[pgbouncer]=$!
     PORT[pgbouncer]="$port"
     wait_port pgbouncer "$port" "$dir/pgbouncer.log"
