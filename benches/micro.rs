@@ -1,1 +1,183 @@
-fn main() {}
+//! Micro-benchmarks of the per-message work on the proxy's hot path: classifying a query,
+//! splitting a byte stream into frames, writing the messages the proxy composes itself, and
+//! one SCRAM-SHA-256 verification (the CPU a fresh client costs when the proxy authenticates
+//! it). The end-to-end comparison with PgBouncer and Pgpool-II is `scripts/bench.sh`.
+
+use std::hint::black_box;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use hmac::{Hmac, KeyInit, Mac};
+use pgpool::auth::{ScramSecret, ScramServer};
+use pgpool::protocol::{self, Frame, FrameDecoder};
+use pgpool::router::{classify_uncached, Classifier, ClassifyOptions};
+use sha2::{Digest, Sha256};
+
+/// The statements pgbench sends, plus a few shapes that take the slower parser path.
+const QUERIES: &[(&str, &str)] = &[
+    (
+        "pgbench_select",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 4711;",
+    ),
+    (
+        "pgbench_update",
+        "UPDATE pgbench_accounts SET abalance = abalance + -1234 WHERE aid = 4711;",
+    ),
+    ("begin", "BEGIN;"),
+    (
+        "function_call",
+        "SELECT nextval('s'), now(), lower(name) FROM t WHERE id = 1",
+    ),
+    (
+        "cte_join",
+        "WITH x AS (SELECT a.id FROM a JOIN b ON a.id = b.id WHERE b.v > 3) \
+         SELECT count(*) FROM x",
+    ),
+];
+
+fn classifier(c: &mut Criterion) {
+    let mut group = c.benchmark_group("classify");
+    let opts = ClassifyOptions::default();
+    let cached = Classifier::new(opts);
+    for (name, sql) in QUERIES {
+        group.bench_function(format!("uncached/{name}"), |b| {
+            b.iter(|| classify_uncached(black_box(sql), &opts))
+        });
+        group.bench_function(format!("cached/{name}"), |b| {
+            b.iter(|| cached.classify(black_box(sql)))
+        });
+    }
+    group.finish();
+}
+
+/// A backend's answer to one pgbench `-S` transaction: RowDescription, DataRow,
+/// CommandComplete, ReadyForQuery — the frames a relay splits most often.
+fn select_reply() -> BytesMut {
+    let mut out = BytesMut::new();
+    protocol::row_description_text(&mut out, &["abalance"]);
+    protocol::data_row(&mut out, &["0"]);
+    protocol::command_complete(&mut out, "SELECT 1");
+    protocol::ready_for_query(&mut out, b'I');
+    out
+}
+
+fn frames(c: &mut Criterion) {
+    let mut group = c.benchmark_group("frame");
+    let decoder = FrameDecoder::new(1 << 30);
+    let reply = select_reply();
+    group.throughput(Throughput::Bytes(reply.len() as u64));
+    group.bench_function("decode/select_reply", |b| {
+        b.iter_batched(
+            || reply.clone(),
+            |mut buf| {
+                let mut n = 0usize;
+                while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+                    n += frame.body.len();
+                }
+                n
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // A 64 KiB CopyData/DataRow: decode must split it without copying the body.
+    let mut big = BytesMut::new();
+    Frame::new(b'd', vec![b'x'; 64 * 1024]).encode(&mut big);
+    group.throughput(Throughput::Bytes(big.len() as u64));
+    group.bench_function("decode/copy_data_64k", |b| {
+        b.iter_batched(
+            || big.clone(),
+            |mut buf| decoder.decode(&mut buf).map(|f| f.map(|f| f.body.len())),
+            BatchSize::SmallInput,
+        )
+    });
+    let frame = Frame::new(b'D', vec![b'y'; 128]);
+    group.throughput(Throughput::Bytes(frame.wire_len() as u64));
+    group.bench_function("encode/data_row_128", |b| {
+        let mut out = BytesMut::with_capacity(4096);
+        b.iter(|| {
+            out.clear();
+            black_box(&frame).encode(&mut out);
+            out.len()
+        })
+    });
+    group.bench_function("encode/select_reply", |b| b.iter(|| select_reply().len()));
+    group.finish();
+}
+
+/// A SCRAM client whose salted password is computed once, so the timed exchange is the
+/// server's work (nonce, parsing, HMACs, constant-time compare) plus two cheap HMACs.
+struct FastScramClient {
+    client_key: [u8; 32],
+}
+
+impl FastScramClient {
+    const CLIENT_FIRST_BARE: &'static str = "n=,r=benchclientnonce0123456789";
+
+    fn new(password: &str, salt: &[u8], iterations: u32) -> Self {
+        let mut salted = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut salted);
+        FastScramClient {
+            client_key: hmac256(&salted, b"Client Key"),
+        }
+    }
+
+    fn first(&self) -> String {
+        format!("n,,{}", Self::CLIENT_FIRST_BARE)
+    }
+
+    /// client-final-message for the server's first message.
+    fn last(&self, server_first: &str) -> Option<String> {
+        let nonce = server_first.strip_prefix("r=")?.split(',').next()?;
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth = format!("{},{server_first},{without_proof}", Self::CLIENT_FIRST_BARE);
+        let stored: [u8; 32] = Sha256::digest(self.client_key).into();
+        let sig = hmac256(&stored, auth.as_bytes());
+        let proof: Vec<u8> = self
+            .client_key
+            .iter()
+            .zip(sig)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        Some(format!("{without_proof},p={}", B64.encode(proof)))
+    }
+}
+
+fn hmac256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// The proxy's side of SCRAM-SHA-256: deriving a secret from a pool_passwd password (what a
+/// login costs without `ScramSecretCache`) and verifying one exchange against a known secret.
+fn scram(c: &mut Criterion) {
+    const PASSWORD: &str = "bench-secret";
+    const SALT: &[u8] = b"0123456789abcdef";
+    let mut group = c.benchmark_group("scram");
+    group.sample_size(20);
+    group.bench_function("derive_secret_4096", |b| {
+        b.iter(|| ScramSecret::from_password(black_box(PASSWORD)))
+    });
+    let secret = ScramSecret::from_password_with_salt(PASSWORD, SALT, 4096);
+    let client = FastScramClient::new(PASSWORD, SALT, 4096);
+    group.bench_function("verify_exchange", |b| {
+        b.iter(|| {
+            let mut server = ScramServer::new(secret.clone());
+            let Ok(first) = server.handle_client_first(client.first().as_bytes()) else {
+                return false;
+            };
+            let Some(last) = client.last(&first) else {
+                return false;
+            };
+            server.handle_client_final(last.as_bytes()).is_ok()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, classifier, frames, scram);
+criterion_main!(benches);
