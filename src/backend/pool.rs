@@ -152,10 +152,14 @@ impl Pool {
     /// What a cached connection for `key` would show a client (its authentication and the
     /// server's ParameterStatus set), without taking it: enough to greet a client whose
     /// backend connection is taken only at its first query.
-    pub fn peek(&self, key: &PoolKey) -> Option<(AuthMemo, Vec<(String, String)>)> {
+    pub fn peek(&self, key: &PoolKey) -> Option<(AuthMemo, Credential, Vec<(String, String)>)> {
         let inner = self.lock();
         let last = inner.idle.get(key)?.last()?;
-        Some((last.auth.clone(), last.conn.params.clone()))
+        Some((
+            last.auth.clone(),
+            last.credential.clone(),
+            last.conn.params.clone(),
+        ))
     }
 
     fn expired(&self, idle: &Idle) -> bool {
