@@ -464,3 +464,52 @@ async fn protocol_messages_out_of_order_get_errors_and_the_session_goes_on() {
     assert!(row.body.ends_with(b"42"), "{row:?}");
     assert_healthy(&proxy).await;
 }
+
+/// A login role the cluster authenticates with SCRAM, with password `right`.
+async fn scram_role() -> String {
+    let role = unique_name("hostile_scram");
+    primary_client()
+        .await
+        .batch_execute(&format!(
+            "set password_encryption = 'scram-sha-256';
+             create role {role} login password 'right' in role scram_users"
+        ))
+        .await
+        .expect("create role");
+    role
+}
+
+#[tokio::test]
+async fn a_wrong_password_does_not_ride_on_a_cached_connection() {
+    // No pool_passwd entry: the proxy cannot check the password, the backend must.
+    let hba_password = Proxy::builder()
+        .conf("enable_pool_hba = on")
+        .hba("host all all 127.0.0.1/32 password\n")
+        .pool_passwd("")
+        .start();
+    let mirror_cleartext = Proxy::builder()
+        .conf("allow_clear_text_frontend_auth = on")
+        .pool_passwd("")
+        .start();
+    for proxy in [&hba_password, &mirror_cleartext] {
+        let role = scram_role().await;
+        // The first login opens a backend connection and leaves it in the cache.
+        let first = proxy
+            .try_connect(&role, "postgres", Some("right"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+        let err = match proxy.try_connect(&role, "postgres", Some("wrong")).await {
+            Ok(_) => panic!("logged in with a wrong password\n{}", proxy.log()),
+            Err(e) => e,
+        };
+        assert_eq!(err.code().map(|c| c.code()), Some("28P01"), "{err}");
+        // The right password still works, with or without the cache.
+        drop(first);
+        let again = proxy.try_connect(&role, "postgres", Some("right")).await;
+        again
+            .expect("right password")
+            .query_one("select 1", &[])
+            .await
+            .unwrap();
+    }
+}
