@@ -74,14 +74,14 @@ pub async fn start(
 ) -> Result<Greeting, SessionError> {
     let key = pool_key(ctx, 0, params);
     let mut verified = verified;
-    if let Some((memo, cached, server_params)) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
+    if let Some(cached) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
         let credential = match verified.take() {
             Some(c) => c,
-            None => reauthenticate(client, &memo).await?,
+            None => reauthenticate(client, &cached.auth).await?,
         };
-        if may_reuse(client.stored.is_some(), &credential, &cached) {
+        if may_reuse(client.stored.is_some(), &credential, &cached.credential) {
             return Ok(Greeting {
-                params: with_application_name(server_params, params),
+                params: with_application_name(cached.params, params),
                 credential,
                 primary: None,
             });
