@@ -213,6 +213,14 @@ async fn terminated_backend_gives_the_client_a_clean_error() {
     fresh.query_one("select 1", &[]).await.unwrap();
 }
 
+/// Connects and runs one query (a session may take its backend only at its first query);
+/// the error of whichever step fails.
+async fn connect_and_query(conn_str: &str) -> Result<Client, tokio_postgres::Error> {
+    let c = connect_str(conn_str).await?;
+    c.query_one("select 1", &[]).await?;
+    Ok(c)
+}
+
 #[tokio::test]
 async fn backend_connection_limit_reaches_the_client_as_53300() {
     let proxy = Proxy::start("");
@@ -223,10 +231,11 @@ async fn backend_connection_limit_reaches_the_client_as_53300() {
         .await
         .expect("create role");
     let conn_str = proxy.conn_str(&role, "postgres");
-    let first = connect_str(&conn_str).await.expect("first connection");
-    let second = connect_str(&conn_str).await.expect("second connection");
-    let err = match connect_str(&conn_str).await {
-        Ok(_) => panic!("a third connection for a role limited to two"),
+    // Two sessions hold the role's two backend connections.
+    let first = connect_and_query(&conn_str).await.expect("first session");
+    let second = connect_and_query(&conn_str).await.expect("second session");
+    let err = match connect_and_query(&conn_str).await {
+        Ok(_) => panic!("a third session for a role limited to two\n{}", proxy.log()),
         Err(e) => e,
     };
     assert_eq!(err.code().map(|c| c.code()), Some("53300"), "{err}");
@@ -236,7 +245,7 @@ async fn backend_connection_limit_reaches_the_client_as_53300() {
     drop(first);
     let deadline = tokio::time::Instant::now() + BOUND;
     let again = loop {
-        match connect_str(&conn_str).await {
+        match connect_and_query(&conn_str).await {
             Ok(c) => break c,
             Err(e) if e.code().map(|c| c.code()) == Some("53300") => {
                 assert!(tokio::time::Instant::now() < deadline, "slot never freed");
