@@ -156,6 +156,8 @@ main() {
     bash scripts/validate-k8s.sh || failed+=("scripts/validate-k8s.sh")
     log "cargo test --all-targets"
     cargo test --all-targets || failed+=("cargo test")
+    log "fuzz pass (PGRS_FUZZ_SECONDS per target, 0 skips)"
+    [[ "${PGRS_FUZZ_SECONDS:-15}" == 0 ]] || bash scripts/fuzz.sh "${PGRS_FUZZ_SECONDS:-15}" || failed+=("fuzz")
 
     if ((${#failed[@]})); then
         log "FAILED: ${failed[*]}"

@@ -55,6 +55,15 @@ pub enum AuthMemo {
     Cleartext(String),
 }
 
+/// How a cached connection was logged in, for a new client that would use it.
+pub struct CachedLogin {
+    pub auth: AuthMemo,
+    /// What the proxy answered the backend with.
+    pub credential: Credential,
+    /// The server's ParameterStatus values.
+    pub params: Vec<(String, String)>,
+}
+
 /// An idle connection in the cache.
 pub struct Idle {
     pub conn: BackendConn,
@@ -152,10 +161,14 @@ impl Pool {
     /// What a cached connection for `key` would show a client (its authentication and the
     /// server's ParameterStatus set), without taking it: enough to greet a client whose
     /// backend connection is taken only at its first query.
-    pub fn peek(&self, key: &PoolKey) -> Option<(AuthMemo, Vec<(String, String)>)> {
+    pub fn peek(&self, key: &PoolKey) -> Option<CachedLogin> {
         let inner = self.lock();
         let last = inner.idle.get(key)?.last()?;
-        Some((last.auth.clone(), last.conn.params.clone()))
+        Some(CachedLogin {
+            auth: last.auth.clone(),
+            credential: last.credential.clone(),
+            params: last.conn.params.clone(),
+        })
     }
 
     fn expired(&self, idle: &Idle) -> bool {

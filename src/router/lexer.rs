@@ -269,11 +269,7 @@ fn lex_one(b: &[u8], i: usize) -> Step {
         return Step::Tok(TokKind::Word, i, end);
     }
     if c.is_ascii_digit() || (c == b'.' && next.is_some_and(|d| d.is_ascii_digit())) {
-        let end = b[i..]
-            .iter()
-            .position(|&x| !(x.is_ascii_alphanumeric() || x == b'.' || x == b'_'))
-            .map_or(b.len(), |p| i + p);
-        return Step::Tok(TokKind::Number, i, end);
+        return Step::Tok(TokKind::Number, i, number_end(b, i));
     }
     if c == b':' && next == Some(b':') {
         return Step::Tok(TokKind::Cast, i, i + 2);
@@ -295,6 +291,41 @@ fn lex_one(b: &[u8], i: usize) -> Step {
         return Step::Tok(TokKind::Op, i, end);
     }
     Step::Tok(TokKind::Op, i, i + 1)
+}
+
+/// End of the numeric literal at `i`, as PostgreSQL's lexer sees it: `0x`/`0o`/`0b` integers,
+/// or digits with an optional fraction and exponent (`_` separators allowed). Letters right
+/// after a number are *not* part of it: PostgreSQL before 15 reads `0into` as `0 into`, so
+/// swallowing them would hide a keyword such as `INTO` from the classifier.
+fn number_end(b: &[u8], i: usize) -> usize {
+    let digits = |from: usize, ok: fn(u8) -> bool| {
+        b[from..]
+            .iter()
+            .position(|&x| !(ok(x) || x == b'_'))
+            .map_or(b.len(), |p| from + p)
+    };
+    if b.get(i) == Some(&b'0') {
+        let radix: Option<fn(u8) -> bool> = match b.get(i + 1) {
+            Some(b'x' | b'X') => Some(|x| x.is_ascii_hexdigit()),
+            Some(b'o' | b'O') => Some(|x| (b'0'..=b'7').contains(&x)),
+            Some(b'b' | b'B') => Some(|x| x == b'0' || x == b'1'),
+            _ => None,
+        };
+        if let Some(ok) = radix.filter(|ok| b.get(i + 2).is_some_and(|&x| ok(x))) {
+            return digits(i + 2, ok);
+        }
+    }
+    let mut end = digits(i, |x| x.is_ascii_digit());
+    if b.get(end) == Some(&b'.') && b.get(end + 1) != Some(&b'.') {
+        end = digits(end + 1, |x| x.is_ascii_digit());
+    }
+    if matches!(b.get(end), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(end + 1), Some(b'+' | b'-')));
+        if b.get(end + 1 + sign).is_some_and(|x| x.is_ascii_digit()) {
+            end = digits(end + 1 + sign, |x| x.is_ascii_digit());
+        }
+    }
+    end
 }
 
 fn string_tok(end: Option<usize>, start: usize) -> Step {
@@ -346,6 +377,13 @@ mod tests {
             ("select $1::int", &["select", "$1", "::", "int"]),
             ("select a$b", &["select", "a$b"]),
             ("select 1.5e3", &["select", "1.5e3"]),
+            // Found by the classifier fuzz target: letters after a number start a new token.
+            ("select #0into t1", &["select", "#", "0", "into", "t1"]),
+            ("select 1e5from t", &["select", "1e5", "from", "t"]),
+            ("select 0x1Fin", &["select", "0x1F", "in"]),
+            ("select 0b2", &["select", "0", "b2"]),
+            ("select 1_000.5_0", &["select", "1_000.5_0"]),
+            ("select 1..2", &["select", "1", ".", ".2"]),
         ];
         for (text, want) in cases {
             assert_eq!(words(text), *want, "{text}");

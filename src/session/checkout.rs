@@ -73,16 +73,21 @@ pub async fn start(
     verified: Option<Credential>,
 ) -> Result<Greeting, SessionError> {
     let key = pool_key(ctx, 0, params);
-    if let Some((memo, server_params)) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
-        let credential = match verified {
+    let mut verified = verified;
+    if let Some(cached) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
+        let credential = match verified.take() {
             Some(c) => c,
-            None => reauthenticate(client, &memo).await?,
+            None => reauthenticate(client, &cached.auth).await?,
         };
-        return Ok(Greeting {
-            params: with_application_name(server_params, params),
-            credential,
-            primary: None,
-        });
+        if may_reuse(client.stored.is_some(), &credential, &cached.credential) {
+            return Ok(Greeting {
+                params: with_application_name(cached.params, params),
+                credential,
+                primary: None,
+            });
+        }
+        // A password nothing has checked yet: a new connection lets the backend judge it.
+        verified = Some(credential);
     }
     let slot = open_primary(ctx, client, params, key.clone(), verified).await?;
     let greeting_params = slot.conn.params.clone();
@@ -119,6 +124,19 @@ async fn reauthenticate(
         }
     }
     Ok(given)
+}
+
+/// Whether a client that proved `given` may use a cached connection opened with `cached`.
+/// A password checked against pool_passwd may; one that nothing checked (no entry: the
+/// backend was to be the judge) may only if it is the very password that opened the
+/// connection, or any password would log in while a connection sits in the cache.
+fn may_reuse(checked_against_entry: bool, given: &Credential, cached: &Credential) -> bool {
+    match (given, cached) {
+        (Credential::Password(_), _) if checked_against_entry => true,
+        (Credential::Password(p), Credential::Password(c)) => p == c,
+        (Credential::Password(_), _) => false,
+        _ => true,
+    }
 }
 
 /// The server's parameters as this client should see them: its own application_name.
@@ -305,5 +323,32 @@ pub async fn release(ctx: &Context, slot: Slot) {
     let idle = Idle::new(slot.conn, slot.credential, slot.auth);
     for conn in ctx.pool.checkin(key, idle) {
         conn.terminate().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchecked_password_reuses_only_the_connection_it_opened() {
+        let pw = |s: &str| Credential::Password(s.into());
+        let cases = [
+            // (checked against pool_passwd, given, cached connection's) -> may reuse
+            (true, pw("a"), pw("b"), true),
+            (false, pw("a"), pw("a"), true),
+            (false, pw("wrong"), pw("a"), false),
+            (false, pw("a"), Credential::Md5Hash("md5x".into()), false),
+            (false, pw("a"), Credential::None, false),
+            (false, Credential::None, pw("a"), true),
+            (false, Credential::Md5Hash("md5x".into()), pw("a"), true),
+        ];
+        for (checked, given, cached, want) in cases {
+            assert_eq!(
+                may_reuse(checked, &given, &cached),
+                want,
+                "{checked} {given:?} {cached:?}"
+            );
+        }
     }
 }
