@@ -10,24 +10,7 @@ async fn pgbench_all_modes_without_failures() {
     let db = common::unique_name("bench");
     common::create_database(&db).await;
     let port = proxy.port.to_string();
-    let init = common::pgbench(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-U",
-        "postgres",
-        "-i",
-        "-s",
-        "1",
-        "-q",
-        &db,
-    ]);
-    assert!(
-        init.status.success(),
-        "init: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    common::pgbench_init(proxy.port, &db);
     for mode in ["simple", "extended", "prepared"] {
         let out = common::pgbench(&[
             "-h",

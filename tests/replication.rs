@@ -60,21 +60,7 @@ async fn unreachable_replica_sends_reads_to_the_primary_without_error() {
 
 /// `pgbench -i` directly on the private primary, then wait until the replica has it.
 async fn init_pgbench(pc: &PrivateCluster) {
-    let port = pc.primary_port.to_string();
-    let args = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-U",
-        "postgres",
-        "-i",
-        "-s",
-        "1",
-        "-q",
-    ];
-    let out = common::pgbench(&[&args[..], &["postgres"]].concat());
-    assert!(out.status.success(), "pgbench -i: {out:?}");
+    common::pgbench_init(pc.primary_port, "postgres");
     wait_caught_up(pc).await;
 }
 

@@ -153,24 +153,7 @@ async fn pgbench_select_only_reads_land_on_the_replica() {
     let db = common::unique_name("lbbench");
     common::create_database(&db).await;
     let port = proxy.port.to_string();
-    let init = common::pgbench(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-U",
-        "postgres",
-        "-i",
-        "-s",
-        "1",
-        "-q",
-        &db,
-    ]);
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    common::pgbench_init(proxy.port, &db);
     common::wait_replica_caught_up().await;
     let count = |sql: &str| {
         let o = common::psql(cluster().replica_port, "postgres", &db, sql);

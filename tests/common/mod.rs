@@ -232,6 +232,29 @@ pub fn psql_stdin(port: u16, user: &str, db: &str, script: &str) -> Output {
         .unwrap_or_else(|e| panic!("psql did not finish: {e}"))
 }
 
+/// `pgbench -i -s 1 -q` of `db` through 127.0.0.1:`port`; panics with pgbench's stderr on failure.
+pub fn pgbench_init(port: u16, db: &str) {
+    let port = port.to_string();
+    let out = pgbench(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-U",
+        "postgres",
+        "-i",
+        "-s",
+        "1",
+        "-q",
+        db,
+    ]);
+    assert!(
+        out.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `pgbench` of the cluster's version with the given arguments.
 pub fn pgbench(args: &[&str]) -> Output {
     Command::new(cluster().bin("pgbench"))
