@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-
 /// Pgpool-II's statement classes (`SHOW pool_backend_stats`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StmtClass {
@@ -25,20 +23,31 @@ impl StmtClass {
     /// skipped). `WITH` counts as a select: a data-modifying CTE is rare and still a query.
     pub fn of(sql: &str) -> StmtClass {
         let word = first_keyword(sql);
-        match word.as_str() {
-            "select" | "with" | "values" | "table" => StmtClass::Select,
-            "insert" => StmtClass::Insert,
-            "update" => StmtClass::Update,
-            "delete" => StmtClass::Delete,
-            "create" | "alter" | "drop" | "truncate" | "comment" | "grant" | "revoke"
-            | "reindex" | "cluster" | "security" | "import" | "refresh" => StmtClass::Ddl,
-            _ => StmtClass::Other,
+        let is = |k: &str| word.eq_ignore_ascii_case(k);
+        if is("select") || is("with") || is("values") || is("table") {
+            StmtClass::Select
+        } else if is("insert") {
+            StmtClass::Insert
+        } else if is("update") {
+            StmtClass::Update
+        } else if is("delete") {
+            StmtClass::Delete
+        } else if [
+            "create", "alter", "drop", "truncate", "comment", "grant", "revoke", "reindex",
+            "cluster", "security", "import", "refresh",
+        ]
+        .iter()
+        .any(|k| is(k))
+        {
+            StmtClass::Ddl
+        } else {
+            StmtClass::Other
         }
     }
 }
 
-/// The first keyword of `sql`, lower-cased, skipping blanks, `--`/`/* */` comments and `(`.
-fn first_keyword(sql: &str) -> String {
+/// The first keyword of `sql` as written, skipping blanks, `--`/`/* */` comments and `(`.
+fn first_keyword(sql: &str) -> &str {
     let mut rest = sql;
     loop {
         rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
@@ -50,11 +59,11 @@ fn first_keyword(sql: &str) -> String {
             break;
         }
     }
-    rest.chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .take(16)
-        .collect::<String>()
-        .to_ascii_lowercase()
+    let end = rest
+        .bytes()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    &rest[..end]
 }
 
 /// ErrorResponse severities Pgpool-II counts per backend.
@@ -95,7 +104,7 @@ pub struct NodeStats {
     pub conns_reused: AtomicU64,
     pub conns_closed: AtomicU64,
     /// Requests answered (ReadyForQuery), with their latency.
-    pub latency: Histogram,
+    pub latency: Latency,
 }
 
 impl Default for NodeStats {
@@ -113,8 +122,7 @@ impl Default for NodeStats {
             conns_opened: AtomicU64::new(0),
             conns_reused: AtomicU64::new(0),
             conns_closed: AtomicU64::new(0),
-            // 100 µs … ~26 s.
-            latency: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            latency: Latency::default(),
         }
     }
 }
@@ -142,7 +150,54 @@ impl NodeStats {
     }
 
     pub fn observe_latency(&self, d: Duration) {
-        self.latency.observe(d.as_secs_f64());
+        self.latency.observe(d);
+    }
+}
+
+/// Upper bounds of the latency buckets in microseconds: 100 µs × 4ⁿ, up to ~26 s.
+pub const LATENCY_BOUNDS_US: [u64; 10] = [
+    100, 400, 1_600, 6_400, 25_600, 102_400, 409_600, 1_638_400, 6_553_600, 26_214_400,
+];
+
+/// A latency histogram every session of a node bumps at each answer: relaxed atomic adds,
+/// no lock (a locked histogram was a point of contention between worker threads).
+#[derive(Debug, Default)]
+pub struct Latency {
+    /// Per bucket (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Latency {
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Relaxed);
+    }
+
+    /// (sum in seconds, count, per-bucket (upper bound in seconds, count)), the last bound
+    /// being +Inf — the shape Prometheus' histogram encoding takes.
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut count = 0;
+        let buckets = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let n = b.load(Relaxed);
+                count += n;
+                let bound = LATENCY_BOUNDS_US
+                    .get(i)
+                    .map_or(f64::INFINITY, |&us| us as f64 / 1e6);
+                (bound, n)
+            })
+            .collect();
+        (self.sum_ns.load(Relaxed) as f64 / 1e9, count, buckets)
     }
 }
 
@@ -163,10 +218,51 @@ pub struct Stats {
     auth_failures: [AtomicU64; AUTH_REASONS.len()],
     /// Statements sent, by (node, routing reason code).
     routed: Mutex<Vec<(usize, &'static str, u64)>>,
+    /// Routing decisions by node and [`ROUTE_REASONS`] index.
+    routed_fixed: Vec<AtomicU64>,
 }
 
 /// Backend slots Pgpool-II allows (`MAX_NUM_BACKENDS`).
 pub const MAX_NODES: usize = 128;
+
+/// The routing reason codes counted without a lock (the policy's and the session's).
+pub const ROUTE_REASONS: &[&str] = &[
+    "load_balance",
+    "write",
+    "primary_default",
+    "in_transaction",
+    "session_pinned",
+    "node_unusable",
+    "replica_unavailable",
+    "volatility_unknown",
+    "volatile_function",
+    "in_write_transaction",
+    "wrote_in_session",
+    "hint_comment",
+    "temp_table",
+    "unparseable",
+    "weight",
+    "redirect",
+    "system_catalog",
+    "pattern",
+    "serializable",
+    "read_write_transaction",
+    "failed_transaction",
+    "multi_statement",
+    "session_command",
+    "transaction_control",
+    "two_phase",
+    "load_balance_off",
+    "cursor",
+    "listen",
+    "explain",
+    "copy_to_file",
+    "dml_adaptive",
+    "unknown_prepared",
+    "prepared_on_primary",
+    "admin",
+    "empty",
+];
 
 impl Default for Stats {
     fn default() -> Self {
@@ -178,6 +274,9 @@ impl Default for Stats {
             sessions_plain: AtomicU64::new(0),
             auth_failures: Default::default(),
             routed: Mutex::new(Vec::new()),
+            routed_fixed: (0..MAX_NODES * ROUTE_REASONS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 }
@@ -216,7 +315,15 @@ impl Stats {
     }
 
     /// One statement went to `node` because of `reason` (the router's reason code).
+    /// Counts a routing decision: a relaxed add for the known reasons, a lock only for a
+    /// reason missing from [`ROUTE_REASONS`].
     pub fn routed(&self, node: usize, reason: &'static str) {
+        if let Some(r) = ROUTE_REASONS.iter().position(|&k| k == reason) {
+            if let Some(c) = self.routed_fixed.get(node * ROUTE_REASONS.len() + r) {
+                c.fetch_add(1, Relaxed);
+                return;
+            }
+        }
         let mut v = self.routed.lock().unwrap_or_else(|p| p.into_inner());
         match v.iter_mut().find(|(n, r, _)| *n == node && *r == reason) {
             Some(e) => e.2 += 1,
@@ -225,10 +332,24 @@ impl Stats {
     }
 
     pub fn routed_counts(&self) -> Vec<(usize, &'static str, u64)> {
-        self.routed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let mut out: Vec<(usize, &'static str, u64)> = self
+            .routed_fixed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Relaxed);
+                let reason = ROUTE_REASONS[i % ROUTE_REASONS.len()];
+                (n > 0).then_some((i / ROUTE_REASONS.len(), reason, n))
+            })
+            .collect();
+        out.extend(
+            self.routed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied(),
+        );
+        out
     }
 }
 

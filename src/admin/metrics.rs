@@ -421,10 +421,11 @@ fn own_metrics(ctx: &Context, nodes: &[NodeView], enc: &mut DescriptorEncoder) -
     )?;
     for n in nodes {
         let labels = vec![node(n.index)];
-        ctx.stats
-            .node(n.index)
-            .latency
-            .encode(m.encode_family(&labels)?)?;
+        let (sum, count, buckets) = ctx.stats.node(n.index).latency.snapshot();
+        m.encode_family(&labels)?
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                sum, count, &buckets, None,
+            )?;
     }
     Ok(())
 }

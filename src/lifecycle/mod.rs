@@ -17,11 +17,11 @@ mod reload;
 mod shutdown;
 mod sources;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
 
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 use crate::protocol::PgError;
@@ -84,32 +84,60 @@ impl ShutdownMode {
 
 /// The lifecycle's shared state, held in `Context`.
 pub struct Control {
-    phase: AtomicU8,
-    /// Cancelled when sessions should end at their next boundary.
-    drain: CancellationToken,
-    /// Cancelled when sessions should end now.
-    close: CancellationToken,
+    shared: Arc<Shared>,
     sessions: TaskTracker,
+}
+
+/// What sessions watch: the phase, and where to wake each of them when it moves.
+#[derive(Default)]
+struct Shared {
+    phase: AtomicU8,
+    /// One waker slot per live session, by watch id. Touched when a session starts or ends
+    /// and when the phase moves; a session's own slot is all it locks per wait.
+    watchers: Mutex<HashMap<u64, Arc<WakeSlot>>>,
+    next_id: AtomicU64,
+}
+
+/// The waker a session last waited with.
+#[derive(Default)]
+struct WakeSlot(Mutex<Option<Waker>>);
+
+impl WakeSlot {
+    fn register(&self, waker: &Waker) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    fn wake(&self) {
+        let waker = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
 }
 
 impl Default for Control {
     fn default() -> Self {
         Control {
-            phase: AtomicU8::new(0),
-            drain: CancellationToken::new(),
-            close: CancellationToken::new(),
+            shared: Arc::default(),
             sessions: TaskTracker::new(),
         }
     }
 }
 
+fn phase_of(n: u8) -> Phase {
+    match n {
+        0 => Phase::Running,
+        1 => Phase::Draining,
+        _ => Phase::Closing,
+    }
+}
+
 impl Control {
     pub fn phase(&self) -> Phase {
-        match self.phase.load(Ordering::Acquire) {
-            0 => Phase::Running,
-            1 => Phase::Draining,
-            _ => Phase::Closing,
-        }
+        phase_of(self.shared.phase.load(Ordering::Acquire))
     }
 
     /// Moves the shutdown forward (never back) and wakes every session.
@@ -119,11 +147,16 @@ impl Control {
             Phase::Draining => 1,
             Phase::Closing => 2,
         };
-        self.phase.fetch_max(n, Ordering::AcqRel);
-        self.drain.cancel();
-        if to == Phase::Closing {
-            self.close.cancel();
-        }
+        self.shared.phase.fetch_max(n, Ordering::AcqRel);
+        let slots: Vec<Arc<WakeSlot>> = {
+            let w = self
+                .shared
+                .watchers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            w.values().cloned().collect()
+        };
+        slots.iter().for_each(|s| s.wake());
     }
 
     /// Runs a client session as a task the shutdown waits for.
@@ -141,23 +174,41 @@ impl Control {
 
     /// A session's view of the shutdown, made once per session.
     pub fn watch(&self) -> SessionWatch {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(WakeSlot::default());
+        self.shared
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, slot.clone());
         SessionWatch {
-            on_drain: Some(Box::pin(self.drain.child_token().cancelled_owned())),
-            on_close: Some(Box::pin(self.close.child_token().cancelled_owned())),
-            closing: false,
-            draining: false,
+            shared: self.shared.clone(),
+            id,
+            slot,
+            seen: 0,
         }
     }
 }
 
-type Wait = Pin<Box<WaitForCancellationFutureOwned>>;
-
 /// Wakes a session when the shutdown moves on, and says when the session must end.
+/// Waiting costs an atomic load and an uncontended lock of the session's own slot.
 pub struct SessionWatch {
-    on_drain: Option<Wait>,
-    on_close: Option<Wait>,
-    draining: bool,
-    closing: bool,
+    shared: Arc<Shared>,
+    id: u64,
+    slot: Arc<WakeSlot>,
+    /// The last phase this session reacted to.
+    seen: u8,
+}
+
+impl Drop for SessionWatch {
+    fn drop(&mut self) {
+        let mut w = self
+            .shared
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        w.remove(&self.id);
+    }
 }
 
 /// What a client is told when the proxy ends its session for a shutdown (PostgreSQL's text).
@@ -169,33 +220,42 @@ pub fn shutdown_error() -> PgError {
 }
 
 impl SessionWatch {
+    /// A shutdown has begun (the session should check [`SessionWatch::end_session`]).
+    pub fn stopping(&self) -> bool {
+        self.seen > 0
+    }
+
     /// The error to end the session with, if it must end now. `idle`: the session is between
     /// transactions with nothing queued, in flight or unsent.
     pub fn end_session(&self, idle: bool) -> Option<PgError> {
-        (self.closing || (self.draining && idle)).then(shutdown_error)
+        let (draining, closing) = (self.seen >= 1, self.seen >= 2);
+        (closing || (draining && idle)).then(shutdown_error)
     }
 
     /// Resolves when the shutdown moves to another phase. Cancel-safe; pending for ever once
     /// the last phase was seen.
     pub async fn changed(&mut self) {
         std::future::poll_fn(|cx| {
-            if let Some(f) = self.on_drain.as_mut() {
-                if f.as_mut().poll(cx).is_ready() {
-                    self.on_drain = None;
-                    self.draining = true;
-                    return std::task::Poll::Ready(());
-                }
+            if self.poll_phase() {
+                return std::task::Poll::Ready(());
             }
-            if let Some(f) = self.on_close.as_mut() {
-                if f.as_mut().poll(cx).is_ready() {
-                    self.on_close = None;
-                    self.closing = true;
-                    return std::task::Poll::Ready(());
-                }
+            self.slot.register(cx.waker());
+            // The phase may have moved between the check and the registration.
+            if self.poll_phase() {
+                return std::task::Poll::Ready(());
             }
             std::task::Poll::Pending
         })
         .await
+    }
+
+    fn poll_phase(&mut self) -> bool {
+        let now = self.shared.phase.load(Ordering::Acquire);
+        if now > self.seen {
+            self.seen = now;
+            return true;
+        }
+        false
     }
 }
 

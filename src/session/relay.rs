@@ -146,8 +146,10 @@ impl Relay {
             {
                 return Ok(());
             }
-            if let Some(e) = shutdown.end_session(self.between_transactions()) {
-                return Err(SessionError::Client(e));
+            if shutdown.stopping() {
+                if let Some(e) = shutdown.end_session(self.between_transactions()) {
+                    return Err(SessionError::Client(e));
+                }
             }
             let limit = self.idle_limit;
             let idle_for = (limit > 0 && self.is_idle()).then(|| Duration::from_secs(limit));
@@ -158,6 +160,7 @@ impl Relay {
                 }
             };
             let next = tokio::select! {
+                biased;
                 e = self.next_event(client) => e,
                 () = shutdown.changed() => Ok(Event::Progress),
                 () = idle_timer => return Err(idle_limit_reached(limit)),
@@ -595,9 +598,15 @@ impl Relay {
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
-        for _ in 0..req.expected_ready() {
-            slot.inflight.push_back((stmts.clone(), false));
-            slot.sent_at.push_back(std::time::Instant::now());
+        let n = req.expected_ready();
+        if n > 0 {
+            let now = std::time::Instant::now();
+            for _ in 1..n {
+                slot.inflight.push_back((stmts.clone(), false));
+                slot.sent_at.push_back(now);
+            }
+            slot.inflight.push_back((stmts, false));
+            slot.sent_at.push_back(now);
         }
         slot.outstanding += req.expected_ready();
         slot.sent_request(req.expected_ready());

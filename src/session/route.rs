@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
 use super::request::Request;
-use super::slot::Slot;
+use super::slot::{Slot, Stmts};
 use crate::backend::{BackendError, Credential};
 use crate::protocol::{
     self, decode_bind, decode_parse, decode_query, decode_target, tag, Frame, PgError,
@@ -51,7 +51,7 @@ pub struct Router {
     /// Verdicts of the client's named statements (extended protocol), by name.
     verdicts: HashMap<String, Arc<Statement>>,
     /// Statements of the request being routed, handed to the slot that runs it.
-    current: Vec<Arc<Statement>>,
+    current: Stmts,
     /// A session-state change the proxy cannot mirror (e.g. SET via the extended
     /// protocol): from then on everything runs on the primary.
     pinned: bool,
@@ -90,7 +90,7 @@ impl Router {
             rcfg,
             policy,
             verdicts: HashMap::new(),
-            current: Vec::new(),
+            current: Stmts::new(),
             pinned: false,
             lookups: Vec::new(),
             last_reason: "primary_default",
@@ -325,7 +325,7 @@ impl Router {
     }
 
     /// Statements of the request just routed (given to the slot that runs it).
-    pub fn take_current(&mut self) -> Vec<Arc<Statement>> {
+    pub fn take_current(&mut self) -> Stmts {
         std::mem::take(&mut self.current)
     }
 

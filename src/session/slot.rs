@@ -14,6 +14,9 @@ use crate::protocol::{self, btag, decode_parameter_status, decode_ready, PgError
 use crate::router::Statement;
 use crate::stats::{ErrorClass, Stats};
 
+/// The statements of one request: almost always one, kept inline (no allocation per request).
+pub type Stmts = smallvec::SmallVec<[Arc<Statement>; 2]>;
+
 pub struct Slot {
     pub conn: BackendConn,
     /// Bytes for the backend.
@@ -34,9 +37,9 @@ pub struct Slot {
     /// The backend is in COPY IN/BOTH: client CopyData goes here.
     pub in_copy: bool,
     /// Statements of each request awaiting its ReadyForQuery, and whether it failed.
-    pub inflight: VecDeque<(Vec<Arc<Statement>>, bool)>,
+    pub inflight: VecDeque<(Stmts, bool)>,
     /// Requests answered since the router last looked: statements, success, status byte.
-    pub done: Vec<(Vec<Arc<Statement>>, bool, u8)>,
+    pub done: Vec<(Stmts, bool, u8)>,
     /// What a replica failure needs: unanswered requests, whether the answer reached the
     /// client, the FATAL held back (see `failover`). `None` on the primary.
     pub replica: Option<super::failover::ReplicaWatch>,
@@ -168,14 +171,16 @@ impl Slot {
                 rbuf.reserve(total - rbuf.len());
                 return Ok(());
             }
-            let msg = rbuf.split_to(total);
-            let body = &msg[HEADER_LEN..];
+            // Looked at in place: copied to `out` (or dropped), then consumed.
+            let body = &rbuf[HEADER_LEN..total];
             if let Some(seg) = self.swallow.front_mut() {
                 if seg.front() == Some(&tag) {
                     seg.pop_front();
+                    rbuf.advance(total);
                     continue;
                 }
             }
+            let mut forward = true;
             match tag {
                 btag::READY_FOR_QUERY => {
                     self.outstanding = self.outstanding.saturating_sub(1);
@@ -191,7 +196,8 @@ impl Slot {
                     if let Some(w) = self.replica.as_mut() {
                         w.answered();
                     }
-                    out.extend_from_slice(&msg);
+                    out.extend_from_slice(&rbuf[..total]);
+                    rbuf.advance(total);
                     continue;
                 }
                 btag::PARAMETER_STATUS => {
@@ -210,27 +216,32 @@ impl Slot {
                         front.1 = true;
                     }
                     let e = PgError::decode(body);
+                    if let Some(st) = &self.stats {
+                        if !(e.is_fatal() && self.replica.is_some()) {
+                            st.node(self.conn.node)
+                                .count_error(ErrorClass::of(&e, body));
+                        }
+                    }
                     if e.is_fatal() {
                         self.fatal = true;
                         if let Some(w) = self.replica.as_mut() {
                             // The replica is going away: the relay decides what the client
                             // hears (often nothing: the read is retried on the primary).
                             w.fatal = Some(e);
-                            continue;
+                            forward = false;
                         }
-                    }
-                    if let Some(st) = &self.stats {
-                        st.node(self.conn.node)
-                            .count_error(ErrorClass::of(&e, body));
                     }
                 }
                 btag::COPY_IN | btag::COPY_BOTH => self.in_copy = true,
                 _ => {}
             }
-            if let Some(w) = self.replica.as_mut() {
-                w.answer_started = true;
+            if forward {
+                if let Some(w) = self.replica.as_mut() {
+                    w.answer_started = true;
+                }
+                out.extend_from_slice(&rbuf[..total]);
             }
-            out.extend_from_slice(&msg);
+            rbuf.advance(total);
         }
     }
 
