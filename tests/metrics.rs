@@ -5,41 +5,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use common::{cluster, Proxy};
+use common::{cluster, http_get, Proxy};
 use prometheus_parse::{Scrape, Value};
 
 /// Weights that send every session's reads to the replica.
 const READS_TO_REPLICA: &str = "backend_weight0 = 0\nbackend_weight1 = 1\n";
 
 /// GET `path`; returns (status code, content type, body).
-fn get(port: u16, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics port");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    (status, ctype, body.to_string())
-}
-
 /// Validates with the strict OpenMetrics parser of Python's prometheus_client, if present.
 fn strict_parse(text: &str) {
     let script = "import sys\n\
@@ -74,7 +49,7 @@ fn strict_parse(text: &str) {
 }
 
 fn scrape(proxy: &Proxy) -> Scrape {
-    let (status, ctype, body) = get(proxy.metrics_port, "/metrics");
+    let (status, ctype, body) = http_get(proxy.metrics_port, "/metrics");
     assert_eq!(status, 200);
     assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
     assert!(body.ends_with("# EOF\n"));
@@ -179,13 +154,13 @@ async fn failed_logins_are_counted_by_reason() {
 #[test]
 fn health_and_readiness_endpoints() {
     let proxy = Proxy::start("");
-    assert_eq!(get(proxy.metrics_port, "/healthz").0, 200);
-    assert_eq!(get(proxy.metrics_port, "/readyz").0, 200);
-    assert_eq!(get(proxy.metrics_port, "/nope").0, 404);
+    assert_eq!(http_get(proxy.metrics_port, "/healthz").0, 200);
+    assert_eq!(http_get(proxy.metrics_port, "/readyz").0, 200);
+    assert_eq!(http_get(proxy.metrics_port, "/nope").0, 404);
     // A primary nobody listens on: alive, but not ready.
     let down = Proxy::start(&format!("backend_port0 = {}\n", common::free_port()));
-    assert_eq!(get(down.metrics_port, "/healthz").0, 200);
-    let (status, _, body) = get(down.metrics_port, "/readyz");
+    assert_eq!(http_get(down.metrics_port, "/healthz").0, 200);
+    let (status, _, body) = http_get(down.metrics_port, "/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(
         body.contains("unreachable") || body.contains("did not answer"),

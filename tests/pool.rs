@@ -352,3 +352,147 @@ async fn pgbench_with_a_new_connection_per_transaction() {
         "{text}"
     );
 }
+
+/// The pid of the primary backend whose last statement was exactly `sql`.
+async fn pid_that_ran(direct: &tokio_postgres::Client, sql: &str) -> i32 {
+    direct
+        .query_one("select pid from pg_stat_activity where query = $1", &[&sql])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Waits (bounded) until `series` on /metrics reaches at least `want`.
+async fn wait_metric(proxy: &Proxy, series: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if common::metric(proxy.metrics_port, series).is_some_and(|v| v >= want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{series} never reached {want}");
+}
+
+/// A session of plain reads and writes leaves nothing on its backend, so the connection is
+/// cached without `reset_query_list`: the server shows the client's last statement, not a
+/// DISCARD ALL, once the connection is back in the cache — and the next client gets it.
+#[tokio::test]
+async fn a_session_that_left_no_state_is_cached_without_a_reset() {
+    let proxy = Proxy::start(PRIMARY_ONLY);
+    let direct = common::primary_client().await;
+    let table = common::unique_name("pool_clean");
+    direct
+        .batch_execute(&format!("create table {table}(v int)"))
+        .await
+        .unwrap();
+    let c1 = proxy.connect("postgres", "postgres").await;
+    let last = format!("select count(*) as {table} from {table} where v > 0");
+    for sql in [
+        format!("insert into {table} values (1)"),
+        "begin".to_string(),
+        format!("update {table} set v = v + 1"),
+        "commit".to_string(),
+        last.clone(),
+    ] {
+        c1.simple_query(&sql).await.unwrap();
+    }
+    let pid = pid_that_ran(&direct, &last).await;
+    drop(c1);
+    wait_metric(&proxy, "pgpool_rs_cached_connections{node=\"0\"}", 1.0).await;
+    let row = direct
+        .query_one(
+            "select state, query from pg_stat_activity where pid = $1",
+            &[&pid],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("idle"));
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some(last.as_str()),
+        "a reset ran on a connection that needed none"
+    );
+    let skipped = "pgpool_rs_connection_cache_events_total{node=\"0\",event=\"reset_skipped\"}";
+    assert_eq!(common::metric(proxy.metrics_port, skipped), Some(1.0));
+
+    let c2 = proxy.connect("postgres", "postgres").await;
+    let again = format!("select 2 as {table}");
+    c2.simple_query(&again).await.unwrap();
+    assert_eq!(pid_that_ran(&direct, &again).await, pid, "not reused");
+    drop(c2);
+    direct
+        .batch_execute(&format!("drop table {table}"))
+        .await
+        .unwrap();
+}
+
+/// Each statement alone (not hidden in a multi-statement text) leaves state behind, so the
+/// connection is reset before the next client gets it and that client sees none of it.
+#[tokio::test]
+async fn state_left_by_a_single_statement_is_reset_before_reuse() {
+    let proxy = Proxy::start(PRIMARY_ONLY);
+    let direct = common::primary_client().await;
+    let chan = common::unique_name("chan");
+    // (statement, query answering whether its state is visible: 't' when it leaked)
+    let cases = [
+        (
+            "select set_config('work_mem', '77MB', false)".to_string(),
+            "select current_setting('work_mem') = '77MB'",
+        ),
+        (
+            "select pg_advisory_lock(4243)".to_string(),
+            "select count(*) > 0 from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()",
+        ),
+        (
+            "do $$ begin perform set_config('work_mem', '77MB', false); end $$".to_string(),
+            "select current_setting('work_mem') = '77MB'",
+        ),
+        (
+            "declare pool_cur cursor with hold for select 1".to_string(),
+            "select count(*) > 0 from pg_cursors",
+        ),
+        (
+            "select 1 as v into temp pool_tmp_into".to_string(),
+            "select to_regclass('pool_tmp_into') is not null",
+        ),
+        (
+            format!("listen {chan}"),
+            "select count(*) > 0 from pg_listening_channels()",
+        ),
+        (
+            "set work_mem = '77MB'".to_string(),
+            "select current_setting('work_mem') = '77MB'",
+        ),
+    ];
+    for (i, (stmt, leaked)) in cases.iter().enumerate() {
+        let c1 = proxy.connect("postgres", "postgres").await;
+        let mark = format!("select {i} as pool_case_{}", std::process::id());
+        c1.simple_query(&mark).await.unwrap();
+        let pid = pid_that_ran(&direct, &mark).await;
+        c1.simple_query(stmt).await.unwrap();
+        drop(c1);
+        wait_cached(pid).await;
+
+        let c2 = proxy.connect("postgres", "postgres").await;
+        let rows = c2
+            .simple_query(&format!("select ({leaked}), pg_backend_pid()"))
+            .await
+            .unwrap();
+        let row = rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .expect("a row");
+        assert_eq!(
+            row.get(1),
+            Some(pid.to_string().as_str()),
+            "{stmt}: not reused"
+        );
+        assert_eq!(row.get(0), Some("f"), "{stmt}: its state leaked");
+        drop(c2);
+        wait_metric(&proxy, "pgpool_rs_cached_connections{node=\"0\"}", 1.0).await;
+    }
+}

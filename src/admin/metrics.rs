@@ -413,6 +413,38 @@ fn own_metrics(ctx: &Context, nodes: &[NodeView], enc: &mut DescriptorEncoder) -
         "Backend connections opened, reused and closed",
         &conns,
     )?;
+    let mut cache = Vec::new();
+    let mut cached = Vec::new();
+    for n in nodes {
+        if let Some(c) = ctx.pool.counters.get(n.index) {
+            for (event, v) in [
+                ("reset", &c.reset),
+                ("reset_skipped", &c.reset_skipped),
+                ("closed_dirty", &c.closed_dirty),
+                ("closed_dead", &c.closed_dead),
+                ("closed_expired", &c.closed_expired),
+                ("closed_evicted", &c.closed_evicted),
+            ] {
+                cache.push((
+                    vec![node(n.index), ("event", event.to_string())],
+                    v.load(Relaxed),
+                ));
+            }
+        }
+        cached.push((vec![node(n.index)], ctx.pool.idle_count(n.index) as f64));
+    }
+    counter(
+        enc,
+        "pgpool_rs_connection_cache_events",
+        "Connection cache: connections reset or cached without a reset (their session left no state), and closed instead of cached",
+        &cache,
+    )?;
+    gauge(
+        enc,
+        "pgpool_rs_cached_connections",
+        "Idle backend connections in the cache",
+        &cached,
+    )?;
     let mut m = enc.encode_descriptor(
         "pgpool_rs_query_duration_seconds",
         "Time from sending a request to a node to its ReadyForQuery",

@@ -78,6 +78,8 @@ pub struct PoolCounters {
     pub opened: AtomicU64,
     pub reused: AtomicU64,
     pub reset: AtomicU64,
+    /// Connections cached without a reset: their session left no state behind.
+    pub reset_skipped: AtomicU64,
     pub closed_dirty: AtomicU64,
     pub closed_dead: AtomicU64,
     pub closed_expired: AtomicU64,
@@ -181,6 +183,12 @@ impl Pool {
     pub fn note_opened(&self, node: usize) {
         if let Some(c) = self.counters(node) {
             c.opened.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn note_reset_skipped(&self, node: usize) {
+        if let Some(c) = self.counters(node) {
+            c.reset_skipped.fetch_add(1, Ordering::Relaxed);
         }
     }
 

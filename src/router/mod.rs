@@ -35,6 +35,7 @@ pub use functions::{
     builtin_volatility, list_says_writing, parse_volatility_answer, volatility_query,
 };
 pub use lexer::passes_first_char_rule;
+pub(crate) use lexer::{lex, TokKind};
 pub use policy::{is_system_relation, Decision, Reason, RouteResult, SessionRouting, Target};
 
 /// Errors building routing settings from configuration values.

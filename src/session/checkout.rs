@@ -302,6 +302,17 @@ pub async fn release(ctx: &Context, slot: Slot) {
     };
     let mut slot = slot;
     let cfg = ctx.config();
+    if !slot.dirty && resets_only_session_state(&cfg.reset_query_list) {
+        // Nothing the session ran can have left state: the reset would change nothing.
+        ctx.pool.note_reset_skipped(node);
+        for conn in ctx
+            .pool
+            .checkin(key, Idle::new(slot.conn, slot.credential, slot.auth))
+        {
+            conn.terminate().await;
+        }
+        return;
+    }
     for q in &cfg.reset_query_list {
         // ABORT only matters when a transaction is open, which a reusable slot never has.
         if q.trim().eq_ignore_ascii_case("abort") {
@@ -324,6 +335,31 @@ pub async fn release(ctx: &Context, slot: Slot) {
     for conn in ctx.pool.checkin(key, idle) {
         conn.terminate().await;
     }
+}
+
+/// The reset list only undoes session state (the default `ABORT;DISCARD ALL` and its
+/// parts), so skipping it on a connection that holds none is invisible. A list with anything
+/// else (a custom cleanup function, say) always runs.
+fn resets_only_session_state(list: &[String]) -> bool {
+    const STATE_RESETS: &[&str] = &[
+        "abort",
+        "discard all",
+        "discard plans",
+        "discard sequences",
+        "discard temp",
+        "discard temporary",
+        "reset all",
+        "deallocate all",
+        "close all",
+        "unlisten *",
+        "set session authorization default",
+        "reset session authorization",
+        "select pg_advisory_unlock_all()",
+    ];
+    list.iter().all(|q| {
+        let q = q.split_whitespace().collect::<Vec<_>>().join(" ");
+        STATE_RESETS.iter().any(|r| q.eq_ignore_ascii_case(r))
+    })
 }
 
 #[cfg(test)]

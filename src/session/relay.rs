@@ -572,6 +572,7 @@ impl Relay {
         let max = self.decoder.max_len;
         for other in self.router.mirror_targets(&req, node, &self.slots) {
             if let Some(slot) = self.slots[other].as_mut() {
+                slot.dirty = true;
                 if let Some(sql) = Router::simple_text(&req) {
                     match slot.exec_silent(&sql, max).await {
                         Ok(None) => {}
@@ -598,6 +599,7 @@ impl Relay {
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
+        slot.dirty = slot.dirty || super::route::leaves_state(&req, &stmts);
         let n = req.expected_ready();
         if n > 0 {
             let now = std::time::Instant::now();

@@ -34,6 +34,9 @@ pub struct Slot {
     pub prepared: HashMap<String, u64>,
     /// The backend sent a FATAL error and will close.
     pub fatal: bool,
+    /// Something sent may have left session state behind (see `route::leaves_state`):
+    /// `reset_query_list` must run before another client gets the connection.
+    pub dirty: bool,
     /// The backend is in COPY IN/BOTH: client CopyData goes here.
     pub in_copy: bool,
     /// Statements of each request awaiting its ReadyForQuery, and whether it failed.
@@ -87,6 +90,7 @@ impl Slot {
             swallow: VecDeque::from([VecDeque::new()]),
             prepared: HashMap::new(),
             fatal: false,
+            dirty: false,
             in_copy: false,
             inflight: VecDeque::new(),
             done: Vec::new(),

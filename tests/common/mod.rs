@@ -286,6 +286,41 @@ async fn direct_client(port: u16) -> Client {
 }
 
 /// `postgres@postgres` on the primary, not through the proxy.
+/// A plain HTTP GET on loopback: (status, content type, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP port");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    (status, ctype, body.to_string())
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed, e.g.
+/// `pgpool_rs_cached_connections{node="0"}`) on the proxy's /metrics, if present.
+pub fn metric(metrics_port: u16, series: &str) -> Option<f64> {
+    let (_, _, body) = http_get(metrics_port, "/metrics");
+    body.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
+
 pub async fn primary_client() -> Client {
     direct_client(cluster().primary_port).await
 }
