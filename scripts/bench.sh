@@ -40,10 +40,10 @@ for arg in "$@"; do
 done
 
 if [[ "$MODE" == quick ]]; then
-    DURATION=5 ROUNDS=1 IDLE_CLIENTS=5000
+    DURATION=5 ROUNDS=1 IDLE_CLIENTS=5000 COPY_REPEAT=1
     SCENARIOS=(select_simple select_prepared tpcb connect idle copy)
 else
-    DURATION=20 ROUNDS=3 IDLE_CLIENTS=5000
+    DURATION=20 ROUNDS=3 IDLE_CLIENTS=5000 COPY_REPEAT=11
     SCENARIOS=(select_simple select_extended select_prepared tpcb connect idle copy)
 fi
 
@@ -139,7 +139,8 @@ run_idle() {
     log "round $round idle via $target: $(printf '%s' "$out" | tr '\n' ' ')"
 }
 
-# COPY pgbench_accounts TO STDOUT through the target, sampling the proxy's RSS meanwhile.
+# COPY pgbench_accounts ($COPY_REPEAT times over: ~1 GB in full mode) TO STDOUT through the
+# target, sampling the proxy's RSS meanwhile.
 run_copy() {
     local round="$1" target="$2" port pgid start end bytes rss_before peak_file sampler
     port="$(target_port "$target")"
@@ -153,7 +154,8 @@ run_copy() {
     fi
     start="$(date +%s%N)"
     bytes="$("$PSQL" -X -q -h 127.0.0.1 -p "$port" -U postgres -d "$DB" \
-        -c "COPY pgbench_accounts TO STDOUT" | wc -c)"
+        -c "COPY (SELECT a.* FROM pgbench_accounts a, generate_series(1, $COPY_REPEAT)) TO STDOUT" |
+        wc -c)"
     end="$(date +%s%N)"
     if [[ -n "$pgid" ]]; then
         kill "$sampler" 2>/dev/null || true
