@@ -35,6 +35,12 @@ impl AdminStatements {
     /// Whether this batch is an admin batch. A batch that is not has its statement and
     /// portal names forgotten here, since the backend now owns those names.
     pub fn claims(&mut self, frames: &[Frame], classifier: &Classifier) -> bool {
+        if self.statements.is_empty()
+            && self.portals.is_empty()
+            && !frames.iter().any(|f| f.tag == tag::PARSE)
+        {
+            return false; // nothing of ours to bind or execute, nothing to forget
+        }
         // Names this batch gives to backend statements and portals shadow admin ones.
         let mut parsed: Vec<&str> = Vec::new();
         let mut bound: Vec<&str> = Vec::new();

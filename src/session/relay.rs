@@ -152,6 +152,7 @@ impl Relay {
                 }
             }
             let limit = self.idle_limit;
+            let watching = limit > 0 || shutdown.stopping();
             let idle_for = (limit > 0 && self.is_idle()).then(|| Duration::from_secs(limit));
             let idle_timer = async {
                 match idle_for {
@@ -161,7 +162,7 @@ impl Relay {
             };
             let next = tokio::select! {
                 biased;
-                e = self.next_event(client) => e,
+                e = self.next_event(client, watching) => e,
                 () = shutdown.changed() => Ok(Event::Progress),
                 () = idle_timer => return Err(idle_limit_reached(limit)),
             };
@@ -259,8 +260,15 @@ impl Relay {
     }
 
     /// Waits until bytes arrive from either side or some output could be written.
-    async fn next_event(&mut self, client: &mut Stream) -> Result<Event, SessionError> {
+    /// `watching`: the loop re-checks something when output drains (shutdown, idle limit),
+    /// so finished writes are reported; otherwise only a read or unblocked flow control is.
+    async fn next_event(
+        &mut self,
+        client: &mut Stream,
+        watching: bool,
+    ) -> Result<Event, SessionError> {
         let node = self.active;
+        let report_writes = watching || self.terminated || !self.queue.is_empty();
         let Relay {
             cbuf,
             out,
@@ -302,7 +310,13 @@ impl Relay {
                     return Poll::Ready(r.map(Event::ClientRead).map_err(Into::into));
                 }
             }
-            if progressed {
+            // A write that unblocked reading the other side needs the loop to run again.
+            let unblocked = (!want_backend && out.len() < HIGH_WATER)
+                || (!want_client
+                    && slot
+                        .as_ref()
+                        .is_some_and(|s| s.bout.len() < HIGH_WATER && bout_len >= HIGH_WATER));
+            if progressed && (report_writes || unblocked) {
                 Poll::Ready(Ok(Event::Progress))
             } else {
                 Poll::Pending

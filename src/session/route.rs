@@ -2,7 +2,7 @@
 //! router, keeps the state a second backend needs (SETs to replay, prepared statements to
 //! re-prepare), and opens backend connections lazily.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
@@ -83,13 +83,13 @@ impl Router {
         );
         Router {
             unusable: vec![false; cfg.backends.len().max(1)],
-            statements: HashMap::new(),
+            statements: HashMap::default(),
             next_generation: 1,
             state_log: Vec::new(),
             classifier: ctx.classifier.clone(),
             rcfg,
             policy,
-            verdicts: HashMap::new(),
+            verdicts: HashMap::default(),
             current: Stmts::new(),
             pinned: false,
             lookups: Vec::new(),
@@ -238,7 +238,8 @@ impl Router {
     /// One target for a whole extended batch: every statement it executes must agree on a
     /// replica, or the batch runs on the primary.
     fn route_batch(&mut self, ctx: &Context, frames: &[Frame]) -> PolicyTarget {
-        let mut portals: HashMap<&str, Arc<Statement>> = HashMap::new();
+        // Portals bound in this batch (a handful at most: a list beats a map).
+        let mut portals: smallvec::SmallVec<[(&str, Arc<Statement>); 4]> = Default::default();
         let mut target: Option<PolicyTarget> = None;
         let mut parsed: Option<Arc<Statement>> = None;
         for f in frames {
@@ -266,7 +267,8 @@ impl Router {
                     };
                     match self.verdicts.get(b.statement) {
                         Some(s) => {
-                            portals.insert(b.portal, s.clone());
+                            portals.retain(|(p, _)| *p != b.portal);
+                            portals.push((b.portal, s.clone()));
                         }
                         None => return PolicyTarget::Primary,
                     }
@@ -275,7 +277,8 @@ impl Router {
                     let Ok((portal, _)) = crate::protocol::decode_execute(&f.body) else {
                         return PolicyTarget::Primary;
                     };
-                    let Some(stmt) = portals.get(portal).cloned() else {
+                    let found = portals.iter().find(|(p, _)| *p == portal);
+                    let Some(stmt) = found.map(|(_, s)| s.clone()) else {
                         // A portal from an earlier batch (or SQL DECLARE): where it was made.
                         return PolicyTarget::Primary;
                     };

@@ -2,7 +2,9 @@
 //! still to come, which prepared statements it holds, and the scanner that copies its
 //! output to the client.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -88,7 +90,7 @@ impl Slot {
             outstanding: 0,
             passthrough: 0,
             swallow: VecDeque::from([VecDeque::new()]),
-            prepared: HashMap::new(),
+            prepared: HashMap::default(),
             fatal: false,
             dirty: false,
             in_copy: false,
