@@ -139,11 +139,19 @@ impl Control {
         self.sessions.len()
     }
 
+    /// Resolves once a shutdown has begun (draining or closing): enough for a session that
+    /// is between transactions anyway, and it costs no allocation.
+    pub async fn shutdown_begun(&self) {
+        self.drain.cancelled().await
+    }
+
     /// A session's view of the shutdown, made once per session.
     pub fn watch(&self) -> SessionWatch {
         SessionWatch {
-            on_drain: Some(Box::pin(self.drain.child_token().cancelled_owned())),
-            on_close: Some(Box::pin(self.close.child_token().cancelled_owned())),
+            // Clones, not child tokens: a child costs an allocation and a lock on the
+            // parent per session, and sessions never cancel anything themselves.
+            on_drain: Some(Box::pin(self.drain.clone().cancelled_owned())),
+            on_close: Some(Box::pin(self.close.clone().cancelled_owned())),
             closing: false,
             draining: false,
         }
