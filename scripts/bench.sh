@@ -40,10 +40,10 @@ for arg in "$@"; do
 done
 
 if [[ "$MODE" == quick ]]; then
-    DURATION=5 ROUNDS=1 IDLE_CLIENTS=5000 COPY_REPEAT=1
+    DURATION=5 ROUNDS=1 IDLE_CLIENTS=10000 COPY_REPEAT=1
     SCENARIOS=(select_simple select_prepared tpcb connect idle copy)
 else
-    DURATION=20 ROUNDS=3 IDLE_CLIENTS=5000 COPY_REPEAT=11
+    DURATION=20 ROUNDS=3 IDLE_CLIENTS=10000 COPY_REPEAT=11
     SCENARIOS=(select_simple select_extended select_prepared tpcb connect idle copy)
 fi
 
@@ -114,8 +114,10 @@ run_pgbench() {
     log "round $round $scenario via $target: $tps TPS"
 }
 
-# Idle clients held through the proxy; direct only times fresh clients (no proxy, and
-# max_connections is far below the idle count).
+# Idle clients held through the proxy (10,000 by default): proxy memory per held client, and
+# the connect + authenticate + first query latency of fresh clients (median and p99 of 50)
+# while they are held; direct only times fresh clients (no proxy, and max_connections is
+# far below the idle count). The open-files limit must cover the clients on both sides.
 run_idle() {
     local round="$1" target="$2" port pids clients="$IDLE_CLIENTS" out
     if [[ "$target" == pgpool2 ]]; then
@@ -126,8 +128,10 @@ run_idle() {
     [[ "$target" == pgpool-rs ]] && restart_pgpool_rs $((IDLE_CLIENTS + 64))
     port="$(target_port "$target")"
     pids="$(group_pids "$(target_pgid "$target")" | paste -sd, -)"
-    if ! out="$(python3 "$HERE/idle.py" --port "$port" --db "$DB" --clients "$clients" \
-        --pids "$pids")"; then
+    # Every held client is an open socket here too.
+    if ! out="$(ulimit -n "$(ulimit -Hn)" 2>/dev/null
+        python3 "$HERE/idle.py" --port "$port" --db "$DB" --clients "$clients" \
+            --fresh 50 --pids "$pids")"; then
         log "idle via $target failed"
         [[ "$target" == pgpool-rs ]] && restart_pgpool_rs 64
         return 0

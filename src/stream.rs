@@ -38,6 +38,16 @@ impl Stream {
         matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
     }
 
+    /// Ready when a read would not block (bytes, end of stream or an error). Under TLS
+    /// decrypted bytes may already wait in the session's buffer: ready at once.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
     /// For an idle connection: false if the peer closed it or sent something unasked (a
     /// server's FATAL before closing). Reads at most one byte, without waiting. On TLS the
     /// byte comes from the socket under the encryption: any byte there means the connection

@@ -326,3 +326,37 @@ async fn rewritten_files_reload_without_dropping_sessions_and_a_broken_one_is_re
         .await
         .expect("a session from before the reloads was dropped");
 }
+
+/// Connects, runs a query, disconnects, then stops the proxy so its log is complete.
+async fn one_session_then_stop(mut proxy: Proxy) -> String {
+    let (client, conn) = connect_watched(&proxy, "postgres").await;
+    client.simple_query("select 1").await.unwrap();
+    drop(client);
+    let _ = tokio::time::timeout(LIMIT, conn).await;
+    send_signal(proxy.pid() as i32, libc::SIGINT);
+    let status = proxy.wait_exit(LIMIT).expect("pgpool did not exit");
+    assert!(status.success(), "exit status {status}\n{}", proxy.log());
+    proxy.log()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_logged_only_with_log_connections_and_log_disconnections() {
+    let quiet = one_session_then_stop(Proxy::start("")).await;
+    assert!(!quiet.contains("new connection received"), "{quiet}");
+    assert!(!quiet.contains("frontend disconnection"), "{quiet}");
+
+    let conf = "log_connections = on\nlog_disconnections = on\n";
+    let logged = one_session_then_stop(Proxy::start(conf)).await;
+    assert!(
+        logged.contains("new connection received: connecting host=127.0.0.1 port="),
+        "{logged}"
+    );
+    let line = logged
+        .lines()
+        .find(|l| l.contains("frontend disconnection: session time: "))
+        .unwrap_or_else(|| panic!("no disconnection line\n{logged}"));
+    assert!(
+        line.contains("user=postgres database=postgres host=127.0.0.1 port="),
+        "{line}"
+    );
+}

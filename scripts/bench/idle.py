@@ -12,6 +12,7 @@ Prints `key value` lines for bench.sh: held, kib_per_client, fresh_p50_ms, fresh
 import argparse
 import asyncio
 import os
+import resource
 import struct
 import sys
 import time
@@ -83,7 +84,20 @@ def percentile(values, q):
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def raise_open_files(clients):
+    """Every held client is a socket: lift the soft open-files limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = clients + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        print(f"idle.py: open-files limit {soft} is below {want}; fewer clients will be held",
+              file=sys.stderr)
+
+
 async def main(args):
+    raise_open_files(args.clients)
     pids = [p for p in args.pids.split(",") if p]
     # Warm the proxy (first connection may open backends / fill caches) before the baseline.
     for _ in range(3):
@@ -127,7 +141,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--user", default="postgres")
     parser.add_argument("--db", default="postgres")
-    parser.add_argument("--clients", type=int, default=5000)
+    parser.add_argument("--clients", type=int, default=10000)
     parser.add_argument("--parallel", type=int, default=200, help="connects in flight")
     parser.add_argument("--fresh", type=int, default=50, help="fresh clients timed")
     parser.add_argument("--pids", default="", help="comma-separated proxy pids for RSS")

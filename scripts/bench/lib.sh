@@ -165,7 +165,9 @@ start_pgpool_rs() {
     mkdir -p "$dir"
     fill_template "$HERE/pgpool.conf.in" "$dir/pgpool.conf" "$port" "$children"
     printf 'metrics_port = 0\n' >>"$dir/pgpool.conf"
-    setsid "$PGPOOL_RS_BIN" -n -f "$dir/pgpool.conf" </dev/null >>"$dir/pgpool.log" 2>&1 &
+    # One socket per idle client: raise the open-files limit to the hard limit.
+    setsid sh -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"' sh \
+        "$PGPOOL_RS_BIN" -n -f "$dir/pgpool.conf" </dev/null >>"$dir/pgpool.log" 2>&1 &
     PGID[pgpool-rs]=$!
     PORT[pgpool-rs]="$port"
     wait_port pgpool-rs "$port" "$dir/pgpool.log"

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::protocol::PgError;
@@ -85,6 +86,9 @@ impl ShutdownMode {
 /// The lifecycle's shared state, held in `Context`.
 pub struct Control {
     shared: Arc<Shared>,
+    /// Cancelled when the shutdown begins: what a session waiting for its first message
+    /// watches (no registration, no allocation).
+    begun: CancellationToken,
     sessions: TaskTracker,
 }
 
@@ -122,6 +126,7 @@ impl Default for Control {
     fn default() -> Self {
         Control {
             shared: Arc::default(),
+            begun: CancellationToken::new(),
             sessions: TaskTracker::new(),
         }
     }
@@ -148,6 +153,7 @@ impl Control {
             Phase::Closing => 2,
         };
         self.shared.phase.fetch_max(n, Ordering::AcqRel);
+        self.begun.cancel();
         let slots: Vec<Arc<WakeSlot>> = {
             let w = self
                 .shared
@@ -170,6 +176,12 @@ impl Control {
     /// Sessions still running.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Resolves once a shutdown has begun (draining or closing): enough for a session that
+    /// is between transactions anyway, and it costs no allocation.
+    pub async fn shutdown_begun(&self) {
+        self.begun.cancelled().await
     }
 
     /// A session's view of the shutdown, made once per session.

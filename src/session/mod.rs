@@ -85,31 +85,205 @@ pub(crate) async fn read_frame(
 
 /// Runs a client connection to its end. Errors are reported to the client here.
 pub async fn run(ctx: Arc<Context>, mut stream: Stream, client: ClientInfo) {
-    let span = tracing::info_span!("session", client = %client, user = tracing::field::Empty);
-    async move {
-        let result = serve(&ctx, &mut stream, &client).await;
-        if let Err(e) = result {
-            match &e {
-                SessionError::ClientGone => debug!("client disconnected"),
-                other => info!("session ended: {other}"),
-            }
-            if let Some(pg) = e.to_client_error() {
-                let mut out = BytesMut::new();
-                pg.encode(&mut out);
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
-            }
-        }
+    if ctx.config().log_connections {
+        info!("new connection received: connecting {}", host_port(&client));
+    }
+    let clean = serve(&ctx, &mut stream, &client).await;
+    // Closing the socket sends the FIN: a separate shutdown is needed only for TLS (its
+    // close_notify) and, to be gentle, after an error.
+    if !clean || stream.is_tls() {
         let _ = stream.shutdown().await;
     }
-    .instrument(span)
-    .await
 }
 
-async fn serve(
+/// `host=… port=…` as Pgpool-II writes it in connection log lines.
+fn host_port(client: &ClientInfo) -> String {
+    match client.addr {
+        Some(a) => format!("host={} port={}", client.host(), a.port()),
+        None => format!("host={}", client.host()),
+    }
+}
+
+/// The span of a session's logging. A session waiting for its first message holds none
+/// (it logs nothing then, and a span costs memory for as long as it lives): startup and
+/// the relay get one each.
+fn session_span(client: &ClientInfo) -> tracing::Span {
+    tracing::info_span!(
+        "session",
+        client = %client,
+        user = tracing::field::Empty,
+        database = tracing::field::Empty
+    )
+}
+
+/// Runs the session's phases; false when it ended in an error.
+async fn serve(ctx: &Arc<Context>, stream: &mut Stream, client: &ClientInfo) -> bool {
+    // The task's future is as large as its largest state, and an idle client holds the task
+    // for as long as it stays: each phase that needs a large state runs boxed, for its
+    // moment only (startup with TLS and authentication; the relay and the release).
+    let span = session_span(client);
+    let opened = match Box::pin(open(ctx, stream, client).instrument(span.clone())).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return true,
+        Err(e) => {
+            Box::pin(report(stream, e).instrument(span)).await;
+            return false;
+        }
+    };
+    drop(span);
+    let waited = match opened.started.buf.is_empty() {
+        true => first_message(ctx, stream).await,
+        false => Ok(()),
+    };
+    Box::pin(after_first_message(ctx, stream, client, opened, waited)).await
+}
+
+/// The relay (or the end, when waiting for the first message failed), then the last words.
+async fn after_first_message(
     ctx: &Arc<Context>,
     stream: &mut Stream,
     client: &ClientInfo,
+    opened: Opened,
+    waited: Result<(), NoMessage>,
+) -> bool {
+    let info = opened.entry.info.clone();
+    let span = session_span(client);
+    span.record("user", info.user.as_str());
+    span.record("database", info.database.as_str());
+    let result = match waited {
+        Ok(()) => {
+            relay_phase(ctx, stream, opened)
+                .instrument(span.clone())
+                .await
+        }
+        Err(e) => {
+            if let Some(slot) = opened.started.primary {
+                checkout::release(ctx, *slot).await;
+            }
+            Err(e.into())
+        }
+    };
+    let clean = result.is_ok();
+    if let Err(e) = result {
+        report(stream, e).instrument(span.clone()).await;
+    }
+    if ctx.config().log_disconnections {
+        let _in_span = span.enter();
+        log_disconnection(&info, client);
+    }
+    clean
+}
+
+/// Pgpool-II's `log_disconnections` line.
+fn log_disconnection(info: &crate::admin::SessionInfo, client: &ClientInfo) {
+    let ms = info.started.elapsed().unwrap_or_default().as_millis();
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    info!(
+        "frontend disconnection: session time: {h}:{m:02}:{s:02}.{:03} user={} database={} {}",
+        ms % 1000,
+        info.user,
+        info.database,
+        host_port(client)
+    );
+}
+
+/// Logs why a session ended and tells the client, when there is something to tell.
+async fn report(stream: &mut Stream, e: SessionError) {
+    match &e {
+        SessionError::ClientGone => debug!("client disconnected"),
+        other => info!("session ended: {other}"),
+    }
+    if let Some(pg) = e.to_client_error() {
+        let mut out = BytesMut::new();
+        pg.encode(&mut out);
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+    }
+}
+
+/// Why the wait for the first message ended without one (small: it is kept by the waiting
+/// future, the error is built afterwards).
+enum NoMessage {
+    Io(std::io::Error),
+    Shutdown,
+    IdleLimit(u64),
+}
+
+impl From<NoMessage> for SessionError {
+    fn from(n: NoMessage) -> SessionError {
+        match n {
+            NoMessage::Io(e) => SessionError::Io(e),
+            NoMessage::Shutdown => SessionError::Client(crate::lifecycle::shutdown_error()),
+            NoMessage::IdleLimit(limit) => relay::idle_limit_reached(limit),
+        }
+    }
+}
+
+/// Waits for the client's first message after the greeting. Until then a session holds
+/// only what identifies it: no relay, no routing state, no buffers, no log span (most of
+/// an idle client's cost). Ends the session on `client_idle_limit` or a shutdown. Under TLS
+/// the decrypted bytes may be buffered already, so there it returns at once.
+async fn first_message(ctx: &Context, stream: &Stream) -> Result<(), NoMessage> {
+    let limit = ctx.config().client_idle_limit;
+    // Boxed, and only with a limit: a timer is a large part of a small future.
+    let mut idle_timer =
+        (limit > 0).then(|| Box::pin(tokio::time::sleep(Duration::from_secs(limit))));
+    let timed_out = std::future::poll_fn(|cx| match idle_timer.as_mut() {
+        Some(t) => std::future::Future::poll(t.as_mut(), cx),
+        None => std::task::Poll::Pending,
+    });
+    tokio::select! {
+        // The socket's own readiness, not a read: no buffer is needed to wait.
+        r = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => r.map_err(NoMessage::Io),
+        // Nothing is in flight: a shutdown, even a graceful one, may end the session now.
+        () = ctx.lifecycle.shutdown_begun() => Err(NoMessage::Shutdown),
+        () = timed_out => Err(NoMessage::IdleLimit(limit)),
+    }
+}
+
+/// The relay, from the client's first message to the release of its backends.
+async fn relay_phase(
+    ctx: &Arc<Context>,
+    stream: &mut Stream,
+    opened: Opened,
 ) -> Result<(), SessionError> {
+    let Opened {
+        permit,
+        started,
+        entry,
+    } = opened;
+    let admin = crate::admin::SessionAdmin::new(entry);
+    let router = route::Router::new(ctx, started.params, started.credential);
+    let mut s = relay::Relay::new(
+        ctx.clone(),
+        started.primary.map(|p| *p),
+        started.cancel,
+        started.buf,
+        router,
+        admin,
+    );
+    let result = s.run(stream).await;
+    // Boxed: the release's state would otherwise be carried by every session while it runs.
+    Box::pin(s.finish()).await;
+    drop(permit);
+    result
+}
+
+/// A session through startup and authentication, greeted, waiting for its first message.
+struct Opened {
+    /// The client slot (`num_init_children`), held until the session ends.
+    permit: tokio::sync::OwnedSemaphorePermit,
+    started: Started,
+    /// The session's registry entry (the rest of its admin state comes with the relay).
+    entry: crate::admin::SessionEntry,
+}
+
+/// Reads the first packet, admits and authenticates the client and greets it; `None` when
+/// the connection was a cancel request.
+async fn open(
+    ctx: &Arc<Context>,
+    stream: &mut Stream,
+    client: &ClientInfo,
+) -> Result<Option<Opened>, SessionError> {
     let mut buf = BytesMut::with_capacity(512);
     let first = within_auth_timeout(
         ctx,
@@ -119,12 +293,12 @@ async fn serve(
     let params = match first {
         FirstPacket::Cancel { pid, key } => {
             ctx.cancel.cancel(pid, key).await;
-            return Ok(());
+            return Ok(None);
         }
         FirstPacket::Startup(p) => p,
     };
     // Waiting for a free slot is not part of authentication: no timeout here (FIFO).
-    let _permit = ctx.admit().await.map_err(SessionError::Client)?;
+    let permit = ctx.admit().await.map_err(SessionError::Client)?;
     let started = within_auth_timeout(ctx, start_session(ctx, stream, client, params, buf))
         .await
         .inspect_err(|e| match e {
@@ -146,19 +320,14 @@ async fn serve(
         tls: stream.is_tls(),
     };
     let primary = started.primary.as_ref().map(|p| (p.conn.node, &p.conn));
-    let admin = crate::admin::session_started(ctx, new, primary);
-    let router = route::Router::new(ctx, started.params, started.credential);
-    let mut s = relay::Relay::new(
-        ctx.clone(),
-        started.primary,
-        started.cancel,
-        started.buf,
-        router,
-        admin,
-    );
-    let result = s.run(stream).await;
-    s.finish().await;
-    result
+    let Some(entry) = crate::admin::session_started(ctx, new, primary).entry else {
+        return Err(SessionError::ClientGone);
+    };
+    Ok(Some(Opened {
+        permit,
+        started,
+        entry,
+    }))
 }
 
 /// Runs `fut` within `authentication_timeout` (0 = no limit, as in Pgpool-II).
@@ -176,8 +345,9 @@ async fn within_auth_timeout<T>(
 
 /// An authenticated session, ready for the relay.
 struct Started {
-    /// Held from the start only when connections are not cached.
-    primary: Option<slot::Slot>,
+    /// Held from the start only when connections are not cached (boxed: a parked session
+    /// carries this inline otherwise).
+    primary: Option<Box<slot::Slot>>,
     cancel: CancelHandle,
     /// Client bytes already read past the password message.
     buf: BytesMut,
@@ -201,7 +371,9 @@ async fn start_session(
             "no PostgreSQL user name specified in startup packet",
         ))
     })?;
-    tracing::Span::current().record("user", user.as_str());
+    let span = tracing::Span::current();
+    span.record("user", user.as_str());
+    span.record("database", database.as_str());
     let cfg = ctx.config();
     let bparams = startup::backend_params(&params, &database);
     let greeting = {
@@ -223,9 +395,11 @@ async fn start_session(
     }
     greet(stream, &greeting.params, &cancel).await?;
     debug!(user, database, "session started");
+    // Bytes pipelined after the password stay for the relay; otherwise no buffer is kept.
+    let buf = if buf.is_empty() { BytesMut::new() } else { buf };
     Ok(Started {
         credential: greeting.credential,
-        primary: greeting.primary,
+        primary: greeting.primary.map(Box::new),
         cancel,
         buf,
         params: bparams,
@@ -247,4 +421,20 @@ async fn greet(
     protocol::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle client holds its session task for as long as it stays: the task's future must
+    /// stay small (startup, relay and release state are boxed, for their moment only), and a
+    /// session waiting for its first message holds no buffer, span or relay inline.
+    #[test]
+    fn an_idle_session_future_stays_small() {
+        let ctx = Context::new(Default::default(), Default::default());
+        let session = run(ctx, Stream::Detached, ClientInfo::local());
+        let size = std::mem::size_of_val(&session);
+        assert!(size <= 1024, "session future is {size} bytes");
+    }
 }

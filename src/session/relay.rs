@@ -64,7 +64,7 @@ fn poll_backend(
 
 /// Pgpool-II's words for a client idle past `client_idle_limit` (sent as FATAL, not its
 /// quirky DEBUG severity, so drivers report it).
-fn idle_limit_reached(limit: u64) -> SessionError {
+pub(super) fn idle_limit_reached(limit: u64) -> SessionError {
     SessionError::Client(
         PgError::fatal("57000", "unable to read data").with_detail(format!(
             "child connection forced to terminate due to client_idle_limit:{limit} is reached"

@@ -96,11 +96,10 @@ pub fn user_and_database(params: &[(String, String)]) -> Option<(String, String)
 
 /// The parameters sent to a backend: the client's, with `database` made explicit.
 pub fn backend_params(params: &[(String, String)], database: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| !is_proxy_param(k) && k != "database")
-        .cloned()
-        .collect();
+    let kept = |(k, _): &&(String, String)| !is_proxy_param(k) && k != "database";
+    // Exact capacity: a session keeps these for as long as it lives.
+    let mut out = Vec::with_capacity(params.iter().filter(kept).count() + 1);
+    out.extend(params.iter().filter(kept).cloned());
     out.push(("database".into(), database.into()));
     out
 }
