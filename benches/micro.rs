@@ -49,7 +49,96 @@ fn classifier(c: &mut Criterion) {
             b.iter(|| cached.classify(black_box(sql)))
         });
     }
+    // What clients really send: one statement shape, new literal values every time (pgbench
+    // -S, ORMs without prepared statements). The texts are made outside the timed part.
+    let analytic = analytic_query(0);
+    group.bench_function("uncached/analytic_5k", |b| {
+        b.iter(|| classify_uncached(black_box(&analytic), &opts))
+    });
+    let shapes: [(&str, fn(u64) -> String); 3] = [
+        ("pgbench_select", pgbench_select),
+        ("orm_select", orm_select),
+        ("analytic_5k", analytic_query),
+    ];
+    for (name, make) in shapes {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        group.bench_function(format!("varying/{name}"), |b| {
+            b.iter_batched_ref(
+                || {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    make(seed >> 33)
+                },
+                |sql| cached.classify(black_box(sql.as_str())),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
+}
+
+/// pgbench's `-S` statement with account `n`.
+fn pgbench_select(n: u64) -> String {
+    format!(
+        "SELECT abalance FROM pgbench_accounts WHERE aid = {};",
+        n % 10_000_000 + 1
+    )
+}
+
+/// What an ORM sends for a list page (~500 bytes): quoted names, joins, a few literals.
+fn orm_select(n: u64) -> String {
+    let status = ["shipped", "pending", "cancelled", "returned"][(n % 4) as usize];
+    format!(
+        "SELECT \"orders\".\"id\", \"orders\".\"customer_id\", \"orders\".\"status\", \
+         \"orders\".\"total\", \"orders\".\"created_at\", \"customers\".\"name\", \
+         \"customers\".\"email\", \"products\".\"sku\" FROM \"orders\" \
+         INNER JOIN \"customers\" ON (\"orders\".\"customer_id\" = \"customers\".\"id\") \
+         LEFT OUTER JOIN \"order_items\" ON (\"order_items\".\"order_id\" = \"orders\".\"id\") \
+         LEFT OUTER JOIN \"products\" ON (\"order_items\".\"product_id\" = \"products\".\"id\") \
+         WHERE (\"orders\".\"status\" = '{status}' AND \"orders\".\"customer_id\" = {} \
+         AND \"orders\".\"total\" > {}.{:02}) ORDER BY \"orders\".\"created_at\" DESC \
+         LIMIT 20 OFFSET {}",
+        n % 1_000_000,
+        n % 500,
+        n % 100,
+        (n % 50) * 20
+    )
+}
+
+/// A reporting query of about 5 KB (CTEs, aggregates, CASE, window functions): the kind the
+/// fast path leaves to sqlparser. `n` varies its literals.
+fn analytic_query(n: u64) -> String {
+    let mut sql = String::from("WITH ");
+    for i in 0..8 {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "region_{i} AS (SELECT r.id AS region_id, r.name AS region_name, \
+             date_trunc('month', o.created_at) AS month, count(DISTINCT o.customer_id) AS \
+             buyers, sum(CASE WHEN o.status = 'shipped' THEN o.total ELSE 0 END) AS shipped, \
+             sum(CASE WHEN o.status = 'returned' THEN o.total ELSE 0 END) AS returned \
+             FROM regions r JOIN stores s ON s.region_id = r.id JOIN orders o ON \
+             o.store_id = s.id WHERE o.created_at >= DATE '2024-{:02}-01' AND o.total > {} \
+             AND r.id % 8 = {i} GROUP BY 1, 2, 3)",
+            n % 12 + 1,
+            n % 1000
+        ));
+    }
+    sql.push_str(
+        " SELECT region_name, month, buyers, shipped - returned AS net, rank() OVER \
+         (PARTITION BY month ORDER BY shipped - returned DESC) AS position FROM (",
+    );
+    for i in 0..8 {
+        if i > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        sql.push_str(&format!("SELECT * FROM region_{i}"));
+    }
+    sql.push_str(&format!(
+        ") AS all_regions WHERE buyers > {} ORDER BY month, position LIMIT 100",
+        n % 10
+    ));
+    sql
 }
 
 /// A backend's answer to one pgbench `-S` transaction: RowDescription, DataRow,
