@@ -55,7 +55,7 @@ impl<'a> Cur<'a> {
         let t = self.tok(self.pos)?;
         let s = match t.kind {
             TokKind::Word => self.src(t).to_ascii_lowercase(),
-            TokKind::QuotedIdent => self.src(t).replace("\"\"", "\""),
+            TokKind::QuotedIdent => unquote_ident(self.src(t)),
             _ => return None,
         };
         self.pos += 1;
@@ -424,11 +424,57 @@ fn admin(c: &mut Cur) -> StmtKind {
     }
 }
 
+/// `"a""b"` or `U&"a"` → `a"b` / `a` (Unicode escapes are left as written).
+fn unquote_ident(quoted: &str) -> String {
+    let body = quoted.get(2..).filter(|_| quoted.starts_with(['u', 'U']));
+    let body = body.unwrap_or(quoted);
+    let inner = body
+        .strip_prefix('"')
+        .and_then(|b| b.strip_suffix('"'))
+        .unwrap_or(body);
+    inner.replace("\"\"", "\"")
+}
+
 /// `'v'` → `v` (doubled quotes undone); anything else as written.
 pub(crate) fn unquote(s: &str) -> String {
     let s = s.trim();
     match s.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
         Some(inner) => inner.replace("''", "'"),
         None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::router::{classify_uncached, ClassifyOptions, StmtKind};
+
+    #[test]
+    fn quoted_identifiers_are_names_not_unterminated_text() {
+        let cases: &[(&str, StmtKind, &[&str])] = &[
+            ("select \"a\" from \"Foo\"", StmtKind::Read, &["Foo"]),
+            (
+                "select \"o\".\"id\" from \"orders\" \"o\"",
+                StmtKind::Read,
+                &["orders"],
+            ),
+            (
+                "select * from \"s\".\"T\" where x = 1",
+                StmtKind::Read,
+                &["s.T"],
+            ),
+            (
+                "select * from U&\"d\\0061t\"",
+                StmtKind::Read,
+                &["d\\0061t"],
+            ),
+            ("insert into \"T\" values (1)", StmtKind::Write, &["T"]),
+            ("select \"a\"\"b\" from t", StmtKind::Read, &["t"]),
+            ("select \"a\" \"b", StmtKind::Unparseable, &[]),
+        ];
+        for (sql, kind, relations) in cases {
+            let s = classify_uncached(sql, &ClassifyOptions::default());
+            let got: Vec<&str> = s.relations.iter().map(String::as_str).collect();
+            assert_eq!((&s.kind, got.as_slice()), (kind, *relations), "{sql}");
+        }
     }
 }

@@ -11,7 +11,8 @@
 pub enum TokKind {
     /// Unquoted identifier or keyword (compare with `eq_ignore_ascii_case`).
     Word,
-    /// `"quoted identifier"`; the range excludes the quotes.
+    /// `"quoted identifier"` or `U&"…"`; the range includes the quotes (so that scanning
+    /// resumes after the closing one).
     QuotedIdent,
     /// Any string literal (plain, E'', U&'', B'', X'', dollar-quoted).
     Str,
@@ -235,7 +236,7 @@ fn lex_one(b: &[u8], i: usize) -> Step {
             Some(b'\'') => return string_tok(skip_quoted(b, i + 2, b'\'', false), i),
             Some(b'"') => {
                 return match skip_quoted(b, i + 2, b'"', false) {
-                    Some(e) => Step::Tok(TokKind::QuotedIdent, i + 3, e - 1),
+                    Some(e) => Step::Tok(TokKind::QuotedIdent, i, e),
                     None => Step::Unterminated,
                 }
             }
@@ -244,7 +245,7 @@ fn lex_one(b: &[u8], i: usize) -> Step {
     }
     if c == b'"' {
         return match skip_quoted(b, i, b'"', false) {
-            Some(e) => Step::Tok(TokKind::QuotedIdent, i + 1, e - 1),
+            Some(e) => Step::Tok(TokKind::QuotedIdent, i, e),
             None => Step::Unterminated,
         };
     }
@@ -373,7 +374,14 @@ mod tests {
             ("select $x$ $$ ; $x$", &["select", "$x$ $$ ; $x$"]),
             ("select /* a /* b */ ; */ 1", &["select", "1"]),
             ("select -- ;\n 1", &["select", "1"]),
-            ("select \"a;\"\"b\"", &["select", "a;\"\"b"]),
+            ("select \"a;\"\"b\"", &["select", "\"a;\"\"b\""]),
+            // The closing quote of an identifier does not open another one.
+            (
+                "select \"a\" from \"T\" \"t\"",
+                &["select", "\"a\"", "from", "\"T\"", "\"t\""],
+            ),
+            ("select \"a\".\"b\"", &["select", "\"a\"", ".", "\"b\""]),
+            ("select U&\"a\" x", &["select", "U&\"a\"", "x"]),
             ("select $1::int", &["select", "$1", "::", "int"]),
             ("select a$b", &["select", "a$b"]),
             ("select 1.5e3", &["select", "1.5e3"]),
@@ -398,8 +406,12 @@ mod tests {
             "select /* abc",
             "select \"abc",
             "e'\\'",
+            "select \"a\" \"b",
         ] {
             assert!(lex(text).unterminated, "{text}");
+        }
+        for text in ["select \"a\"", "select \"a\" from \"b\"", "select U&\"a\""] {
+            assert!(!lex(text).unterminated, "{text}");
         }
         assert!(!lex("select 'a' -- unterminated line comment is fine").unterminated);
     }
