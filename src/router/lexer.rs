@@ -64,35 +64,70 @@ impl Lexed {
     }
 }
 
-fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+/// Byte classes, one table lookup per byte on the hot path.
+const IDENT_START: u8 = 1;
+const IDENT_CONT: u8 = 2;
+const SPACE: u8 = 4;
+const OP_CHAR: u8 = 8;
+
+static CLASSES: [u8; 256] = byte_classes();
+
+const fn byte_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let start = c.is_ascii_alphabetic() || c == b'_' || c >= 0x80;
+        if start {
+            t[b] |= IDENT_START | IDENT_CONT;
+        }
+        if c.is_ascii_digit() || c == b'$' {
+            t[b] |= IDENT_CONT;
+        }
+        if c.is_ascii_whitespace() || c == 0x0b {
+            t[b] |= SPACE;
+        }
+        if matches!(
+            c,
+            b'+' | b'-'
+                | b'*'
+                | b'/'
+                | b'<'
+                | b'>'
+                | b'='
+                | b'~'
+                | b'!'
+                | b'@'
+                | b'#'
+                | b'%'
+                | b'^'
+                | b'&'
+                | b'|'
+                | b'`'
+                | b'?'
+                | b':'
+        ) {
+            t[b] |= OP_CHAR;
+        }
+        b += 1;
+    }
+    t
 }
 
-fn is_ident_cont(b: u8) -> bool {
-    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
+fn is_ident_start(b: u8) -> bool {
+    CLASSES[b as usize] & IDENT_START != 0
+}
+
+pub(crate) fn is_ident_cont(b: u8) -> bool {
+    CLASSES[b as usize] & IDENT_CONT != 0
+}
+
+fn is_space(b: u8) -> bool {
+    CLASSES[b as usize] & SPACE != 0
 }
 
 fn is_op_char(b: u8) -> bool {
-    matches!(
-        b,
-        b'+' | b'-'
-            | b'*'
-            | b'/'
-            | b'<'
-            | b'>'
-            | b'='
-            | b'~'
-            | b'!'
-            | b'@'
-            | b'#'
-            | b'%'
-            | b'^'
-            | b'&'
-            | b'|'
-            | b'`'
-            | b'?'
-            | b':'
-    )
+    CLASSES[b as usize] & OP_CHAR != 0
 }
 
 /// Skip a `/* … */` comment starting at `i` (which points at `/*`); nested like PostgreSQL.
@@ -118,27 +153,26 @@ pub fn skip_block_comment(b: &[u8], mut i: usize) -> Option<usize> {
 
 /// Index after a quoted run opened at `i` (pointing at the quote `q`); doubled quotes escape,
 /// and with `backslash` (E'' strings) so does `\`.
-fn skip_quoted(b: &[u8], i: usize, q: u8, backslash: bool) -> Option<usize> {
+pub(crate) fn skip_quoted(b: &[u8], i: usize, q: u8, backslash: bool) -> Option<usize> {
     let mut j = i + 1;
-    while j < b.len() {
-        let c = b[j];
-        if backslash && c == b'\\' {
+    loop {
+        // Jump to the next byte that can end or escape (a tight loop: bodies can be long).
+        j += b
+            .get(j..)?
+            .iter()
+            .position(|&c| c == q || (backslash && c == b'\\'))?;
+        if b[j] != q {
+            j += 2; // backslash escape
+        } else if b.get(j + 1) == Some(&q) {
             j += 2;
-        } else if c == q {
-            if b.get(j + 1) == Some(&q) {
-                j += 2;
-            } else {
-                return Some(j + 1);
-            }
         } else {
-            j += 1;
+            return Some(j + 1);
         }
     }
-    None
 }
 
 /// If a dollar-quote opener `$tag$` starts at `i`, return the tag's end (index after `$tag$`).
-fn dollar_tag_end(b: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn dollar_tag_end(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     if j < b.len() && b[j] == b'$' {
         return Some(j + 1);
@@ -153,7 +187,7 @@ fn dollar_tag_end(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// Index after the dollar-quoted body whose opener `b[i..open_end]` is the tag.
-fn skip_dollar_body(b: &[u8], i: usize, open_end: usize) -> Option<usize> {
+pub(crate) fn skip_dollar_body(b: &[u8], i: usize, open_end: usize) -> Option<usize> {
     let tag = &b[i..open_end];
     let mut j = open_end;
     while j + tag.len() <= b.len() {
@@ -199,40 +233,73 @@ pub fn lex(text: &str) -> Lexed {
     out
 }
 
-enum Step {
+/// What [`lex_one`] found at one position.
+pub(crate) enum Step {
     Skip(usize),
     Tok(TokKind, usize, usize),
     Unterminated,
 }
 
-/// Scan one token (or one skipped run) starting at `i`.
-fn lex_one(b: &[u8], i: usize) -> Step {
+/// Scan one token (or one skipped run) starting at `i` (`i < b.len()`). Dispatches on the
+/// first byte: this runs for every token of every statement, cached or not.
+#[inline(always)]
+pub(crate) fn lex_one(b: &[u8], i: usize) -> Step {
     let c = b[i];
     let next = b.get(i + 1).copied();
-    if c.is_ascii_whitespace() || c == 0x0b {
-        return Step::Skip(i + 1);
+    match c {
+        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => {
+            let run = b[i..].iter().position(|&x| !is_space(x));
+            Step::Skip(run.map_or(b.len(), |p| i + p))
+        }
+        b'a'..=b'z' | b'A'..=b'Z' | b'_' | 0x80..=0xff => word_or_prefixed(b, i, c, next),
+        b'0'..=b'9' => Step::Tok(TokKind::Number, i, number_end(b, i)),
+        b'\'' => string_tok(skip_quoted(b, i, b'\'', false), i),
+        b'"' => match skip_quoted(b, i, b'"', false) {
+            Some(e) => Step::Tok(TokKind::QuotedIdent, i, e),
+            None => Step::Unterminated,
+        },
+        b'$' => dollar(b, i, next),
+        b'-' if next == Some(b'-') => {
+            let end = b[i..]
+                .iter()
+                .position(|&x| x == b'\n')
+                .map_or(b.len(), |p| i + p);
+            Step::Skip(end)
+        }
+        b'/' if next == Some(b'*') => {
+            skip_block_comment(b, i).map_or(Step::Unterminated, Step::Skip)
+        }
+        b'.' if next.is_some_and(|d| d.is_ascii_digit()) => {
+            Step::Tok(TokKind::Number, i, number_end(b, i))
+        }
+        b':' if next == Some(b':') => Step::Tok(TokKind::Cast, i, i + 2),
+        b'(' | b')' | b',' | b';' | b'.' | b'[' | b']' => Step::Tok(TokKind::Punct(c), i, i + 1),
+        _ if is_op_char(c) => {
+            let mut end = i + 1;
+            while end < b.len() && is_op_char(b[end]) {
+                // `--` or `/*` inside an operator run starts a comment.
+                if (b[end] == b'-' && b.get(end + 1) == Some(&b'-'))
+                    || (b[end] == b'/' && b.get(end + 1) == Some(&b'*'))
+                {
+                    break;
+                }
+                end += 1;
+            }
+            Step::Tok(TokKind::Op, i, end)
+        }
+        _ => Step::Tok(TokKind::Op, i, i + 1),
     }
-    if c == b'-' && next == Some(b'-') {
-        let end = b[i..]
-            .iter()
-            .position(|&x| x == b'\n')
-            .map_or(b.len(), |p| i + p);
-        return Step::Skip(end);
-    }
-    if c == b'/' && next == Some(b'*') {
-        return skip_block_comment(b, i).map_or(Step::Unterminated, Step::Skip);
-    }
-    if c == b'\'' {
-        return string_tok(skip_quoted(b, i, b'\'', false), i);
-    }
-    if (c == b'e' || c == b'E') && next == Some(b'\'') {
-        return string_tok(skip_quoted(b, i + 1, b'\'', true), i);
-    }
-    if matches!(c, b'b' | b'B' | b'x' | b'X' | b'n' | b'N') && next == Some(b'\'') {
-        return string_tok(skip_quoted(b, i + 1, b'\'', false), i);
-    }
-    if (c == b'u' || c == b'U') && next == Some(b'&') {
-        match b.get(i + 2) {
+}
+
+/// A word, or a string with a letter prefix: `E'…'`, `B'…'`, `X'…'`, `N'…'`, `U&'…'`,
+/// `U&"…"`.
+fn word_or_prefixed(b: &[u8], i: usize, c: u8, next: Option<u8>) -> Step {
+    match (c, next) {
+        (b'e' | b'E', Some(b'\'')) => return string_tok(skip_quoted(b, i + 1, b'\'', true), i),
+        (b'b' | b'B' | b'x' | b'X' | b'n' | b'N', Some(b'\'')) => {
+            return string_tok(skip_quoted(b, i + 1, b'\'', false), i)
+        }
+        (b'u' | b'U', Some(b'&')) => match b.get(i + 2) {
             Some(b'\'') => return string_tok(skip_quoted(b, i + 2, b'\'', false), i),
             Some(b'"') => {
                 return match skip_quoted(b, i + 2, b'"', false) {
@@ -241,55 +308,27 @@ fn lex_one(b: &[u8], i: usize) -> Step {
                 }
             }
             _ => {}
-        }
+        },
+        _ => {}
     }
-    if c == b'"' {
-        return match skip_quoted(b, i, b'"', false) {
-            Some(e) => Step::Tok(TokKind::QuotedIdent, i, e),
-            None => Step::Unterminated,
-        };
-    }
-    if c == b'$' {
-        if next.is_some_and(|d| d.is_ascii_digit()) {
-            let end = b[i + 1..]
-                .iter()
-                .position(|x| !x.is_ascii_digit())
-                .map_or(b.len(), |p| i + 1 + p);
-            return Step::Tok(TokKind::Param, i, end);
-        }
-        if let Some(open_end) = dollar_tag_end(b, i) {
-            return string_tok(skip_dollar_body(b, i, open_end), i);
-        }
-        return Step::Tok(TokKind::Op, i, i + 1);
-    }
-    if is_ident_start(c) {
-        let end = b[i..]
+    let end = b[i..]
+        .iter()
+        .position(|&x| !is_ident_cont(x))
+        .map_or(b.len(), |p| i + p);
+    Step::Tok(TokKind::Word, i, end)
+}
+
+/// `$1` parameter, `$tag$…$tag$` body, or a lone `$` operator.
+fn dollar(b: &[u8], i: usize, next: Option<u8>) -> Step {
+    if next.is_some_and(|d| d.is_ascii_digit()) {
+        let end = b[i + 1..]
             .iter()
-            .position(|&x| !is_ident_cont(x))
-            .map_or(b.len(), |p| i + p);
-        return Step::Tok(TokKind::Word, i, end);
+            .position(|x| !x.is_ascii_digit())
+            .map_or(b.len(), |p| i + 1 + p);
+        return Step::Tok(TokKind::Param, i, end);
     }
-    if c.is_ascii_digit() || (c == b'.' && next.is_some_and(|d| d.is_ascii_digit())) {
-        return Step::Tok(TokKind::Number, i, number_end(b, i));
-    }
-    if c == b':' && next == Some(b':') {
-        return Step::Tok(TokKind::Cast, i, i + 2);
-    }
-    if matches!(c, b'(' | b')' | b',' | b';' | b'.' | b'[' | b']') {
-        return Step::Tok(TokKind::Punct(c), i, i + 1);
-    }
-    if is_op_char(c) {
-        let mut end = i + 1;
-        while end < b.len() && is_op_char(b[end]) {
-            // `--` or `/*` inside an operator run starts a comment.
-            if (b[end] == b'-' && b.get(end + 1) == Some(&b'-'))
-                || (b[end] == b'/' && b.get(end + 1) == Some(&b'*'))
-            {
-                break;
-            }
-            end += 1;
-        }
-        return Step::Tok(TokKind::Op, i, end);
+    if let Some(open_end) = dollar_tag_end(b, i) {
+        return string_tok(skip_dollar_body(b, i, open_end), i);
     }
     Step::Tok(TokKind::Op, i, i + 1)
 }
@@ -298,7 +337,7 @@ fn lex_one(b: &[u8], i: usize) -> Step {
 /// or digits with an optional fraction and exponent (`_` separators allowed). Letters right
 /// after a number are *not* part of it: PostgreSQL before 15 reads `0into` as `0 into`, so
 /// swallowing them would hide a keyword such as `INTO` from the classifier.
-fn number_end(b: &[u8], i: usize) -> usize {
+pub(crate) fn number_end(b: &[u8], i: usize) -> usize {
     let digits = |from: usize, ok: fn(u8) -> bool| {
         b[from..]
             .iter()
@@ -447,6 +486,17 @@ mod tests {
         ];
         for (text, ignore_ws, want) in cases {
             assert_eq!(passes_first_char_rule(text, ignore_ws), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn byte_classes_match_their_definitions() {
+        for b in 0..=255u8 {
+            let start = b.is_ascii_alphabetic() || b == b'_' || b >= 0x80;
+            assert_eq!(is_ident_start(b), start, "{b}");
+            assert_eq!(is_ident_cont(b), start || b.is_ascii_digit() || b == b'$');
+            assert_eq!(is_space(b), b.is_ascii_whitespace() || b == 0x0b, "{b}");
+            assert_eq!(is_op_char(b), b"+-*/<>=~!@#%^&|`?:".contains(&b), "{b}");
         }
     }
 

@@ -18,6 +18,8 @@ mod select;
 mod txn;
 
 #[cfg(test)]
+mod lexer_equivalence_tests;
+#[cfg(test)]
 mod route_tests;
 #[cfg(test)]
 mod state_tests;
