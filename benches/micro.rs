@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use hmac::{Hmac, KeyInit, Mac};
 use pgpool::auth::{ScramSecret, ScramServer};
 use pgpool::protocol::{self, Frame, FrameDecoder};
-use pgpool::router::{classify_uncached, Classifier, ClassifyOptions};
+use pgpool::router::{classify_uncached, Classifier, ClassifyOptions, RouterConfig};
 use sha2::{Digest, Sha256};
 
 /// The statements pgbench sends, plus a few shapes that take the slower parser path.
@@ -41,12 +41,14 @@ fn classifier(c: &mut Criterion) {
     let mut group = c.benchmark_group("classify");
     let opts = ClassifyOptions::default();
     let cached = Classifier::new(opts);
+    // What the session asks: no pattern list, so texts of one shape may share a verdict.
+    let routing = RouterConfig::new(vec![0.5, 0.5]);
     for (name, sql) in QUERIES {
         group.bench_function(format!("uncached/{name}"), |b| {
             b.iter(|| classify_uncached(black_box(sql), &opts))
         });
         group.bench_function(format!("cached/{name}"), |b| {
-            b.iter(|| cached.classify(black_box(sql)))
+            b.iter(|| cached.classify_for(black_box(sql), &routing))
         });
     }
     // What clients really send: one statement shape, new literal values every time (pgbench
@@ -55,7 +57,7 @@ fn classifier(c: &mut Criterion) {
     group.bench_function("uncached/analytic_5k", |b| {
         b.iter(|| classify_uncached(black_box(&analytic), &opts))
     });
-    let shapes: [(&str, fn(u64) -> String); 3] = [
+    let shapes: [(&str, MakeQuery); 3] = [
         ("pgbench_select", pgbench_select),
         ("orm_select", orm_select),
         ("analytic_5k", analytic_query),
@@ -68,13 +70,31 @@ fn classifier(c: &mut Criterion) {
                     seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                     make(seed >> 33)
                 },
-                |sql| cached.classify(black_box(sql.as_str())),
+                |sql| cached.classify_for(black_box(sql.as_str()), &routing),
                 BatchSize::SmallInput,
             )
         });
     }
+    // A shape never seen before, every time: the cost of a miss (and of caching it).
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    group.bench_function("first_seen/pgbench_select", |b| {
+        b.iter_batched_ref(
+            || {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                format!(
+                    "SELECT abalance AS a{} FROM pgbench_accounts WHERE aid = 4711;",
+                    seed >> 1
+                )
+            },
+            |sql| cached.classify_for(black_box(sql.as_str()), &routing),
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
+
+/// Makes one text of a statement shape from a number.
+type MakeQuery = fn(u64) -> String;
 
 /// pgbench's `-S` statement with account `n`.
 fn pgbench_select(n: u64) -> String {
@@ -120,8 +140,8 @@ fn analytic_query(n: u64) -> String {
              FROM regions r JOIN stores s ON s.region_id = r.id JOIN orders o ON \
              o.store_id = s.id WHERE o.created_at >= DATE '2024-{:02}-01' AND o.total > {} \
              AND r.id % 8 = {i} GROUP BY 1, 2, 3)",
-            n % 12 + 1,
-            n % 1000
+            (n + i) % 12 + 1,
+            (n / 7 + i * 131) % 1_000_000
         ));
     }
     sql.push_str(
@@ -136,7 +156,7 @@ fn analytic_query(n: u64) -> String {
     }
     sql.push_str(&format!(
         ") AS all_regions WHERE buyers > {} ORDER BY month, position LIMIT 100",
-        n % 10
+        n % 97
     ));
     sql
 }

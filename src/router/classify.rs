@@ -1,13 +1,11 @@
-//! Statement classification: text → static facts ([`Statement`]), cached by exact text.
+//! Statement classification: text → static facts ([`Statement`]); cached in `cache.rs`.
 //!
 //! Two tiers (see the crate notes on sqlparser): the lexical fast path in `fast.rs` settles
 //! transaction control, session commands, admin commands, obvious writes and simple SELECTs;
 //! read-shaped text it is unsure of goes to sqlparser (`parse.rs`). Text neither can settle
 //! is `Unparseable` and goes to the primary.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::fast;
 use super::lexer::{self, TokKind};
@@ -47,7 +45,9 @@ pub struct Statement {
     pub hint_comment: bool,
     /// Some statement in the text changes data (sets the "written" flags on success).
     pub writes: bool,
-    /// The full text, for `primary_routing_query_pattern_list`.
+    /// The full text, for `primary_routing_query_pattern_list`. From
+    /// [`Classifier::classify_for`](super::Classifier::classify_for) it may be another text of
+    /// the same shape (same bytes but for the values of plain literals).
     pub text: Arc<str>,
 }
 
@@ -148,89 +148,28 @@ pub enum StmtKind {
 
 /// How deep EXPLAIN / PREPARE / COPY may nest statements inside statements.
 const MAX_NESTING: u8 = 4;
-/// Texts past this size are not cached (bulk INSERTs would crowd out the useful entries).
-const MAX_CACHED_LEN: usize = 16 * 1024;
-const SHARDS: usize = 16;
-const DEFAULT_CAPACITY: usize = 10_000;
-
-/// One cache shard: two generations, a cheap approximation of LRU. When `young` fills up it
-/// becomes `old` and the previous `old` is dropped; a hit in `old` is promoted.
-#[derive(Default)]
-struct Shard {
-    young: HashMap<Arc<str>, Arc<Statement>>,
-    old: HashMap<Arc<str>, Arc<Statement>>,
-}
-
-/// Classifies statement text; thread-safe, with a bounded verdict cache keyed by exact text.
-pub struct Classifier {
-    opts: ClassifyOptions,
-    shards: Vec<Mutex<Shard>>,
-    per_generation: usize,
-    hasher: RandomState,
-}
-
-impl Classifier {
-    pub fn new(opts: ClassifyOptions) -> Self {
-        Self::with_capacity(opts, DEFAULT_CAPACITY)
-    }
-
-    /// `capacity` is the approximate number of cached texts (at most twice it are kept).
-    pub fn with_capacity(opts: ClassifyOptions, capacity: usize) -> Self {
-        Self {
-            opts,
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            per_generation: (capacity / SHARDS).max(1),
-            hasher: RandomState::new(),
-        }
-    }
-
-    pub fn options(&self) -> ClassifyOptions {
-        self.opts
-    }
-
-    /// Classify `sql`. Never panics; the same text returns the same `Arc` while cached.
-    pub fn classify(&self, sql: &str) -> Arc<Statement> {
-        if sql.len() > MAX_CACHED_LEN {
-            return Arc::new(classify_uncached(sql, &self.opts));
-        }
-        let shard_idx = (self.hasher.hash_one(sql) as usize) % SHARDS;
-        let Some(shard_lock) = self.shards.get(shard_idx) else {
-            return Arc::new(classify_uncached(sql, &self.opts));
-        };
-        if let Some(hit) = lookup(shard_lock, sql) {
-            return hit;
-        }
-        let stmt = Arc::new(classify_uncached(sql, &self.opts));
-        let mut shard = shard_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if shard.young.len() >= self.per_generation {
-            shard.old = std::mem::take(&mut shard.young);
-        }
-        shard.young.insert(stmt.text.clone(), stmt.clone());
-        stmt
-    }
-}
-
-fn lookup(shard_lock: &Mutex<Shard>, sql: &str) -> Option<Arc<Statement>> {
-    // A poisoned lock only means another thread panicked mid-insert; the maps stay valid.
-    let mut shard = shard_lock.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(hit) = shard.young.get(sql) {
-        return Some(hit.clone());
-    }
-    let (key, hit) = shard.old.remove_entry(sql)?;
-    shard.young.insert(key, hit.clone());
-    Some(hit)
-}
 
 /// Classify without the cache.
 pub fn classify_uncached(sql: &str, opts: &ClassifyOptions) -> Statement {
-    let mut stmt = classify_nested(sql, 0);
+    classify_checked(sql, opts).0
+}
+
+/// Classify without the cache; also says whether sqlparser took a name from a string
+/// literal (`FROM 'pg_class'`), which makes the verdict depend on that literal's value.
+pub(crate) fn classify_checked(sql: &str, opts: &ClassifyOptions) -> (Statement, bool) {
+    let (mut stmt, literal_names) = classify_text(sql, 0);
     stmt.hint_comment = !opts.allow_sql_comments
         && !lexer::passes_first_char_rule(sql, opts.ignore_leading_white_space);
-    stmt
+    (stmt, literal_names)
 }
 
 /// Classify a (possibly nested: EXPLAIN, PREPARE, COPY) text.
 pub(crate) fn classify_nested(sql: &str, nesting: u8) -> Statement {
+    classify_text(sql, nesting).0
+}
+
+/// [`classify_nested`], plus [`Facts::literal_names`] of the first statement.
+pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     let text: Arc<str> = Arc::from(sql);
     let mut stmt = Statement {
         kind: StmtKind::Unparseable,
@@ -243,16 +182,16 @@ pub(crate) fn classify_nested(sql: &str, nesting: u8) -> Statement {
         text,
     };
     if nesting > MAX_NESTING {
-        return stmt;
+        return (stmt, false);
     }
     let lexed = lexer::lex(sql);
     if lexed.unterminated {
-        return stmt;
+        return (stmt, false);
     }
     let parts = split_statements(&lexed.tokens);
     let Some(first) = parts.first() else {
         stmt.kind = StmtKind::Empty;
-        return stmt;
+        return (stmt, false);
     };
     let facts = fast::classify_tokens(sql, first, nesting);
     stmt.multi = parts.len() > 1;
@@ -262,14 +201,14 @@ pub(crate) fn classify_nested(sql: &str, nesting: u8) -> Statement {
             .iter()
             .any(|p| is_writing(&fast::classify_tokens(sql, p, nesting).kind));
         if matches!(facts.kind, StmtKind::Admin(_)) {
-            return stmt; // admin commands are only answered alone
+            return (stmt, facts.literal_names); // admin commands are only answered alone
         }
     }
     stmt.kind = facts.kind;
     stmt.functions = facts.functions;
     stmt.relations = facts.relations;
     stmt.creates_temp = facts.creates_temp;
-    stmt
+    (stmt, facts.literal_names)
 }
 
 /// Pgpool-II treats text it cannot parse as a write; so do we.
@@ -292,6 +231,9 @@ pub(crate) struct Facts {
     pub functions: Vec<String>,
     pub relations: Vec<String>,
     pub creates_temp: Vec<String>,
+    /// A name in `functions`, `relations` or `creates_temp` (or a CTE name) came from a
+    /// string literal, so the facts depend on a literal's value.
+    pub literal_names: bool,
 }
 
 impl Facts {
@@ -301,6 +243,7 @@ impl Facts {
             functions: Vec::new(),
             relations: Vec::new(),
             creates_temp: Vec::new(),
+            literal_names: false,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! obvious writes) and simple SELECTs (see `select.rs`); read-shaped text it cannot be sure
 //! of goes to sqlparser.
 
-use super::classify::{classify_nested, AdminCommand, Facts, PrimaryCause, Statement, StmtKind};
+use super::classify::{
+    classify_nested, classify_text, AdminCommand, Facts, PrimaryCause, Statement, StmtKind,
+};
 use super::lexer::{TokKind, Token};
 use super::{parse, select, txn};
 
@@ -272,22 +274,24 @@ fn create(c: &mut Cur) -> Facts {
 
 /// COPY: `FROM` is a write; `TO STDOUT` reads its table or query; `TO 'file'` is primary.
 fn copy(c: &mut Cur, nesting: u8) -> Facts {
-    let mut source = if c.is_punct(c.pos, b'(') {
+    let (mut source, literal_names) = if c.is_punct(c.pos, b'(') {
         let inner = c.skip_parens().unwrap_or("");
-        classify_nested(inner, nesting + 1)
+        classify_text(inner, nesting + 1)
     } else {
         let Some(name) = c.qualified_name() else {
             return Facts::kind(StmtKind::Unparseable);
         };
         let _ = c.skip_parens(); // column list
-        Statement {
+        let source = Statement {
             relations: vec![name],
             ..classify_nested("", nesting + 1)
-        }
+        };
+        (source, false)
     };
     if c.eat_kw("from") {
         return Facts {
             relations: std::mem::take(&mut source.relations),
+            literal_names,
             ..Facts::kind(StmtKind::Write)
         };
     }
@@ -305,6 +309,7 @@ fn copy(c: &mut Cur, nesting: u8) -> Facts {
         functions: source.functions,
         relations: source.relations,
         creates_temp: Vec::new(),
+        literal_names,
     }
 }
 
@@ -328,7 +333,7 @@ fn explain(c: &mut Cur, nesting: u8) -> Facts {
             break;
         }
     }
-    let inner = classify_nested(c.rest(), nesting + 1);
+    let (inner, literal_names) = classify_text(c.rest(), nesting + 1);
     let kind = match inner.kind {
         StmtKind::Read => StmtKind::Read,
         StmtKind::Write if analyze => StmtKind::Write,
@@ -341,6 +346,7 @@ fn explain(c: &mut Cur, nesting: u8) -> Facts {
         functions: inner.functions,
         relations: inner.relations,
         creates_temp: Vec::new(),
+        literal_names,
     }
 }
 

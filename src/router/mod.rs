@@ -7,6 +7,7 @@
 //! [`SessionRouting::after`].
 
 mod balance;
+mod cache;
 mod classify;
 mod config;
 mod fast;
@@ -15,8 +16,11 @@ mod lexer;
 mod parse;
 mod policy;
 mod select;
+mod shape;
 mod txn;
 
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 mod lexer_equivalence_tests;
 #[cfg(test)]
@@ -25,9 +29,9 @@ mod route_tests;
 mod state_tests;
 
 pub use balance::{choose_node, weighted_pick, NodeChoice};
+pub use cache::Classifier;
 pub use classify::{
-    classify_uncached, AdminCommand, Classifier, ClassifyOptions, PrimaryCause, SetEffect,
-    Statement, StmtKind,
+    classify_uncached, AdminCommand, ClassifyOptions, PrimaryCause, SetEffect, Statement, StmtKind,
 };
 pub use config::{
     compile_anchored, compile_function_list, compile_pattern_list, parse_redirect_list,

@@ -7,7 +7,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, ObjectName, ObjectNamePart, Query, SetExpr, Statement as Ast, TableFactor, Visit, Visitor,
+    Expr, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement as Ast, TableFactor, Visit,
+    Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -50,6 +51,7 @@ fn facts_of(ast: &Ast) -> Facts {
         Ast::Query(q) => {
             if let Some((temp, name)) = select_into(&q.body) {
                 kind = StmtKind::Write;
+                w.literal_names |= name.contains('\'');
                 if temp {
                     w.creates_temp.push(name);
                 }
@@ -67,6 +69,7 @@ fn facts_of(ast: &Ast) -> Facts {
         functions: w.functions,
         relations: w.relations,
         creates_temp: w.creates_temp,
+        literal_names: w.literal_names,
     }
 }
 
@@ -114,6 +117,20 @@ struct Walk {
     table_functions: Vec<String>,
     writes: bool,
     locks: bool,
+    /// sqlparser read a string literal as a name (`FROM 'x'`, `WITH 'x' AS …`): the facts
+    /// depend on a literal's value, so the verdict must not be shared by shape.
+    literal_names: bool,
+}
+
+fn from_string_literal(id: &Ident) -> bool {
+    id.quote_style == Some('\'')
+}
+
+fn has_string_part(name: &ObjectName) -> bool {
+    name.0.iter().any(|p| match p {
+        ObjectNamePart::Identifier(id) => from_string_literal(id),
+        ObjectNamePart::Function(f) => f.to_string().contains('\''),
+    })
 }
 
 impl Visitor for Walk {
@@ -124,6 +141,7 @@ impl Visitor for Walk {
         if let Some(with) = &q.with {
             for cte in &with.cte_tables {
                 let id = &cte.alias.name;
+                self.literal_names |= from_string_literal(id);
                 let name = match id.quote_style {
                     Some(_) => id.value.clone(),
                     None => id.value.to_ascii_lowercase(),
@@ -143,6 +161,7 @@ impl Visitor for Walk {
     }
 
     fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+        self.literal_names |= has_string_part(r);
         push_unique(&mut self.relations, object_name(r));
         ControlFlow::Continue(())
     }
@@ -154,6 +173,7 @@ impl Visitor for Walk {
             ..
         } = t
         {
+            self.literal_names |= has_string_part(name);
             let n = object_name(name);
             push_unique(&mut self.functions, n.clone());
             push_unique(&mut self.table_functions, n);
@@ -162,8 +182,16 @@ impl Visitor for Walk {
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = e {
-            push_unique(&mut self.functions, object_name(&f.name));
+        match e {
+            Expr::Function(f) => {
+                self.literal_names |= has_string_part(&f.name);
+                push_unique(&mut self.functions, object_name(&f.name));
+            }
+            Expr::Identifier(id) => self.literal_names |= from_string_literal(id),
+            Expr::CompoundIdentifier(ids) => {
+                self.literal_names |= ids.iter().any(from_string_literal);
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }

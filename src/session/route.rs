@@ -116,7 +116,7 @@ impl Router {
         let decision = match req {
             Request::Simple(f) => match decode_query(&f.body) {
                 Ok(sql) => {
-                    let stmt = self.classifier.classify(sql);
+                    let stmt = self.classifier.classify_for(sql, &self.rcfg);
                     self.current.push(stmt.clone());
                     if let StmtKind::Admin(cmd) = &stmt.kind {
                         return Target::Admin(cmd.clone());
@@ -174,7 +174,7 @@ impl Router {
 
     /// Functions whose volatility `PGPOOL EXPLAIN ROUTE <sql>` needs looked up first.
     pub fn explain_lookups(&self, ctx: &Context, sql: &str) -> Vec<String> {
-        let stmt = self.classifier.classify(sql);
+        let stmt = self.classifier.classify_for(sql, &self.rcfg);
         let known =
             |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));
         match self.policy.route(&stmt, &self.rcfg, &known) {
@@ -185,7 +185,7 @@ impl Router {
 
     /// Where `sql` would go now and why (`PGPOOL EXPLAIN ROUTE`); changes no state.
     pub fn explain(&self, ctx: &Context, sql: &str, in_txn: bool) -> crate::admin::Explained {
-        let stmt = self.classifier.classify(sql);
+        let stmt = self.classifier.classify_for(sql, &self.rcfg);
         let known =
             |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));
         let (decision, reason) = match self.policy.route(&stmt, &self.rcfg, &known) {
@@ -248,7 +248,7 @@ impl Router {
                     let Ok(p) = decode_parse(&f.body) else {
                         return PolicyTarget::Primary;
                     };
-                    let stmt = self.classifier.classify(p.query);
+                    let stmt = self.classifier.classify_for(p.query, &self.rcfg);
                     if matches!(
                         stmt.kind,
                         StmtKind::SessionSet { .. }
