@@ -21,6 +21,25 @@ async fn autocommit_reads_go_to_the_replica_and_writes_to_the_primary() {
     let c = proxy.connect("postgres", "postgres").await;
     let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
     assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
+    // Quoted identifiers (as ORMs write every name) are still reads.
+    let quoted = common::unique_name("Quoted");
+    common::primary_client()
+        .await
+        .batch_execute(&format!(
+            "create table public.\"{quoted}\"(\"Id\" int); insert into \"{quoted}\" values (1)"
+        ))
+        .await
+        .unwrap();
+    common::wait_replica_caught_up().await;
+    let sql = format!(
+        "select inet_server_port() from \"public\".\"{quoted}\" \"q\" where \"q\".\"Id\" = 1"
+    );
+    assert_eq!(answered_by(&c, &sql).await, r);
+    common::primary_client()
+        .await
+        .batch_execute(&format!("drop table public.\"{quoted}\""))
+        .await
+        .unwrap();
     // pg_is_in_recovery() is VOLATILE in pg_proc, so (as in Pgpool-II) it is routed like a write.
     let rec: bool = c
         .query_one("select pg_is_in_recovery()", &[])
