@@ -10,7 +10,6 @@ use super::{NewSession, SessionAdmin};
 use crate::backend::BackendConn;
 use crate::router::Statement;
 use crate::server::Context;
-use crate::stats::StmtClass;
 
 /// The session opened a connection to `node`.
 pub fn note_backend(ctx: &Context, admin: &SessionAdmin, node: usize, conn: &BackendConn) {
@@ -42,7 +41,7 @@ pub fn note_backend_closed(ctx: &Context, node: usize) {
 pub fn count_sent(ctx: &Context, node: usize, stmts: &[Arc<Statement>], reason: &'static str) {
     let counters = ctx.stats.node(node);
     for s in stmts {
-        counters.count_statement(StmtClass::of(&s.text));
+        counters.count_statement(s.class());
     }
     ctx.stats.routed(node, reason);
 }

@@ -49,6 +49,35 @@ pub struct Statement {
     /// [`Classifier::classify_for`](super::Classifier::classify_for) it may be another text of
     /// the same shape (same bytes but for the values of plain literals).
     pub text: Arc<str>,
+    /// Facts the session derives from the statement once and keeps with the cached verdict.
+    pub memo: Memo,
+}
+
+/// Per-statement facts computed on first use (the same for every text of one shape: they
+/// depend on keywords and names, never on literal values).
+#[derive(Debug, Clone, Default)]
+pub struct Memo {
+    /// Pgpool-II's statement class (`SHOW pool_backend_stats`).
+    pub class: std::sync::OnceLock<crate::stats::StmtClass>,
+    /// Running it may leave session state on the backend (see the session's reset skip).
+    pub leaves_state: std::sync::OnceLock<bool>,
+}
+
+/// Derived data: never part of a verdict's identity.
+impl PartialEq for Memo {
+    fn eq(&self, _: &Memo) -> bool {
+        true
+    }
+}
+
+impl Statement {
+    /// The statement's class, computed once.
+    pub fn class(&self) -> crate::stats::StmtClass {
+        *self
+            .memo
+            .class
+            .get_or_init(|| crate::stats::StmtClass::of(&self.text))
+    }
 }
 
 /// Why a statement that is not a write still cannot be load balanced.
@@ -180,6 +209,7 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
         hint_comment: false,
         writes: false,
         text,
+        memo: Memo::default(),
     };
     if nesting > MAX_NESTING {
         return (stmt, false);

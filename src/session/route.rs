@@ -519,6 +519,10 @@ pub fn leaves_state(req: &Request, stmts: &[Arc<Statement>]) -> bool {
 }
 
 fn stmt_leaves_state(s: &Statement) -> bool {
+    *s.memo.leaves_state.get_or_init(|| compute_leaves_state(s))
+}
+
+fn compute_leaves_state(s: &Statement) -> bool {
     use crate::stats::StmtClass;
     let clean_kind = match &s.kind {
         StmtKind::Read => true,
@@ -526,7 +530,7 @@ fn stmt_leaves_state(s: &Statement) -> bool {
         // whatever they are): look for calls here.
         StmtKind::Write => {
             matches!(
-                StmtClass::of(&s.text),
+                s.class(),
                 StmtClass::Insert | StmtClass::Update | StmtClass::Delete
             ) && !calls_unknown_function(&s.text)
         }
