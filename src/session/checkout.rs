@@ -55,7 +55,11 @@ fn memo_of(request: &AuthRequest, cred: &Credential) -> AuthMemo {
 /// credential for backend connections, and the primary connection when the session keeps
 /// one from the start (when connections are not cached).
 pub struct Greeting {
-    pub params: Vec<(String, String)>,
+    /// The server's ParameterStatus set, shared with the connection it came from.
+    pub params: std::sync::Arc<Vec<(String, String)>>,
+    /// The client's own application_name, shown instead of the server's when the
+    /// connection was opened by another client.
+    pub application_name: Option<String>,
     pub credential: Credential,
     pub primary: Option<Slot>,
 }
@@ -81,7 +85,8 @@ pub async fn start(
         };
         if may_reuse(client.stored.is_some(), &credential, &cached.credential) {
             return Ok(Greeting {
-                params: with_application_name(cached.params, params),
+                params: cached.params,
+                application_name: Some(client_application_name(params).to_string()),
                 credential,
                 primary: None,
             });
@@ -104,6 +109,7 @@ pub async fn start(
     };
     Ok(Greeting {
         params: greeting_params,
+        application_name: None,
         credential,
         primary,
     })
@@ -139,18 +145,12 @@ fn may_reuse(checked_against_entry: bool, given: &Credential, cached: &Credentia
     }
 }
 
-/// The server's parameters as this client should see them: its own application_name.
-fn with_application_name(
-    mut server: Vec<(String, String)>,
-    client: &[(String, String)],
-) -> Vec<(String, String)> {
-    let want = client
+/// The application_name the client asked for ("" when none).
+fn client_application_name(client: &[(String, String)]) -> &str {
+    client
         .iter()
         .find(|(k, _)| k == "application_name")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    crate::backend::set_param(&mut server, "application_name", &want);
-    server
+        .map_or("", |(_, v)| v.as_str())
 }
 
 /// Opens a new primary connection; the client mirrors the server's authentication unless
@@ -260,11 +260,7 @@ async fn adopt_application_name(
     params: &[(String, String)],
     max_len: u64,
 ) -> Result<(), SessionError> {
-    let want = params
-        .iter()
-        .find(|(k, _)| k == "application_name")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
+    let want = client_application_name(params);
     let have = slot
         .conn
         .params

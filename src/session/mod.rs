@@ -147,9 +147,12 @@ async fn after_first_message(
     waited: Result<(), NoMessage>,
 ) -> bool {
     let info = opened.entry.info.clone();
-    let span = session_span(client);
-    span.record("user", info.user.as_str());
-    span.record("database", info.database.as_str());
+    let span = tracing::info_span!(
+        "session",
+        client = %client,
+        user = info.user.as_str(),
+        database = info.database.as_str()
+    );
     let result = match waited {
         Ok(()) => {
             relay_phase(ctx, stream, opened)
@@ -314,7 +317,7 @@ async fn open(
     };
     let new = crate::admin::NewSession {
         pid: started.cancel.pid(),
-        client: client.to_string(),
+        client: client.addr,
         user: param("user"),
         database: param("database"),
         tls: stream.is_tls(),
@@ -393,7 +396,13 @@ async fn start_session(
     if let Some(p) = &greeting.primary {
         cancel.add_backend(&p.conn);
     }
-    greet(stream, &greeting.params, &cancel).await?;
+    greet(
+        stream,
+        &greeting.params,
+        greeting.application_name.as_deref(),
+        &cancel,
+    )
+    .await?;
     debug!(user, database, "session started");
     // Bytes pipelined after the password stay for the relay; otherwise no buffer is kept.
     let buf = if buf.is_empty() { BytesMut::new() } else { buf };
@@ -406,16 +415,28 @@ async fn start_session(
     })
 }
 
-/// AuthenticationOk, the server's ParameterStatus set, our own BackendKeyData, ReadyForQuery.
+/// AuthenticationOk, the server's ParameterStatus set (with `application_name` in place of
+/// the server's, when given), our own BackendKeyData, ReadyForQuery: one write.
 async fn greet(
     stream: &mut Stream,
     params: &[(String, String)],
+    application_name: Option<&str>,
     cancel: &CancelHandle,
 ) -> Result<(), SessionError> {
-    let mut out = BytesMut::with_capacity(512);
+    let mut out = BytesMut::with_capacity(1024);
     protocol::auth_ok(&mut out);
+    let mut app_name_sent = false;
     for (k, v) in params {
-        protocol::parameter_status(&mut out, k, v);
+        match application_name {
+            Some(a) if k == "application_name" => {
+                protocol::parameter_status(&mut out, k, a);
+                app_name_sent = true;
+            }
+            _ => protocol::parameter_status(&mut out, k, v),
+        }
+    }
+    if let (Some(a), false) = (application_name, app_name_sent) {
+        protocol::parameter_status(&mut out, "application_name", a);
     }
     protocol::backend_key_data(&mut out, cancel.pid(), cancel.key());
     protocol::ready_for_query(&mut out, b'I');
