@@ -203,10 +203,12 @@ pub async fn other(
     params: &[(String, String)],
     credential: &Credential,
 ) -> Result<Slot, BackendError> {
-    let key = pool_key(ctx, node, params);
+    let mut key = pool_key(ctx, node, params);
     let max = ctx.config().max_message_size;
     if let Some(idle) = key.as_ref().and_then(|k| ctx.pool.checkout(k)) {
-        let mut slot = Slot::from_idle(idle, key.clone());
+        // The key moves into the slot (it goes back to the cache with it) and comes back
+        // only if the cached connection turns out unusable.
+        let mut slot = Slot::from_idle(idle, key.take());
         match adopt_application_name(&mut slot, params, max).await {
             Ok(()) => {
                 tracing::debug!(
@@ -216,7 +218,10 @@ pub async fn other(
                 );
                 return Ok(slot);
             }
-            Err(e) => tracing::debug!(node, "cached connection unusable: {e}"),
+            Err(e) => {
+                tracing::debug!(node, "cached connection unusable: {e}");
+                key = slot.pool_key.take();
+            }
         }
     }
     let cfg = ctx.config();
@@ -283,10 +288,10 @@ async fn adopt_application_name(
 
 /// Gives a session's backend connection back: reset with `reset_query_list` and cached
 /// when it is idle and cacheable, closed otherwise (never cached inside a transaction).
-pub async fn release(ctx: &Context, slot: Slot) {
+pub async fn release(ctx: &Context, mut slot: Slot) {
     let node = slot.conn.node;
     let reusable = slot.idle() && !slot.fatal && slot.conn.txn_status == b'I';
-    let Some(key) = slot.pool_key.clone().filter(|_| reusable) else {
+    let Some(key) = slot.pool_key.take().filter(|_| reusable) else {
         if !slot.idle() {
             let c = &slot.conn;
             let _ = backend::send_cancel(&c.addr, c.pid, c.key).await;
@@ -296,7 +301,6 @@ pub async fn release(ctx: &Context, slot: Slot) {
         slot.conn.terminate().await;
         return;
     };
-    let mut slot = slot;
     let cfg = ctx.config();
     if !slot.dirty && resets_only_session_state(&cfg.reset_query_list) {
         // Nothing the session ran can have left state: the reset would change nothing.

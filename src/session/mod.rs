@@ -302,24 +302,21 @@ async fn open(
     };
     // Waiting for a free slot is not part of authentication: no timeout here (FIFO).
     let permit = ctx.admit().await.map_err(SessionError::Client)?;
-    let started = within_auth_timeout(ctx, start_session(ctx, stream, client, params, buf))
-        .await
-        .inspect_err(|e| match e {
-            SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
-            SessionError::Client(pg) if pg.code.starts_with("28") => {
-                crate::admin::auth_failed(ctx, &pg.code)
-            }
-            _ => {}
-        })?;
-    let param = |k: &str| {
-        let found = started.params.iter().find(|(n, _)| n == k);
-        found.map(|(_, v)| v.clone()).unwrap_or_default()
-    };
+    let (started, user, database) =
+        within_auth_timeout(ctx, start_session(ctx, stream, client, params, buf))
+            .await
+            .inspect_err(|e| match e {
+                SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
+                SessionError::Client(pg) if pg.code.starts_with("28") => {
+                    crate::admin::auth_failed(ctx, &pg.code)
+                }
+                _ => {}
+            })?;
     let new = crate::admin::NewSession {
         pid: started.cancel.pid(),
         client: client.addr,
-        user: param("user"),
-        database: param("database"),
+        user,
+        database,
         tls: stream.is_tls(),
     };
     let primary = started.primary.as_ref().map(|p| (p.conn.node, &p.conn));
@@ -360,14 +357,15 @@ struct Started {
     credential: Credential,
 }
 
-/// Authentication, the primary connection and the greeting to the client.
+/// Authentication, the primary connection and the greeting to the client; with the
+/// session's user and database.
 async fn start_session(
     ctx: &Arc<Context>,
     stream: &mut Stream,
     client: &ClientInfo,
     params: Vec<(String, String)>,
     mut buf: BytesMut,
-) -> Result<Started, SessionError> {
+) -> Result<(Started, String, String), SessionError> {
     let (user, database) = startup::user_and_database(&params).ok_or_else(|| {
         SessionError::Client(PgError::fatal(
             "28000",
@@ -406,13 +404,14 @@ async fn start_session(
     debug!(user, database, "session started");
     // Bytes pipelined after the password stay for the relay; otherwise no buffer is kept.
     let buf = if buf.is_empty() { BytesMut::new() } else { buf };
-    Ok(Started {
+    let started = Started {
         credential: greeting.credential,
         primary: greeting.primary.map(Box::new),
         cancel,
         buf,
         params: bparams,
-    })
+    };
+    Ok((started, user, database))
 }
 
 /// AuthenticationOk, the server's ParameterStatus set (with `application_name` in place of
