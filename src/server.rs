@@ -391,8 +391,17 @@ async fn bind_tcp(host: &str, port: u16) -> std::io::Result<TcpListener> {
         // Keep [::] from also claiming the IPv4 port that 0.0.0.0 holds.
         socket2::SockRef::from(&sock).set_only_v6(true)?;
     }
+    // Accepted connections inherit TCP_NODELAY from the listener on Linux: one setsockopt
+    // here instead of one per client.
+    sock.set_nodelay(true)?;
     sock.bind(addr)?;
     sock.listen(1024)
+}
+
+/// Whether connections accepted on `l` come with TCP_NODELAY already set (inherited from
+/// the listener, which Linux does), so the per-connection setsockopt can be skipped.
+fn accepted_inherit_nodelay(l: &TcpListener) -> bool {
+    cfg!(target_os = "linux") && socket2::SockRef::from(l).tcp_nodelay().unwrap_or(false)
 }
 
 /// Accepts clients on every listener until the process ends; one task per session.
@@ -401,13 +410,18 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
     tasks.spawn(reap_idle(ctx.clone()));
     for l in tcp {
         let ctx = ctx.clone();
+        let nodelay_inherited = accepted_inherit_nodelay(&l);
         tasks.spawn(async move {
             loop {
                 match l.accept().await {
                     Ok((s, peer)) => {
+                        let stream = match nodelay_inherited {
+                            true => Stream::Tcp(s),
+                            false => Stream::tcp(s),
+                        };
                         ctx.lifecycle.spawn_session(crate::session::run(
                             ctx.clone(),
-                            Stream::tcp(s),
+                            stream,
                             ClientInfo::tcp(peer),
                         ));
                     }

@@ -3,6 +3,7 @@
 //! relaxed atomics (status) or a short lock (backend connections); readers copy a snapshot.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -46,8 +47,9 @@ pub struct BackendInfo {
 pub struct SessionInfo {
     /// The process id the client got in BackendKeyData (our `pool_pid`).
     pub pid: i32,
-    /// `host:port` of the client, or `[local]`.
-    pub client: String,
+    /// The client's address; `None` on the Unix socket (`[local]`). Kept as is: it is
+    /// formatted only when an admin asks.
+    pub client: Option<SocketAddr>,
     pub user: String,
     pub database: String,
     pub started: SystemTime,
@@ -99,12 +101,9 @@ impl SessionInfo {
 
     /// Host and port of the client, split (`[local]` has no port).
     pub fn client_host_port(&self) -> (String, String) {
-        match self.client.rsplit_once(':') {
-            Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (
-                h.trim_start_matches('[').trim_end_matches(']').to_string(),
-                p.to_string(),
-            ),
-            _ => (self.client.clone(), String::new()),
+        match self.client {
+            Some(a) => (a.ip().to_string(), a.port().to_string()),
+            None => ("[local]".to_string(), String::new()),
         }
     }
 }
@@ -119,7 +118,7 @@ pub struct SessionRegistry {
 /// Fields of a new registry entry.
 pub struct NewSession {
     pub pid: i32,
-    pub client: String,
+    pub client: Option<SocketAddr>,
     pub user: String,
     pub database: String,
     pub tls: bool,
@@ -191,7 +190,7 @@ mod tests {
         let r = Arc::new(SessionRegistry::default());
         let a = r.register(NewSession {
             pid: 7,
-            client: "10.0.0.5:53122".into(),
+            client: Some("10.0.0.5:53122".parse().unwrap()),
             user: "u".into(),
             database: "d".into(),
             tls: false,
@@ -204,7 +203,18 @@ mod tests {
         a.info.set_backend(1, None);
         a.info.set_status(ProcStatus::IdleInTransaction);
         assert_eq!(a.info.status().as_str(), "Idle in transaction");
-        drop(a);
+        let local = r.register(NewSession {
+            pid: 8,
+            client: None,
+            user: "u".into(),
+            database: "d".into(),
+            tls: false,
+        });
+        assert_eq!(
+            local.info.client_host_port(),
+            ("[local]".to_string(), String::new())
+        );
+        drop((a, local));
         assert!(r.is_empty());
     }
 }

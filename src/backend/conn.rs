@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -69,7 +70,9 @@ pub struct BackendConn {
     pub pid: i32,
     pub key: i32,
     /// ParameterStatus values the server sent at start, kept up to date by the session.
-    pub params: Vec<(String, String)>,
+    /// Shared: every client greeted from this cached connection gets the same list, and a
+    /// copy is made only when the server reports a change.
+    pub params: ServerParams,
     /// Last ReadyForQuery status: `I`, `T` or `E`.
     pub txn_status: u8,
     pub addr: BackendAddr,
@@ -120,7 +123,7 @@ pub async fn start(
         rbuf: BytesMut::with_capacity(16 * 1024),
         pid: 0,
         key: 0,
-        params: Vec::new(),
+        params: ServerParams::default(),
         txn_status: b'I',
         addr: baddr,
         created_at: Instant::now(),
@@ -331,11 +334,16 @@ impl BackendConn {
     }
 }
 
+/// A server's ParameterStatus values, shared copy-on-write.
+pub type ServerParams = Arc<Vec<(String, String)>>;
+
 /// Records a ParameterStatus value (replayed to the next client of a cached connection).
-pub fn set_param(params: &mut Vec<(String, String)>, name: &str, value: &str) {
-    match params.iter_mut().find(|(k, _)| k == name) {
-        Some(p) => p.1 = value.to_string(),
-        None => params.push((name.to_string(), value.to_string())),
+/// An unchanged value copies nothing.
+pub fn set_param(params: &mut ServerParams, name: &str, value: &str) {
+    match params.iter().position(|(k, _)| k == name) {
+        Some(i) if params[i].1 == value => {}
+        Some(i) => Arc::make_mut(params)[i].1 = value.to_string(),
+        None => Arc::make_mut(params).push((name.to_string(), value.to_string())),
     }
 }
 

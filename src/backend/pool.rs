@@ -60,8 +60,8 @@ pub struct CachedLogin {
     pub auth: AuthMemo,
     /// What the proxy answered the backend with.
     pub credential: Credential,
-    /// The server's ParameterStatus values.
-    pub params: Vec<(String, String)>,
+    /// The server's ParameterStatus values (shared with the connection, not copied).
+    pub params: super::conn::ServerParams,
 }
 
 /// An idle connection in the cache.

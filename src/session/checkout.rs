@@ -55,7 +55,11 @@ fn memo_of(request: &AuthRequest, cred: &Credential) -> AuthMemo {
 /// credential for backend connections, and the primary connection when the session keeps
 /// one from the start (when connections are not cached).
 pub struct Greeting {
-    pub params: Vec<(String, String)>,
+    /// The server's ParameterStatus set, shared with the connection it came from.
+    pub params: std::sync::Arc<Vec<(String, String)>>,
+    /// The client's own application_name, shown instead of the server's when the
+    /// connection was opened by another client.
+    pub application_name: Option<String>,
     pub credential: Credential,
     pub primary: Option<Slot>,
 }
@@ -81,7 +85,8 @@ pub async fn start(
         };
         if may_reuse(client.stored.is_some(), &credential, &cached.credential) {
             return Ok(Greeting {
-                params: with_application_name(cached.params, params),
+                params: cached.params,
+                application_name: Some(client_application_name(params).to_string()),
                 credential,
                 primary: None,
             });
@@ -104,6 +109,7 @@ pub async fn start(
     };
     Ok(Greeting {
         params: greeting_params,
+        application_name: None,
         credential,
         primary,
     })
@@ -139,18 +145,12 @@ fn may_reuse(checked_against_entry: bool, given: &Credential, cached: &Credentia
     }
 }
 
-/// The server's parameters as this client should see them: its own application_name.
-fn with_application_name(
-    mut server: Vec<(String, String)>,
-    client: &[(String, String)],
-) -> Vec<(String, String)> {
-    let want = client
+/// The application_name the client asked for ("" when none).
+fn client_application_name(client: &[(String, String)]) -> &str {
+    client
         .iter()
         .find(|(k, _)| k == "application_name")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    crate::backend::set_param(&mut server, "application_name", &want);
-    server
+        .map_or("", |(_, v)| v.as_str())
 }
 
 /// Opens a new primary connection; the client mirrors the server's authentication unless
@@ -203,10 +203,12 @@ pub async fn other(
     params: &[(String, String)],
     credential: &Credential,
 ) -> Result<Slot, BackendError> {
-    let key = pool_key(ctx, node, params);
+    let mut key = pool_key(ctx, node, params);
     let max = ctx.config().max_message_size;
     if let Some(idle) = key.as_ref().and_then(|k| ctx.pool.checkout(k)) {
-        let mut slot = Slot::from_idle(idle, key.clone());
+        // The key moves into the slot (it goes back to the cache with it) and comes back
+        // only if the cached connection turns out unusable.
+        let mut slot = Slot::from_idle(idle, key.take());
         match adopt_application_name(&mut slot, params, max).await {
             Ok(()) => {
                 tracing::debug!(
@@ -216,7 +218,10 @@ pub async fn other(
                 );
                 return Ok(slot);
             }
-            Err(e) => tracing::debug!(node, "cached connection unusable: {e}"),
+            Err(e) => {
+                tracing::debug!(node, "cached connection unusable: {e}");
+                key = slot.pool_key.take();
+            }
         }
     }
     let cfg = ctx.config();
@@ -260,11 +265,7 @@ async fn adopt_application_name(
     params: &[(String, String)],
     max_len: u64,
 ) -> Result<(), SessionError> {
-    let want = params
-        .iter()
-        .find(|(k, _)| k == "application_name")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
+    let want = client_application_name(params);
     let have = slot
         .conn
         .params
@@ -287,10 +288,10 @@ async fn adopt_application_name(
 
 /// Gives a session's backend connection back: reset with `reset_query_list` and cached
 /// when it is idle and cacheable, closed otherwise (never cached inside a transaction).
-pub async fn release(ctx: &Context, slot: Slot) {
+pub async fn release(ctx: &Context, mut slot: Slot) {
     let node = slot.conn.node;
     let reusable = slot.idle() && !slot.fatal && slot.conn.txn_status == b'I';
-    let Some(key) = slot.pool_key.clone().filter(|_| reusable) else {
+    let Some(key) = slot.pool_key.take().filter(|_| reusable) else {
         if !slot.idle() {
             let c = &slot.conn;
             let _ = backend::send_cancel(&c.addr, c.pid, c.key).await;
@@ -300,7 +301,6 @@ pub async fn release(ctx: &Context, slot: Slot) {
         slot.conn.terminate().await;
         return;
     };
-    let mut slot = slot;
     let cfg = ctx.config();
     if !slot.dirty && resets_only_session_state(&cfg.reset_query_list) {
         // Nothing the session ran can have left state: the reset would change nothing.

@@ -147,9 +147,12 @@ async fn after_first_message(
     waited: Result<(), NoMessage>,
 ) -> bool {
     let info = opened.entry.info.clone();
-    let span = session_span(client);
-    span.record("user", info.user.as_str());
-    span.record("database", info.database.as_str());
+    let span = tracing::info_span!(
+        "session",
+        client = %client,
+        user = info.user.as_str(),
+        database = info.database.as_str()
+    );
     let result = match waited {
         Ok(()) => {
             relay_phase(ctx, stream, opened)
@@ -299,24 +302,21 @@ async fn open(
     };
     // Waiting for a free slot is not part of authentication: no timeout here (FIFO).
     let permit = ctx.admit().await.map_err(SessionError::Client)?;
-    let started = within_auth_timeout(ctx, start_session(ctx, stream, client, params, buf))
-        .await
-        .inspect_err(|e| match e {
-            SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
-            SessionError::Client(pg) if pg.code.starts_with("28") => {
-                crate::admin::auth_failed(ctx, &pg.code)
-            }
-            _ => {}
-        })?;
-    let param = |k: &str| {
-        let found = started.params.iter().find(|(n, _)| n == k);
-        found.map(|(_, v)| v.clone()).unwrap_or_default()
-    };
+    let (started, user, database) =
+        within_auth_timeout(ctx, start_session(ctx, stream, client, params, buf))
+            .await
+            .inspect_err(|e| match e {
+                SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
+                SessionError::Client(pg) if pg.code.starts_with("28") => {
+                    crate::admin::auth_failed(ctx, &pg.code)
+                }
+                _ => {}
+            })?;
     let new = crate::admin::NewSession {
         pid: started.cancel.pid(),
-        client: client.to_string(),
-        user: param("user"),
-        database: param("database"),
+        client: client.addr,
+        user,
+        database,
         tls: stream.is_tls(),
     };
     let primary = started.primary.as_ref().map(|p| (p.conn.node, &p.conn));
@@ -357,14 +357,15 @@ struct Started {
     credential: Credential,
 }
 
-/// Authentication, the primary connection and the greeting to the client.
+/// Authentication, the primary connection and the greeting to the client; with the
+/// session's user and database.
 async fn start_session(
     ctx: &Arc<Context>,
     stream: &mut Stream,
     client: &ClientInfo,
     params: Vec<(String, String)>,
     mut buf: BytesMut,
-) -> Result<Started, SessionError> {
+) -> Result<(Started, String, String), SessionError> {
     let (user, database) = startup::user_and_database(&params).ok_or_else(|| {
         SessionError::Client(PgError::fatal(
             "28000",
@@ -393,29 +394,48 @@ async fn start_session(
     if let Some(p) = &greeting.primary {
         cancel.add_backend(&p.conn);
     }
-    greet(stream, &greeting.params, &cancel).await?;
+    greet(
+        stream,
+        &greeting.params,
+        greeting.application_name.as_deref(),
+        &cancel,
+    )
+    .await?;
     debug!(user, database, "session started");
     // Bytes pipelined after the password stay for the relay; otherwise no buffer is kept.
     let buf = if buf.is_empty() { BytesMut::new() } else { buf };
-    Ok(Started {
+    let started = Started {
         credential: greeting.credential,
         primary: greeting.primary.map(Box::new),
         cancel,
         buf,
         params: bparams,
-    })
+    };
+    Ok((started, user, database))
 }
 
-/// AuthenticationOk, the server's ParameterStatus set, our own BackendKeyData, ReadyForQuery.
+/// AuthenticationOk, the server's ParameterStatus set (with `application_name` in place of
+/// the server's, when given), our own BackendKeyData, ReadyForQuery: one write.
 async fn greet(
     stream: &mut Stream,
     params: &[(String, String)],
+    application_name: Option<&str>,
     cancel: &CancelHandle,
 ) -> Result<(), SessionError> {
-    let mut out = BytesMut::with_capacity(512);
+    let mut out = BytesMut::with_capacity(1024);
     protocol::auth_ok(&mut out);
+    let mut app_name_sent = false;
     for (k, v) in params {
-        protocol::parameter_status(&mut out, k, v);
+        match application_name {
+            Some(a) if k == "application_name" => {
+                protocol::parameter_status(&mut out, k, a);
+                app_name_sent = true;
+            }
+            _ => protocol::parameter_status(&mut out, k, v),
+        }
+    }
+    if let (Some(a), false) = (application_name, app_name_sent) {
+        protocol::parameter_status(&mut out, "application_name", a);
     }
     protocol::backend_key_data(&mut out, cancel.pid(), cancel.key());
     protocol::ready_for_query(&mut out, b'I');
