@@ -86,7 +86,7 @@ impl Slot {
     fn new(conn: BackendConn) -> Slot {
         Slot {
             conn,
-            bout: BytesMut::with_capacity(4096),
+            bout: BytesMut::new(),
             outstanding: 0,
             passthrough: 0,
             swallow: VecDeque::from([VecDeque::new()]),
