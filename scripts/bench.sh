@@ -3,7 +3,7 @@
 # through PgBouncer (session mode), through Pgpool-II and through pgpool-rs, in alternating
 # rounds of one run, so every proxy is compared with direct under the same background load.
 #
-#   scripts/bench.sh            full mode: pgbench -T 20, 3 rounds, every scenario (~20 min)
+#   scripts/bench.sh            full mode: pgbench -T 20, 3 rounds, every scenario (~25 min)
 #   scripts/bench.sh --quick    -T 5, 1 round, fewer scenarios (< 3 min)
 #   --keep-cluster              leave the benchmark's primary + replica running afterwards
 #
