@@ -9,7 +9,8 @@ use bytes::BytesMut;
 use pgpool::auth::{HbaFile, HbaRequest, PcpUsers, PoolPasswd, ScramSecret, ScramServer};
 use pgpool::protocol::{self, FrameDecoder, StartupPacket};
 use pgpool::router::{
-    classify_uncached, ClassifyOptions, RouteResult, RouterConfig, SessionRouting, Target,
+    classify_uncached, Classifier, ClassifyOptions, RouteResult, RouterConfig, SessionRouting,
+    Target,
 };
 
 /// Every file under fuzz/corpus/<target> and fuzz/regressions/<target>.
@@ -42,6 +43,27 @@ fn goes_to_replica(sql: &str) -> bool {
         session.route(&stmt, &cfg, &|_| Some(false)),
         RouteResult::Decided(d) if matches!(d.target, Target::Node(n) if n != 0)
     )
+}
+
+/// The verdict cache (by text and by shape, shared by every input as by every session) gives
+/// each corpus text exactly its uncached verdict, however many other texts it has seen.
+#[test]
+fn cached_verdicts_of_the_corpus_equal_uncached_ones() {
+    let opts = ClassifyOptions::default();
+    let classifier = Classifier::new(opts);
+    for round in 0..3 {
+        for (path, bytes) in inputs("classifier") {
+            let sql = text(&bytes);
+            let cached = classifier.classify(&sql);
+            let uncached = classify_uncached(&sql, &opts);
+            assert_eq!(
+                *cached,
+                uncached,
+                "round {round}, {}: {sql:?}",
+                path.display()
+            );
+        }
+    }
 }
 
 #[test]
