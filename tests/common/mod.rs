@@ -264,6 +264,23 @@ pub fn pgbench(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run pgbench: {e}"))
 }
 
+/// Runs `pgbench` and asserts it succeeded with no failed transaction; returns its report.
+/// `what` names the run in failure messages.
+pub fn pgbench_ok(args: &[&str], what: &str) -> String {
+    let out = pgbench(args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("number of failed transactions: 0 (0.000%)"),
+        "{what}: {text}"
+    );
+    text
+}
+
 // ------------------------------------------------------------------ direct clients ---
 
 /// Connects with a libpq-style connection string; the connection task is spawned on the
