@@ -296,6 +296,32 @@ async fn explain_route_names_the_node_that_then_answers() {
     c.batch_execute("COMMIT").await.unwrap();
 }
 
+#[tokio::test]
+async fn explain_route_of_a_commented_statement_matches_where_it_runs() {
+    let proxy = Proxy::start(READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let sql = "/* hi */ select inet_server_port()";
+    let explained = table(&c, &format!("PGPOOL EXPLAIN ROUTE {sql}")).await;
+    let rows = c.simple_query(sql).await.unwrap();
+    let Some(row) = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    }) else {
+        panic!("no row from {sql}");
+    };
+    let answered = row.get(0).unwrap_or_default().to_string();
+    assert_eq!(
+        answered,
+        cluster().primary_port.to_string(),
+        "{sql} ran on the primary"
+    );
+    assert_eq!(
+        explained.rows[0][2], answered,
+        "the explanation names that node"
+    );
+    assert_eq!(explained.rows[0][4], "hint_comment");
+}
+
 /// pgpool2_exporter's version check: `^(\d+)(\.\d+)(\.\d+)?` at least 4.2.0.
 fn exporter_version_ok(v: &str) -> bool {
     let nums: Vec<u32> = v

@@ -76,6 +76,19 @@ impl<'a> Cur<'a> {
         Some(name)
     }
 
+    /// The source text after the previous token, comments included (they decide routing:
+    /// the first-character rule), to the end of the statement.
+    pub fn rest_with_comments(&self) -> &'a str {
+        let start = match self.pos.checked_sub(1).and_then(|i| self.tok(i)) {
+            Some(prev) => prev.end,
+            None => 0,
+        };
+        match self.toks.last() {
+            Some(z) if z.end > start => self.text.get(start..z.end).unwrap_or("").trim_start(),
+            _ => "",
+        }
+    }
+
     /// The source text from the current token to the end of the statement.
     pub fn rest(&self) -> &'a str {
         match (self.tok(self.pos), self.toks.last()) {
@@ -407,7 +420,11 @@ fn show(c: &mut Cur) -> Facts {
 /// `PGPOOL SHOW x | SET x = v | RESET x | EXPLAIN ROUTE sql`.
 fn admin(c: &mut Cur) -> StmtKind {
     if c.eat_kw("explain") && c.eat_kw("route") {
-        return StmtKind::Admin(AdminCommand::ExplainRoute(c.rest().to_string()));
+        // The text as the client would send it, leading comments included, so the
+        // explanation takes the same path as the statement itself.
+        return StmtKind::Admin(AdminCommand::ExplainRoute(
+            c.rest_with_comments().to_string(),
+        ));
     }
     let verb = c.ident().unwrap_or_default();
     let Some(name) = c.ident() else {

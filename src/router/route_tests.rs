@@ -195,3 +195,28 @@ fn configuration_changes_the_decision() {
         assert_eq!(decided(&c, sql), (*target, *reason), "{sql}");
     }
 }
+
+#[test]
+fn explain_route_explains_the_text_as_sent_comments_included() {
+    let classifier = Classifier::new(ClassifyOptions::default());
+    for (sql, inner) in [
+        (
+            "PGPOOL EXPLAIN ROUTE /* hi */ select 1",
+            "/* hi */ select 1",
+        ),
+        ("pgpool explain route select 1", "select 1"),
+        ("PGPOOL EXPLAIN ROUTE -- c\nselect 1", "-- c\nselect 1"),
+        ("PGPOOL EXPLAIN ROUTE", ""),
+    ] {
+        let stmt = classifier.classify(sql);
+        assert_eq!(
+            stmt.kind,
+            StmtKind::Admin(AdminCommand::ExplainRoute(inner.to_string())),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        decided(&cfg(), "/* hi */ select 1"),
+        (P, Reason::HintComment)
+    );
+}
