@@ -299,7 +299,7 @@ async fn a_connection_left_without_sync_is_not_cached() {
 /// statement still exists.
 #[tokio::test]
 async fn statements_exist_only_when_the_server_prepared_them() {
-    let steps = |_: &str| {
+    let steps = |t: &str| {
         let failing = || vec![parse("", "SELECT 1/0"), bind("", ""), execute("")];
         vec![
             step(
@@ -315,11 +315,23 @@ async fn statements_exist_only_when_the_server_prepared_them() {
             ),
             step(&[describe(b'S', "kept"), sync()], b'Z'),
             step(&[bind("", "kept"), execute(""), sync()], b'Z'),
+            step(&[wire::close(b'S', "no_such_name"), sync()], b'Z'),
+            // A name that exists cannot be parsed again (42P05), on whichever server.
+            step(
+                &[
+                    parse("dup", &format!("INSERT INTO {t} (v) VALUES (1)")),
+                    sync(),
+                ],
+                b'Z',
+            ),
+            step(&[parse("dup", "SELECT 4"), sync()], b'Z'),
+            step(&[describe(b'S', "dup"), sync()], b'Z'),
         ]
     };
     let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
     assert!(seen[1].contains("E[26000]"), "{seen:?}");
     assert!(seen[6].contains("D[3]"), "{seen:?}");
+    assert!(seen[9].contains("E[42P05]"), "{seen:?}");
 }
 
 /// CPU seconds (user + system) the process `pid` has used.
