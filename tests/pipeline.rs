@@ -202,8 +202,8 @@ async fn an_error_after_a_flush_discards_the_unit_up_to_sync() {
     assert_eq!(rows, 0, "{seen:?}");
 }
 
-/// The override shows: while a unit is open `PGPOOL EXPLAIN ROUTE` names it, and its
-/// requests are counted under their own routing reason.
+/// The override shows: while a unit is open `PGPOOL EXPLAIN ROUTE` names it (and runs no
+/// catalog look-up inside it), and its requests are counted under their own routing reason.
 #[tokio::test]
 async fn an_open_unit_shows_in_explain_and_metrics() {
     let t = new_table().await;
@@ -215,11 +215,19 @@ async fn an_open_unit_shows_in_explain_and_metrics() {
     w.send(&batch(&[insert(&t, 1), bind("", ""), execute(""), flush()]))
         .await;
     w.read_until(b'C').await;
-    w.send(&wire::query("PGPOOL EXPLAIN ROUTE SELECT 1")).await;
+    // A function the proxy has never looked up: outside a unit it would ask the primary's
+    // catalog, which inside the unit would commit the client's INSERT early.
+    let unknown = unique_name("fn");
+    w.send(&wire::query(&format!(
+        "PGPOOL EXPLAIN ROUTE SELECT {unknown}()"
+    )))
+    .await;
     let during = w.read_until_ready().await;
+    assert_eq!(committed(&t).await, 0, "the unit is still open");
     w.send(&batch(&[count(&t), bind("", ""), execute(""), sync()]))
         .await;
     w.read_until_ready().await;
+    assert_eq!(committed(&t).await, 1);
     let text = |m: &[Msg]| {
         m.iter()
             .map(|m| String::from_utf8_lossy(&m.body).into_owned())
