@@ -674,5 +674,6 @@ impl Drop for Proxy {
 }
 
 mod private;
+pub mod wire;
 #[allow(unused_imports)] // only the fault-injection tests use it
 pub use private::{Node, PrivateCluster};
