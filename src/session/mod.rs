@@ -4,6 +4,7 @@
 mod auth;
 mod checkout;
 mod failover;
+mod identity;
 mod relay;
 mod request;
 mod route;
@@ -24,6 +25,7 @@ use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
 pub use auth::ClientInfo;
+pub use identity::StartupParams;
 pub use routecfg::router_config;
 pub use startup::FirstPacket;
 
@@ -298,8 +300,21 @@ async fn open(
             ctx.cancel.cancel(pid, key).await;
             return Ok(None);
         }
-        FirstPacket::Startup(p) => p,
+        FirstPacket::Startup { minor, params } => {
+            StartupParams::parse(minor, params).map_err(SessionError::Client)?
+        }
     };
+    if params.needs_negotiation() {
+        // Before anything else, as PostgreSQL: the session goes on in 3.0.
+        let mut out = BytesMut::new();
+        let names: Vec<&str> = params
+            .unrecognized_options
+            .iter()
+            .map(String::as_str)
+            .collect();
+        protocol::negotiate_protocol_version(&mut out, 0, &names);
+        stream.write_all(&out).await?;
+    }
     // Waiting for a free slot is not part of authentication: no timeout here (FIFO).
     let permit = ctx.admit().await.map_err(SessionError::Client)?;
     let (started, user, database) =
@@ -363,20 +378,19 @@ async fn start_session(
     ctx: &Arc<Context>,
     stream: &mut Stream,
     client: &ClientInfo,
-    params: Vec<(String, String)>,
+    params: StartupParams,
     mut buf: BytesMut,
 ) -> Result<(Started, String, String), SessionError> {
-    let (user, database) = startup::user_and_database(&params).ok_or_else(|| {
-        SessionError::Client(PgError::fatal(
-            "28000",
-            "no PostgreSQL user name specified in startup packet",
-        ))
-    })?;
+    let StartupParams {
+        user,
+        database,
+        backend: bparams,
+        ..
+    } = params;
     let span = tracing::Span::current();
     span.record("user", user.as_str());
     span.record("database", database.as_str());
     let cfg = ctx.config();
-    let bparams = startup::backend_params(&params, &database);
     let greeting = {
         let mut a = auth::ClientAuth {
             stream,
