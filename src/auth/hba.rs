@@ -73,7 +73,7 @@ pub enum HbaAddress {
 }
 
 /// One parsed record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HbaLine {
     pub line_no: usize,
     pub conn_type: ConnType,
@@ -100,7 +100,7 @@ pub struct HbaRequest<'a> {
 }
 
 /// A parsed pool_hba.conf.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HbaFile {
     lines: Vec<HbaLine>,
 }
