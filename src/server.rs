@@ -366,7 +366,11 @@ pub async fn bind(cfg: &Config) -> anyhow::Result<(Vec<TcpListener>, Vec<UnixLis
         let path = PathBuf::from(dir.trim()).join(format!(".s.PGSQL.{}", cfg.port));
         let _ = std::fs::remove_file(&path);
         match UnixListener::bind(&path) {
-            Ok(l) => unix.push(l),
+            Ok(l) => {
+                // The file is made under the umask; access is what the setting says.
+                set_socket_mode(&path, cfg.unix_socket_permissions)?;
+                unix.push(l)
+            }
             Err(e) => warn!("could not create Unix socket {}: {e}", path.display()),
         }
     }
@@ -374,6 +378,18 @@ pub async fn bind(cfg: &Config) -> anyhow::Result<(Vec<TcpListener>, Vec<UnixLis
         anyhow::bail!("no listening socket could be created");
     }
     Ok((tcp, unix))
+}
+
+/// Applies `unix_socket_permissions` to a socket file, as PostgreSQL does with its own
+/// setting; failing to restrict access stops start-up rather than leave it open.
+fn set_socket_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777)).map_err(|e| {
+        anyhow::anyhow!(
+            "could not set permissions of {} to {mode:04o}: {e}",
+            path.display()
+        )
+    })
 }
 
 async fn bind_tcp(host: &str, port: u16) -> std::io::Result<TcpListener> {

@@ -396,8 +396,16 @@ async fn pool_passwd_disabled_in_the_environment_forces_tls_and_passwords() {
         ),
         Err(e) => assert_eq!(e.code().map(|c| c.code()), Some("28000"), "{e}"),
     }
-    let log = proxy.log();
-    assert!(log.contains("PGPOOL_ENABLE_POOL_PASSWD"), "{log}");
+    // A pool_hba.conf with no hostssl line would let passwords cross in clear text: the
+    // image's entrypoint refuses to start, so does the proxy.
+    let refused = Proxy::builder()
+        .env("PGPOOL_ENABLE_POOL_PASSWD", "false")
+        .hba("host all all 127.0.0.1/32 password\n")
+        .try_start();
+    match refused {
+        Ok(p) => panic!("started without hostssl lines\n{}", p.log()),
+        Err(e) => assert!(e.contains("hostssl"), "{e}"),
+    }
 }
 
 // ------------------------------------------------------------------ 5. socket mode ---
