@@ -66,6 +66,8 @@ pub struct Context {
     pub reload_requested: tokio::sync::Notify,
     /// `pcp.conf` users (`-F`); empty refuses every PCP login.
     pcp_users: ArcSwap<PcpUsers>,
+    /// When failed logins may be answered, per source address (`auth_failure_delay`).
+    pub auth_delay: crate::auth::AuthDelay,
 }
 
 impl Context {
@@ -108,6 +110,7 @@ impl Context {
             shutdown_requested: tokio::sync::Notify::new(),
             reload_requested: tokio::sync::Notify::new(),
             pcp_users: ArcSwap::from_pointee(PcpUsers::default()),
+            auth_delay: Default::default(),
         })
     }
 
@@ -177,6 +180,14 @@ impl Context {
     /// Swaps in a new pool_passwd (start-up and reload).
     pub fn set_passwd(&self, passwd: PoolPasswd) {
         self.passwd.store(Arc::new(passwd));
+    }
+
+    /// Waits out `auth_failure_delay` after a failed login from `addr` (`None`: the Unix
+    /// socket): asynchronously, in the failing connection only.
+    pub async fn pause_after_failed_login(&self, addr: Option<std::net::IpAddr>) {
+        let delay = Duration::from_millis(self.config().auth_failure_delay);
+        let until = self.auth_delay.book(addr, delay, std::time::Instant::now());
+        tokio::time::sleep_until(until.into()).await;
     }
 
     /// The pool_hba.conf in force, if a valid one was loaded.

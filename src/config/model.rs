@@ -227,6 +227,11 @@ pub struct Config {
     /// for replicas (a dead replica never holds a read longer), for background retries of a
     /// node marked down, and for the primary while it is marked down (new sessions fail fast).
     pub replica_connect_timeout: u64,
+    /// `auth_failure_delay` (ms, pgpool-rs extension), default 500 (0 = off): a failed
+    /// client login (SQLSTATE 28xxx) or PCP login is answered only after this pause, and
+    /// failures from one source address are answered one per pause however many
+    /// connections it opens (PostgreSQL's `auth_delay`). Other clients are not slowed.
+    pub auth_failure_delay: u64,
     // --- where it came from ---------------------------------------------------------------
     /// The file read, if any (`-f`).
     pub config_file: Option<PathBuf>,

@@ -49,6 +49,12 @@ pub enum SessionError {
 }
 
 impl SessionError {
+    /// A login refused for its credentials or by pool_hba.conf (SQLSTATE class 28): the
+    /// answer waits `auth_failure_delay`.
+    fn is_failed_login(&self) -> bool {
+        matches!(self, SessionError::Client(pg) if pg.code.starts_with("28"))
+    }
+
     /// The ErrorResponse the client should get before the connection closes, if any.
     fn to_client_error(&self) -> Option<PgError> {
         match self {
@@ -128,7 +134,15 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream, client: &ClientInfo) -> 
         Ok(Some(opened)) => opened,
         Ok(None) => return true,
         Err(e) => {
-            Box::pin(report(stream, e).instrument(span)).await;
+            let failed_login = e.is_failed_login();
+            let pause = async {
+                if failed_login {
+                    ctx.pause_after_failed_login(client.addr.map(|a| a.ip()))
+                        .await;
+                }
+                report(stream, e).await
+            };
+            Box::pin(pause.instrument(span)).await;
             return false;
         }
     };
