@@ -73,7 +73,7 @@ pub enum HbaAddress {
 }
 
 /// One parsed record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HbaLine {
     pub line_no: usize,
     pub conn_type: ConnType,
@@ -100,7 +100,7 @@ pub struct HbaRequest<'a> {
 }
 
 /// A parsed pool_hba.conf.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct HbaFile {
     lines: Vec<HbaLine>,
 }
@@ -148,6 +148,17 @@ impl HbaFile {
     /// All records in file order.
     pub fn lines(&self) -> &[HbaLine] {
         &self.lines
+    }
+
+    /// Whether both files admit exactly the same clients the same way (line numbers,
+    /// comments and spacing aside).
+    pub fn same_rules(&self, other: &HbaFile) -> bool {
+        fn same(a: &HbaLine, b: &HbaLine) -> bool {
+            (a.conn_type, a.method, &a.databases, &a.users, &a.address)
+                == (b.conn_type, b.method, &b.databases, &b.users, &b.address)
+        }
+        self.lines.len() == other.lines.len()
+            && self.lines.iter().zip(&other.lines).all(|(a, b)| same(a, b))
     }
 }
 

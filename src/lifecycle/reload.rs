@@ -55,7 +55,11 @@ enum Stale {
 }
 
 fn stale_credentials(ctx: &Context, snap: &super::sources::Snapshot) -> Stale {
-    if ctx.hba().as_deref() != snap.hba.as_ref() {
+    let same_hba = match (ctx.hba().as_deref(), snap.hba.as_ref()) {
+        (Some(old), Some(new)) => old.same_rules(new),
+        (old, new) => old.is_none() && new.is_none(),
+    };
+    if !same_hba {
         return Stale::Everyone;
     }
     let users = ctx.passwd().changed_users(&snap.passwd);
