@@ -145,8 +145,9 @@ async fn authenticate(
             }
             b'R' => {
                 let fields = p.strings();
+                // Exactly user and hash, as the PCP client sends them; anything else fails.
                 let (user, hash) = match fields.as_slice() {
-                    [u, h, ..] => (u.as_str(), h.as_str()),
+                    [u, h] => (u.as_str(), h.as_str()),
                     _ => ("", ""),
                 };
                 let Some(salt) = salt else {
