@@ -49,10 +49,11 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// A login refused for its credentials or by pool_hba.conf (SQLSTATE class 28): the
-    /// answer waits `auth_failure_delay`.
+    /// A login refused for its credentials, by pool_hba.conf or by the backend (SQLSTATE
+    /// class 28): the answer waits `auth_failure_delay`.
     fn is_failed_login(&self) -> bool {
-        matches!(self, SessionError::Client(pg) if pg.code.starts_with("28"))
+        self.to_client_error()
+            .is_some_and(|e| e.code.starts_with("28"))
     }
 
     /// The ErrorResponse the client should get before the connection closes, if any.
