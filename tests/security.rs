@@ -2,8 +2,9 @@
 //! (which trusts the proxy's address, as the local cluster does): a startup packet that names
 //! a second user, a cached connection reused on a credential nobody proved, trailing bytes in
 //! a password message, `PGPOOL_ENABLE_POOL_PASSWD=false`, the Unix socket's mode, a deleted
-//! pool_hba.conf on reload, a huge declared message, password guessing at full speed. And
-//! protocol 3.1/3.2 startup, answered with NegotiateProtocolVersion as PostgreSQL does.
+//! pool_hba.conf on reload, a huge declared message. And protocol 3.1/3.2 startup, answered
+//! with NegotiateProtocolVersion as PostgreSQL does. (Password guessing at full speed is in
+//! `auth_delay.rs`.)
 
 mod common;
 
@@ -11,7 +12,6 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::{primary_client, unique_name, Proxy};
-use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -519,76 +519,6 @@ async fn a_message_over_max_message_size_is_refused_as_it_is_announced() {
     c.send(&m).await;
     let got = c.until_ready_or_closed().await;
     assert_eq!(got.last().and_then(Msg::sqlstate).as_deref(), Some("08P01"));
-}
-
-// ------------------------------------------------------------------ 8. auth delay ---
-
-const DELAY_MS: u64 = 500;
-const ATTEMPTS: u32 = 6;
-
-#[tokio::test]
-async fn failed_logins_from_one_address_are_slowed_down_but_others_are_not() {
-    let role = trust_role().await;
-    let proxy = Proxy::builder()
-        .conf(&format!(
-            "enable_pool_hba = on\nauth_failure_delay = {DELAY_MS}"
-        ))
-        .hba("host all all 127.0.0.1/32 scram-sha-256\n")
-        .pool_passwd(&format!("{role}:TEXTright\n"))
-        .start();
-    let started = Instant::now();
-    let failures = join_all((0..ATTEMPTS).map(|_| async {
-        let r = proxy.try_connect(&role, "postgres", Some("wrong")).await;
-        let code = r.err().and_then(|e| e.code().map(|c| c.code().to_string()));
-        assert_eq!(code.as_deref(), Some("28P01"));
-        Instant::now()
-    }));
-    let good = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let c = proxy
-            .try_connect(&role, "postgres", Some("right"))
-            .await
-            .expect("the right password");
-        c.simple_query("select 1").await.unwrap();
-        Instant::now()
-    };
-    let (ends, good_end) = tokio::join!(failures, good);
-    let last_failure = ends.into_iter().max().unwrap();
-    let took = last_failure - started;
-    let least = Duration::from_millis(DELAY_MS) * ATTEMPTS;
-    assert!(took >= least, "{ATTEMPTS} failures took only {took:?}");
-    // The delay is in the failing sessions only: a good login meanwhile was not queued.
-    assert!(
-        good_end < last_failure,
-        "the good login waited for the failures"
-    );
-}
-
-async fn pcp_wrong_login(port: u16) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(&msg(b'M', b"")).await.unwrap();
-    let mut salt = [0u8; 9];
-    s.read_exact(&mut salt).await.unwrap();
-    assert_eq!(salt[0], b'm');
-    s.write_all(&msg(b'R', b"pcpadmin\0deadbeefdeadbeefdeadbeefdeadbeef\0"))
-        .await
-        .unwrap();
-    let mut reply = Vec::new();
-    let _ = tokio::time::timeout(BOUND, s.read_to_end(&mut reply)).await;
-    assert_eq!(reply.first(), Some(&b'E'), "{reply:?}");
-}
-
-#[tokio::test]
-async fn failed_pcp_logins_from_one_address_are_slowed_down() {
-    let proxy = Proxy::builder()
-        .conf(&format!("auth_failure_delay = {DELAY_MS}"))
-        .pcp("pcpadmin:5ebe2294ecd0e0f08eab7690d2a6ee69\n")
-        .start();
-    let started = Instant::now();
-    join_all((0..ATTEMPTS).map(|_| pcp_wrong_login(proxy.pcp_port))).await;
-    let took = started.elapsed();
-    let least = Duration::from_millis(DELAY_MS) * ATTEMPTS;
-    assert!(took >= least, "{ATTEMPTS} PCP failures took only {took:?}");
 }
 
 // ------------------------------------------------------------------ protocol 3.x ---
