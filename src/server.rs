@@ -66,6 +66,8 @@ pub struct Context {
     pub reload_requested: tokio::sync::Notify,
     /// `pcp.conf` users (`-F`); empty refuses every PCP login.
     pcp_users: ArcSwap<PcpUsers>,
+    /// When failed logins may be answered, per source address (`auth_failure_delay`).
+    pub auth_delay: crate::auth::AuthDelay,
 }
 
 impl Context {
@@ -108,6 +110,7 @@ impl Context {
             shutdown_requested: tokio::sync::Notify::new(),
             reload_requested: tokio::sync::Notify::new(),
             pcp_users: ArcSwap::from_pointee(PcpUsers::default()),
+            auth_delay: Default::default(),
         })
     }
 
@@ -177,6 +180,14 @@ impl Context {
     /// Swaps in a new pool_passwd (start-up and reload).
     pub fn set_passwd(&self, passwd: PoolPasswd) {
         self.passwd.store(Arc::new(passwd));
+    }
+
+    /// Waits out `auth_failure_delay` after a failed login from `addr` (`None`: the Unix
+    /// socket): asynchronously, in the failing connection only.
+    pub async fn pause_after_failed_login(&self, addr: Option<std::net::IpAddr>) {
+        let delay = Duration::from_millis(self.config().auth_failure_delay);
+        let until = self.auth_delay.book(addr, delay, std::time::Instant::now());
+        tokio::time::sleep_until(until.into()).await;
     }
 
     /// The pool_hba.conf in force, if a valid one was loaded.
@@ -366,7 +377,11 @@ pub async fn bind(cfg: &Config) -> anyhow::Result<(Vec<TcpListener>, Vec<UnixLis
         let path = PathBuf::from(dir.trim()).join(format!(".s.PGSQL.{}", cfg.port));
         let _ = std::fs::remove_file(&path);
         match UnixListener::bind(&path) {
-            Ok(l) => unix.push(l),
+            Ok(l) => {
+                // The file is made under the umask; access is what the setting says.
+                set_socket_mode(&path, cfg.unix_socket_permissions)?;
+                unix.push(l)
+            }
             Err(e) => warn!("could not create Unix socket {}: {e}", path.display()),
         }
     }
@@ -374,6 +389,18 @@ pub async fn bind(cfg: &Config) -> anyhow::Result<(Vec<TcpListener>, Vec<UnixLis
         anyhow::bail!("no listening socket could be created");
     }
     Ok((tcp, unix))
+}
+
+/// Applies `unix_socket_permissions` to a socket file, as PostgreSQL does with its own
+/// setting; failing to restrict access stops start-up rather than leave it open.
+fn set_socket_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777)).map_err(|e| {
+        anyhow::anyhow!(
+            "could not set permissions of {} to {mode:04o}: {e}",
+            path.display()
+        )
+    })
 }
 
 async fn bind_tcp(host: &str, port: u16) -> std::io::Result<TcpListener> {

@@ -14,11 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let Some(packet) = data.get(..len) else {
         return;
     };
-    if let Ok(StartupPacket::Startup { params }) = StartupPacket::decode(packet) {
+    if let Ok(StartupPacket::Startup { params, .. }) = StartupPacket::decode(packet) {
         let mut out = BytesMut::new();
         StartupPacket::encode_startup(&params, &mut out);
         match StartupPacket::decode(&out) {
-            Ok(StartupPacket::Startup { params: again }) => assert_eq!(params, again),
+            Ok(StartupPacket::Startup { params: again, .. }) => assert_eq!(params, again),
             other => panic!("re-encoded startup packet decodes as {other:?}"),
         }
     }

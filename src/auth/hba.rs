@@ -149,6 +149,17 @@ impl HbaFile {
     pub fn lines(&self) -> &[HbaLine] {
         &self.lines
     }
+
+    /// Whether both files admit exactly the same clients the same way (line numbers,
+    /// comments and spacing aside).
+    pub fn same_rules(&self, other: &HbaFile) -> bool {
+        fn same(a: &HbaLine, b: &HbaLine) -> bool {
+            (a.conn_type, a.method, &a.databases, &a.users, &a.address)
+                == (b.conn_type, b.method, &b.databases, &b.users, &b.address)
+        }
+        self.lines.len() == other.lines.len()
+            && self.lines.iter().zip(&other.lines).all(|(a, b)| same(a, b))
+    }
 }
 
 /// Turns a tokenized line into a record; the message is Pgpool-II's wording.

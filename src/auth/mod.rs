@@ -7,6 +7,7 @@
 //! so every rule can be tested with plain values.
 
 pub mod aes;
+pub mod delay;
 pub mod envcreds;
 pub mod hba;
 pub mod keyfile;
@@ -18,6 +19,7 @@ pub mod setup;
 pub mod tools;
 
 pub use aes::{decrypt_password, derive_key_iv, encrypt_password};
+pub use delay::AuthDelay;
 pub use envcreds::{apply_env_credentials, EnvCredentials};
 pub use hba::{ConnType, HbaError, HbaFile, HbaLine, HbaMethod, HbaRequest};
 pub use keyfile::{read_key, resolve_key_file};

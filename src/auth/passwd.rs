@@ -127,6 +127,26 @@ impl PoolPasswd {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Users whose entry differs between `self` and `other` (added, removed or changed,
+    /// after decryption: a new key that changes what an AES entry means counts).
+    pub fn changed_users(&self, other: &PoolPasswd) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(u, e)| other.entries.get(*u) != Some(*e))
+            .map(|(u, _)| u.clone())
+            .collect();
+        users.extend(
+            other
+                .entries
+                .keys()
+                .filter(|u| !self.entries.contains_key(*u))
+                .cloned(),
+        );
+        users.sort();
+        users
+    }
 }
 
 /// Splits one line into (user, stored password); both with `\` escapes resolved. A trailing
@@ -262,6 +282,14 @@ mod tests {
 
     fn plain(s: &str) -> Option<StoredPassword> {
         Some(StoredPassword::Plain(s.to_string()))
+    }
+
+    #[test]
+    fn changed_users_are_those_whose_entry_differs() {
+        let old = PoolPasswd::parse("a:TEXTx\nb:TEXTy\nc:TEXTz\n", None).0;
+        let new = PoolPasswd::parse("a:TEXTx\nb:TEXTnew\nd:TEXTw\n", None).0;
+        assert_eq!(old.changed_users(&new), vec!["b", "c", "d"]);
+        assert!(old.changed_users(&old).is_empty());
     }
 
     #[test]

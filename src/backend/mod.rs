@@ -9,7 +9,7 @@ pub use conn::{
     Startup,
 };
 
-pub use pool::{AuthMemo, Idle, Pool, PoolCounters, PoolKey, PoolLimits};
+pub use pool::{AuthMemo, CachedLogin, Idle, Pool, PoolCounters, PoolKey, PoolLimits};
 
 use crate::protocol::{AuthRequest, PgError};
 

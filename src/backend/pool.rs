@@ -260,6 +260,28 @@ impl Pool {
         out
     }
 
+    /// Removes every idle connection whose key matches `which` (users whose credentials
+    /// changed on reload); the caller closes them.
+    pub fn remove_where(&self, which: impl Fn(&PoolKey) -> bool) -> Vec<BackendConn> {
+        let mut out = Vec::new();
+        let mut inner = self.lock();
+        let keys: Vec<PoolKey> = inner.idle.keys().filter(|k| which(k)).cloned().collect();
+        for key in keys {
+            let Some(list) = inner.idle.remove(&key) else {
+                continue;
+            };
+            if let Some(n) = inner.per_node.get_mut(&key.node) {
+                *n = n.saturating_sub(list.len());
+            }
+            if let Some(c) = self.counters(key.node) {
+                c.closed_evicted
+                    .fetch_add(list.len() as u64, Ordering::Relaxed);
+            }
+            out.extend(list.into_iter().map(|i| i.conn));
+        }
+        out
+    }
+
     /// Idle connections held now, per node.
     pub fn idle_count(&self, node: usize) -> usize {
         self.lock().per_node.get(&node).copied().unwrap_or(0)

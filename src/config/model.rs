@@ -207,8 +207,11 @@ pub struct Config {
     /// `memory_cache_enabled`, default off; `on` is refused (no query cache in pgpool-rs).
     pub memory_cache_enabled: bool,
     // --- pgpool-rs extensions -----------------------------------------------------------
-    /// `max_message_size` (bytes, pgpool-rs extension), default 1GB: longer client
-    /// messages are refused with SQLSTATE 08P01.
+    /// `max_message_size` (bytes, pgpool-rs extension), default 1GB (PostgreSQL's own
+    /// limit): longer client messages are refused with SQLSTATE 08P01 as soon as their
+    /// length word arrives, and an extended-query batch larger than this without a Sync
+    /// with 54000. It bounds what one client can make the proxy hold; buffers grow only
+    /// with the bytes that actually arrive, never with a declared length.
     pub max_message_size: u64,
     /// `metrics_listen_addresses` (pgpool-rs extension), default `*`: metrics/health HTTP.
     pub metrics_listen_addresses: Vec<String>,
@@ -224,6 +227,11 @@ pub struct Config {
     /// for replicas (a dead replica never holds a read longer), for background retries of a
     /// node marked down, and for the primary while it is marked down (new sessions fail fast).
     pub replica_connect_timeout: u64,
+    /// `auth_failure_delay` (ms, pgpool-rs extension), default 500 (0 = off): a failed
+    /// client login (SQLSTATE 28xxx) or PCP login is answered only after this pause, and
+    /// failures from one source address are answered one per pause however many
+    /// connections it opens (PostgreSQL's `auth_delay`). Other clients are not slowed.
+    pub auth_failure_delay: u64,
     // --- where it came from ---------------------------------------------------------------
     /// The file read, if any (`-f`).
     pub config_file: Option<PathBuf>,

@@ -34,13 +34,70 @@ pub fn reload(ctx: &Context, sources: &Sources) -> Result<ReloadReport, LoadErro
     for name in &need_restart {
         warn!("parameter \"{name}\" changed but needs a restart of pgpool to take effect; keeping the current value");
     }
+    let stale = stale_credentials(ctx, &snap);
     ctx.replace_config(snap.config);
     ctx.set_passwd(snap.passwd);
     ctx.set_hba(snap.hba);
+    drop_cached(ctx, stale);
     ctx.set_pcp_users(snap.pcp);
     // Certificates and keys too (Kubernetes rotates Secrets); a bad pair keeps the old one.
     crate::tls::reload_tls(ctx);
     Ok(ReloadReport { need_restart })
+}
+
+/// Whose cached connections a reload must drop: they were authenticated under rules that no
+/// longer hold. A pool_passwd entry that changed (or whose meaning changed with a new key)
+/// touches its user; a changed pool_hba.conf may touch anyone.
+enum Stale {
+    Nobody,
+    Users(Vec<String>),
+    Everyone,
+}
+
+fn stale_credentials(ctx: &Context, snap: &super::sources::Snapshot) -> Stale {
+    let same_hba = match (ctx.hba().as_deref(), snap.hba.as_ref()) {
+        (Some(old), Some(new)) => old.same_rules(new),
+        (old, new) => old.is_none() && new.is_none(),
+    };
+    if !same_hba {
+        return Stale::Everyone;
+    }
+    let users = ctx.passwd().changed_users(&snap.passwd);
+    if users.is_empty() {
+        Stale::Nobody
+    } else {
+        Stale::Users(users)
+    }
+}
+
+/// Closes the cached connections of `stale` users (in the background: closing is I/O).
+fn drop_cached(ctx: &Context, stale: Stale) {
+    let gone = match &stale {
+        Stale::Nobody => return,
+        Stale::Users(users) => ctx.pool.remove_where(|k| users.contains(&k.user)),
+        Stale::Everyone => ctx.pool.remove_where(|_| true),
+    };
+    match stale {
+        Stale::Users(users) => info!(
+            "credentials of {} user(s) changed: closed {} cached connection(s)",
+            users.len(),
+            gone.len()
+        ),
+        _ => info!(
+            "pool_hba.conf changed: closed {} cached connection(s)",
+            gone.len()
+        ),
+    }
+    if gone.is_empty() {
+        return;
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            for c in gone {
+                c.terminate().await;
+            }
+        });
+    }
 }
 
 /// Runs [`reload`] and logs the outcome: how SIGHUP, PCP and the watcher all reload.

@@ -11,9 +11,11 @@
 //! files are read in place, not copied, so a changed ConfigMap or Secret is seen on reload.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::auth::setup::{self, AuthPaths};
-use crate::auth::{AuthError, HbaError, HbaFile, PcpUsers, PoolPasswd};
+use crate::auth::{AuthError, ConnType, HbaError, HbaFile, PcpUsers, PoolPasswd};
 use crate::config::{self, Config, ConfigError};
 
 /// The variable naming the mounted configuration folder (as in the Pgpool-II image).
@@ -29,6 +31,10 @@ pub enum LoadError {
     Auth(#[from] AuthError),
     #[error("pool_passwd \"{}\" is gone; keeping the users loaded before", .0.display())]
     PasswdMissing(PathBuf),
+    #[error("pool_hba.conf \"{}\" is gone; keeping the rules loaded before", .0.display())]
+    HbaMissing(PathBuf),
+    #[error("{}: PGPOOL_ENABLE_POOL_PASSWD is off, so clients authenticate with a clear-text password: add hostssl lines to pool_hba.conf to secure all connections", .0.display())]
+    HbaWithoutHostssl(PathBuf),
 }
 
 /// The files the proxy was started with, after the config-volume rule.
@@ -45,6 +51,9 @@ pub struct Sources {
     pub tls_pair: Option<(PathBuf, PathBuf)>,
     /// The environment for `PGPOOL_PARAMS_*` (empty when the mounted config is used).
     env: Vec<(String, String)>,
+    /// The rules in force came from a pool_hba.conf file: its disappearance is an error,
+    /// not a switch to the generated rules.
+    hba_from_file: Arc<AtomicBool>,
 }
 
 /// Everything a reload swaps in, parsed and validated.
@@ -83,6 +92,7 @@ impl Sources {
             },
             tls_pair: None,
             env,
+            hba_from_file: Arc::default(),
         };
         if let Some(vol) = volume {
             s.apply_volume(&vol);
@@ -127,6 +137,12 @@ impl Sources {
             cfg.ssl_cert = crt.display().to_string();
             cfg.ssl_key = key.display().to_string();
         }
+        if !self.pool_passwd_enabled() {
+            // What the image's entrypoint appends to pgpool.conf in this case: clients then
+            // send clear-text passwords, so only over TLS and only by pool_hba.conf's rules.
+            cfg.ssl = true;
+            cfg.enable_pool_hba = true;
+        }
         cfg.validate()?;
         Ok((cfg, loaded.warnings))
     }
@@ -164,25 +180,42 @@ impl Sources {
         }
         let path = self.paths.hba(cfg);
         if path.exists() {
-            return Ok(Some(HbaFile::load(&path)?));
+            let hba = HbaFile::load(&path)?;
+            if !self.pool_passwd_enabled()
+                && !hba.lines().iter().any(|l| l.conn_type == ConnType::HostSsl)
+            {
+                return Err(LoadError::HbaWithoutHostssl(path));
+            }
+            self.hba_from_file.store(true, Ordering::Relaxed);
+            return Ok(Some(hba));
+        }
+        if self.hba_from_file.load(Ordering::Relaxed) {
+            // A deleted file must not silently become the generated rules.
+            return Err(LoadError::HbaMissing(path));
         }
         let text = self.generated_hba(cfg);
         Ok(Some(HbaFile::parse(&text, &cfg.config_dir)?))
     }
 
+    /// `PGPOOL_ENABLE_POOL_PASSWD` (default on; `yes`, `true`, `on` in any case).
+    fn pool_passwd_enabled(&self) -> bool {
+        self.var("PGPOOL_ENABLE_POOL_PASSWD")
+            .is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true" | "on"))
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// What the Pgpool-II image's entrypoint writes when no pool_hba.conf is mounted.
     pub fn generated_hba(&self, cfg: &Config) -> String {
-        let var = |name: &str| {
-            self.env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let passwd_on = var("PGPOOL_ENABLE_POOL_PASSWD")
-            .is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true" | "on"));
-        let method = if passwd_on {
-            var("PGPOOL_PASSWORD_ENCRYPTION_METHOD").unwrap_or("scram-sha-256")
+        let method = if self.pool_passwd_enabled() {
+            self.var("PGPOOL_PASSWORD_ENCRYPTION_METHOD")
+                .unwrap_or("scram-sha-256")
         } else {
             "password"
         };

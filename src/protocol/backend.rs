@@ -166,6 +166,18 @@ pub fn auth_sasl_final(out: &mut BytesMut, data: &[u8]) {
     });
 }
 
+/// NegotiateProtocolVersion: the newest minor version the server speaks and the protocol
+/// options (`_pq_.…`) it did not recognise.
+pub fn negotiate_protocol_version(out: &mut BytesMut, newest_minor: i32, unrecognized: &[&str]) {
+    put_message(out, btag::NEGOTIATE_PROTOCOL, |b| {
+        b.put_i32(newest_minor);
+        b.put_i32(unrecognized.len() as i32);
+        for name in unrecognized {
+            put_cstr(b, name);
+        }
+    });
+}
+
 pub fn parameter_status(out: &mut BytesMut, name: &str, value: &str) {
     put_message(out, btag::PARAMETER_STATUS, |b| {
         put_cstr(b, name);

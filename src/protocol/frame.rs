@@ -7,6 +7,9 @@ use super::ProtocolError;
 /// Tag byte plus length word.
 pub const HEADER_LEN: usize = 5;
 
+/// How far ahead of the bytes received a partial message's buffer may grow.
+pub const GROW_STEP: usize = 64 * 1024;
+
 /// One whole protocol message. The body excludes the tag and the length word.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
@@ -76,14 +79,15 @@ impl FrameDecoder {
     }
 
     /// Takes one complete frame off the front of `buf`, or `None` if more bytes are needed.
-    /// When a header is complete, reserves room for the rest of the body so the next read
-    /// fills it without repeated growth.
+    /// The buffer grows with what arrives, at most [`GROW_STEP`] ahead of it: a length word
+    /// is only a claim, and reserving it up front would let a client that declares 1 GB and
+    /// sends a few bytes make the proxy hold 1 GB.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
         let Some((tag, body_len)) = self.peek_header(buf)? else {
             return Ok(None);
         };
         if buf.len() < HEADER_LEN + body_len {
-            buf.reserve(HEADER_LEN + body_len - buf.len());
+            buf.reserve((HEADER_LEN + body_len - buf.len()).min(GROW_STEP));
             return Ok(None);
         }
         buf.advance(HEADER_LEN);
@@ -201,6 +205,14 @@ mod tests {
             let res = dec.decode(&mut buf);
             assert_eq!(res.is_err(), bad, "length {len}");
         }
+    }
+
+    #[test]
+    fn a_declared_length_reserves_no_more_than_a_step() {
+        let dec = FrameDecoder::new(1 << 30);
+        let mut buf = raw(b'Q', 1 << 30, b"abc");
+        assert_eq!(dec.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() <= 2 * GROW_STEP, "{}", buf.capacity());
     }
 
     #[test]

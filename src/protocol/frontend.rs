@@ -102,8 +102,15 @@ pub fn decode_execute(body: &[u8]) -> Result<(&str, i32), ProtocolError> {
 }
 
 /// A PasswordMessage's password (cleartext or md5 response).
+/// PasswordMessage: one string and nothing after it (PostgreSQL refuses anything else with
+/// "invalid password packet size").
 pub fn decode_password(body: &[u8]) -> Result<&str, ProtocolError> {
-    BodyReader::new(body, "PasswordMessage").cstr()
+    let mut r = BodyReader::new(body, "PasswordMessage");
+    let pw = r.cstr()?;
+    if !r.rest().is_empty() {
+        return Err(ProtocolError::Invalid("invalid password packet size"));
+    }
+    Ok(pw)
 }
 
 /// SASLInitialResponse: mechanism name and the client-first-message.
@@ -111,11 +118,15 @@ pub fn decode_sasl_initial(body: &[u8]) -> Result<(&str, &[u8]), ProtocolError> 
     let mut r = BodyReader::new(body, "SASLInitialResponse");
     let mech = r.cstr()?;
     let len = r.i32()?;
-    let data = if len < 0 {
-        &[][..]
-    } else {
-        r.take(len as usize)?
+    let data = match len {
+        -1 => &[][..],
+        len if len < 0 => return Err(ProtocolError::Malformed("SASLInitialResponse")),
+        len => r.take(len as usize)?,
     };
+    // As PostgreSQL's pq_getmsgend: bytes past the declared data are an error.
+    if !r.rest().is_empty() {
+        return Err(ProtocolError::Invalid("invalid message format"));
+    }
     Ok((mech, data))
 }
 
@@ -231,5 +242,12 @@ mod tests {
         assert!(decode_target(b"Xname\0", "Describe").is_err());
         assert!(decode_execute(b"\0\0").is_err());
         assert!(decode_sasl_initial(b"SCRAM\0\x00\x00\x00\x09ab").is_err());
+        assert!(decode_sasl_initial(b"SCRAM\0\x00\x00\x00\x01abc").is_err());
+        assert!(decode_sasl_initial(b"SCRAM\0\xff\xff\xff\xfe").is_err());
+        assert!(decode_sasl_initial(b"SCRAM\0\xff\xff\xff\xff").is_ok());
+        assert!(decode_password(b"pw\0junk").is_err());
+        assert!(decode_password(b"pw\0\0").is_err());
+        assert!(decode_password(b"pw").is_err());
+        assert_eq!(decode_password(b"pw\0").unwrap(), "pw");
     }
 }

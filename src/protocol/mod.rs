@@ -31,6 +31,9 @@ pub enum ProtocolError {
     Malformed(&'static str),
     #[error("invalid string in message: {0}")]
     BadString(&'static str),
+    /// PostgreSQL's own words for a message it refuses.
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 impl ProtocolError {

@@ -17,6 +17,9 @@ pub const MAX_STARTUP_LEN: usize = 10000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartupPacket {
     Startup {
+        /// The protocol minor version the client asked for (major is always 3). Newer
+        /// minors are answered with NegotiateProtocolVersion and served as 3.0.
+        minor: u16,
         /// Parameters in the order the client sent them (user, database, options, …).
         params: Vec<(String, String)>,
     },
@@ -54,7 +57,9 @@ impl StartupPacket {
                 let key = r.i32()?;
                 Ok(StartupPacket::Cancel { pid, key })
             }
-            PROTOCOL_3_0 => Ok(StartupPacket::Startup {
+            // Any 3.x, as PostgreSQL: the minor version is negotiated down, not refused.
+            code if code >> 16 == 3 => Ok(StartupPacket::Startup {
+                minor: (code & 0xffff) as u16,
                 params: decode_params(&mut r)?,
             }),
             other => Err(ProtocolError::UnsupportedProtocol {
@@ -136,8 +141,27 @@ mod tests {
         assert_eq!(StartupPacket::peek_len(&out).unwrap(), Some(out.len()));
         assert_eq!(
             StartupPacket::decode(&out).unwrap(),
-            StartupPacket::Startup { params }
+            StartupPacket::Startup { minor: 0, params }
         );
+    }
+
+    #[test]
+    fn any_3_x_minor_is_a_startup_and_other_majors_are_refused() {
+        let cases: &[(i32, Option<u16>)] = &[
+            (0x0003_0000, Some(0)),
+            (0x0003_0001, Some(1)),
+            (0x0003_0002, Some(2)),
+            (0x0003_ffff, Some(0xffff)),
+            (0x0004_0000, None),
+            (0x0002_0000, None),
+        ];
+        for &(code, want) in cases {
+            let got = match StartupPacket::decode(&packet(code, b"user\0a\0\0")) {
+                Ok(StartupPacket::Startup { minor, .. }) => Some(minor),
+                _ => None,
+            };
+            assert_eq!(got, want, "{code:#x}");
+        }
     }
 
     #[test]

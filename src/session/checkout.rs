@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use super::auth::ClientAuth;
+use super::auth::{ClientAuth, Proof, Verified};
 use super::slot::Slot;
 use super::SessionError;
-use crate::backend::{self, AuthMemo, BackendError, Credential, Idle, NodeAddr, PoolKey, Startup};
+use crate::backend::{
+    self, AuthMemo, BackendError, CachedLogin, Credential, Idle, NodeAddr, PoolKey, Startup,
+};
 use crate::protocol::{AuthRequest, PgError};
 use crate::server::Context;
 
@@ -68,31 +70,31 @@ pub struct Greeting {
 /// connection was opened with and no backend is touched: the connection is taken only at
 /// the first query, so idle clients hold no backend. Otherwise a new connection is opened
 /// (the client mirrors its authentication) and, when cacheable, parked in the cache at once.
-/// `verified` is the credential of a client pool_hba.conf already authenticated: it then
-/// neither mirrors nor re-proves anything.
+/// `verified` is what pool_hba.conf already established: the client then neither mirrors
+/// nor re-proves anything.
 pub async fn start(
     ctx: &Context,
     client: &mut ClientAuth<'_>,
     params: &[(String, String)],
-    verified: Option<Credential>,
+    verified: Option<Verified>,
 ) -> Result<Greeting, SessionError> {
     let key = pool_key(ctx, 0, params);
     let mut verified = verified;
     if let Some(cached) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
-        let credential = match verified.take() {
-            Some(c) => c,
+        let v = match verified.take() {
+            Some(v) => v,
             None => reauthenticate(client, &cached.auth).await?,
         };
-        if may_reuse(client.stored.is_some(), &credential, &cached.credential) {
+        if may_reuse(&v.proof, &cached) {
             return Ok(Greeting {
                 params: cached.params,
                 application_name: Some(client_application_name(params).to_string()),
-                credential,
+                credential: v.credential,
                 primary: None,
             });
         }
-        // A password nothing has checked yet: a new connection lets the backend judge it.
-        verified = Some(credential);
+        // Not enough to share a connection: a new one lets the backend judge the client.
+        verified = Some(v);
     }
     let slot = open_primary(ctx, client, params, key.clone(), verified).await?;
     let greeting_params = slot.conn.params.clone();
@@ -119,30 +121,44 @@ pub async fn start(
 async fn reauthenticate(
     client: &mut ClientAuth<'_>,
     memo: &AuthMemo,
-) -> Result<Credential, SessionError> {
+) -> Result<Verified, SessionError> {
     let Some(req) = memo_request(memo) else {
-        return Ok(Credential::None);
+        return Ok(Verified {
+            credential: Credential::None,
+            proof: Proof::BackendTrust,
+        });
     };
     let given = client.mirror(&req).await?;
-    if let (AuthMemo::Cleartext(saved), Credential::Password(p)) = (memo, &given) {
-        if saved != p {
+    if let (AuthMemo::Cleartext(saved), Credential::Password(p)) = (memo, &given.credential) {
+        if !same_secret(saved, p) {
             return Err(auth_failed(client.user));
         }
     }
     Ok(given)
 }
 
-/// Whether a client that proved `given` may use a cached connection opened with `cached`.
-/// A password checked against pool_passwd may; one that nothing checked (no entry: the
-/// backend was to be the judge) may only if it is the very password that opened the
-/// connection, or any password would log in while a connection sits in the cache.
-fn may_reuse(checked_against_entry: bool, given: &Credential, cached: &Credential) -> bool {
-    match (given, cached) {
-        (Credential::Password(_), _) if checked_against_entry => true,
-        (Credential::Password(p), Credential::Password(c)) => p == c,
-        (Credential::Password(_), _) => false,
-        _ => true,
+/// Whether a client that proved `proof` may use a cached connection (`cached`) another
+/// login opened. Only these pairs may; anything else opens its own connection, so the
+/// backend judges what the proxy could not:
+/// - pool_hba.conf admitted the client (`trust`, `cert`, or a method checked against
+///   pool_passwd): with any cached connection;
+/// - the client proved its pool_passwd entry: with any cached connection (entries that
+///   change on reload take their user's cached connections with them);
+/// - the backend trusted the user: with a connection the backend also trusted;
+/// - an unchecked clear-text password: only with the connection that same password opened.
+fn may_reuse(proof: &Proof, cached: &CachedLogin) -> bool {
+    match (proof, &cached.auth, &cached.credential) {
+        (Proof::Hba | Proof::Entry, _, _) => true,
+        (Proof::BackendTrust, AuthMemo::Trust, _) => true,
+        (Proof::Unchecked(given), _, Credential::Password(opened_with)) => {
+            same_secret(given, opened_with)
+        }
+        (Proof::Unchecked(_), _, _) | (Proof::BackendTrust, _, _) | (Proof::Nothing, _, _) => false,
     }
+}
+
+fn same_secret(a: &str, b: &str) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into()
 }
 
 /// The application_name the client asked for ("" when none).
@@ -154,13 +170,14 @@ fn client_application_name(client: &[(String, String)]) -> &str {
 }
 
 /// Opens a new primary connection; the client mirrors the server's authentication unless
-/// pool_hba.conf already authenticated it (`verified`).
+/// it already authenticated (`verified`: pool_hba.conf, or a proof a cached connection
+/// did not accept).
 async fn open_primary(
     ctx: &Context,
     client: &mut ClientAuth<'_>,
     params: &[(String, String)],
     key: Option<PoolKey>,
-    verified: Option<Credential>,
+    verified: Option<Verified>,
 ) -> Result<Slot, SessionError> {
     let cfg = ctx.config();
     let node = cfg
@@ -177,11 +194,15 @@ async fn open_primary(
     let started = backend::start(&addr, params, timeout, cfg.max_message_size).await;
     let (conn, credential, memo) = match super::failover::primary_started(ctx, started)? {
         // A trusting primary; a pool_hba login still keeps its credential for others.
-        Startup::Ready(c) => (c, verified.unwrap_or(Credential::None), AuthMemo::Trust),
+        Startup::Ready(c) => (
+            c,
+            verified.map_or(Credential::None, |v| v.credential),
+            AuthMemo::Trust,
+        ),
         Startup::NeedsAuth(pending) => {
             let credential = match verified {
-                Some(c) => c,
-                None => client.mirror(&pending.request).await?,
+                Some(v) => v.credential,
+                None => client.mirror(&pending.request).await?.credential,
             };
             let memo = memo_of(&pending.request, &credential);
             let conn = pending.complete(&credential).await.map_err(|e| match e {
@@ -370,23 +391,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unchecked_password_reuses_only_the_connection_it_opened() {
+    fn reuse_is_allowed_only_for_the_listed_pairs() {
         let pw = |s: &str| Credential::Password(s.into());
+        let md5 = || Credential::Md5Hash("md5x".into());
+        let unchecked = |s: &str| Proof::Unchecked(s.into());
+        let cleartext = || AuthMemo::Cleartext("a".into());
         let cases = [
-            // (checked against pool_passwd, given, cached connection's) -> may reuse
-            (true, pw("a"), pw("b"), true),
-            (false, pw("a"), pw("a"), true),
-            (false, pw("wrong"), pw("a"), false),
-            (false, pw("a"), Credential::Md5Hash("md5x".into()), false),
-            (false, pw("a"), Credential::None, false),
-            (false, Credential::None, pw("a"), true),
-            (false, Credential::Md5Hash("md5x".into()), pw("a"), true),
+            // (client proof, cached connection's method, its credential) -> may reuse
+            (Proof::Hba, AuthMemo::Scram, pw("a"), true),
+            (Proof::Entry, AuthMemo::Md5, md5(), true),
+            (Proof::Entry, AuthMemo::Trust, Credential::None, true),
+            (Proof::BackendTrust, AuthMemo::Trust, Credential::None, true),
+            (Proof::BackendTrust, AuthMemo::Scram, pw("a"), false),
+            (unchecked("a"), cleartext(), pw("a"), true),
+            (unchecked("a"), AuthMemo::Scram, pw("a"), true),
+            (unchecked("wrong"), cleartext(), pw("a"), false),
+            (unchecked("a"), AuthMemo::Md5, md5(), false),
+            (unchecked("a"), AuthMemo::Trust, Credential::None, false),
+            (Proof::Nothing, AuthMemo::Scram, pw("a"), false),
+            (Proof::Nothing, AuthMemo::Trust, Credential::None, false),
         ];
-        for (checked, given, cached, want) in cases {
+        for (proof, auth, credential, want) in cases {
+            let cached = CachedLogin {
+                auth,
+                credential,
+                params: Default::default(),
+            };
             assert_eq!(
-                may_reuse(checked, &given, &cached),
+                may_reuse(&proof, &cached),
                 want,
-                "{checked} {given:?} {cached:?}"
+                "{proof:?} {:?} {:?}",
+                cached.auth,
+                cached.credential
             );
         }
     }

@@ -4,6 +4,7 @@
 mod auth;
 mod checkout;
 mod failover;
+mod identity;
 mod leaves_state;
 mod relay;
 mod request;
@@ -26,6 +27,7 @@ use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
 
 pub use auth::ClientInfo;
+pub use identity::StartupParams;
 pub use routecfg::router_config;
 pub use startup::FirstPacket;
 
@@ -49,6 +51,13 @@ pub enum SessionError {
 }
 
 impl SessionError {
+    /// A login refused for its credentials, by pool_hba.conf or by the backend (SQLSTATE
+    /// class 28): the answer waits `auth_failure_delay`.
+    fn is_failed_login(&self) -> bool {
+        self.to_client_error()
+            .is_some_and(|e| e.code.starts_with("28"))
+    }
+
     /// The ErrorResponse the client should get before the connection closes, if any.
     fn to_client_error(&self) -> Option<PgError> {
         match self {
@@ -128,7 +137,15 @@ async fn serve(ctx: &Arc<Context>, stream: &mut Stream, client: &ClientInfo) -> 
         Ok(Some(opened)) => opened,
         Ok(None) => return true,
         Err(e) => {
-            Box::pin(report(stream, e).instrument(span)).await;
+            let failed_login = e.is_failed_login();
+            let pause = async {
+                if failed_login {
+                    ctx.pause_after_failed_login(client.addr.map(|a| a.ip()))
+                        .await;
+                }
+                report(stream, e).await
+            };
+            Box::pin(pause.instrument(span)).await;
             return false;
         }
     };
@@ -300,8 +317,21 @@ async fn open(
             ctx.cancel.cancel(pid, key).await;
             return Ok(None);
         }
-        FirstPacket::Startup(p) => p,
+        FirstPacket::Startup { minor, params } => {
+            StartupParams::parse(minor, params).map_err(SessionError::Client)?
+        }
     };
+    if params.needs_negotiation() {
+        // Before anything else, as PostgreSQL: the session goes on in 3.0.
+        let mut out = BytesMut::new();
+        let names: Vec<&str> = params
+            .unrecognized_options
+            .iter()
+            .map(String::as_str)
+            .collect();
+        protocol::negotiate_protocol_version(&mut out, 0, &names);
+        stream.write_all(&out).await?;
+    }
     // Waiting for a free slot is not part of authentication: no timeout here (FIFO).
     let permit = ctx.admit().await.map_err(SessionError::Client)?;
     let (started, user, database) =
@@ -365,20 +395,19 @@ async fn start_session(
     ctx: &Arc<Context>,
     stream: &mut Stream,
     client: &ClientInfo,
-    params: Vec<(String, String)>,
+    params: StartupParams,
     mut buf: BytesMut,
 ) -> Result<(Started, String, String), SessionError> {
-    let (user, database) = startup::user_and_database(&params).ok_or_else(|| {
-        SessionError::Client(PgError::fatal(
-            "28000",
-            "no PostgreSQL user name specified in startup packet",
-        ))
-    })?;
+    let StartupParams {
+        user,
+        database,
+        backend: bparams,
+        ..
+    } = params;
     let span = tracing::Span::current();
     span.record("user", user.as_str());
     span.record("database", database.as_str());
     let cfg = ctx.config();
-    let bparams = startup::backend_params(&params, &database);
     let greeting = {
         let mut a = auth::ClientAuth {
             stream,

@@ -12,8 +12,14 @@ use crate::protocol::StartupPacket;
 use crate::stream::Stream;
 
 pub enum FirstPacket {
-    Startup(Vec<(String, String)>),
-    Cancel { pid: i32, key: i32 },
+    Startup {
+        minor: u16,
+        params: Vec<(String, String)>,
+    },
+    Cancel {
+        pid: i32,
+        key: i32,
+    },
 }
 
 /// Reads packets until a StartupMessage or CancelRequest arrives. With `tls` (ssl = on), an
@@ -50,7 +56,9 @@ pub async fn read_first_packet(
                 stream.write_all(b"N").await?;
             }
             StartupPacket::Cancel { pid, key } => return Ok(FirstPacket::Cancel { pid, key }),
-            StartupPacket::Startup { params } => return Ok(FirstPacket::Startup(params)),
+            StartupPacket::Startup { minor, params } => {
+                return Ok(FirstPacket::Startup { minor, params })
+            }
         }
     }
 }
@@ -76,43 +84,5 @@ async fn read_packet(stream: &mut Stream, buf: &mut BytesMut) -> Result<Vec<u8>,
         if stream.read_buf(buf).await? == 0 {
             return Err(SessionError::ClientGone);
         }
-    }
-}
-
-/// Startup parameters the proxy handles itself and never forwards.
-pub fn is_proxy_param(name: &str) -> bool {
-    matches!(name, "replication")
-}
-
-/// The client's user and database (database defaults to the user name, as PostgreSQL does).
-pub fn user_and_database(params: &[(String, String)]) -> Option<(String, String)> {
-    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let user = get("user").filter(|u| !u.is_empty())?;
-    let database = get("database")
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| user.clone());
-    Some((user, database))
-}
-
-/// The parameters sent to a backend: the client's, with `database` made explicit.
-pub fn backend_params(params: &[(String, String)], database: &str) -> Vec<(String, String)> {
-    let kept = |(k, _): &&(String, String)| !is_proxy_param(k) && k != "database";
-    // Exact capacity: a session keeps these for as long as it lives.
-    let mut out = Vec::with_capacity(params.iter().filter(kept).count() + 1);
-    out.extend(params.iter().filter(kept).cloned());
-    out.push(("database".into(), database.into()));
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_defaults_to_user() {
-        let p = vec![("user".to_string(), "bob".to_string())];
-        assert_eq!(user_and_database(&p), Some(("bob".into(), "bob".into())));
-        let p = vec![("database".to_string(), "x".to_string())];
-        assert_eq!(user_and_database(&p), None);
     }
 }

@@ -5,6 +5,7 @@
 mod commands;
 pub mod wire;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,8 +56,8 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
         tasks.spawn(async move {
             loop {
                 match l.accept().await {
-                    Ok((s, _)) => {
-                        tokio::spawn(connection(ctx.clone(), Stream::tcp(s)));
+                    Ok((s, addr)) => {
+                        tokio::spawn(connection(ctx.clone(), Stream::tcp(s), Some(addr.ip())));
                     }
                     Err(e) => accept_error(e).await,
                 }
@@ -69,7 +70,7 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
             loop {
                 match l.accept().await {
                     Ok((s, _)) => {
-                        tokio::spawn(connection(ctx.clone(), Stream::Unix(s)));
+                        tokio::spawn(connection(ctx.clone(), Stream::Unix(s), None));
                     }
                     Err(e) => accept_error(e).await,
                 }
@@ -87,13 +88,20 @@ async fn accept_error(e: std::io::Error) {
 /// How long a PCP client may take to authenticate.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn connection(ctx: Arc<Context>, mut stream: Stream) {
+/// One PCP connection; `peer` is the client's address (`None`: the Unix socket).
+async fn connection(ctx: Arc<Context>, mut stream: Stream, peer: Option<IpAddr>) {
     let mut out = BytesMut::new();
     let authed =
         tokio::time::timeout(AUTH_TIMEOUT, authenticate(&ctx, &mut stream, &mut out)).await;
     let result = match authed {
         Ok(Ok(true)) => commands::serve(&ctx, &mut stream, &mut out).await,
-        Ok(Ok(false)) => Ok(()),
+        Ok(Ok(false)) => {
+            // Refused (the FATAL is in `out`; a client that only said goodbye has none).
+            if !out.is_empty() {
+                ctx.pause_after_failed_login(peer).await;
+            }
+            Ok(())
+        }
         Ok(Err(e)) => Err(e),
         Err(_) => {
             wire::error(&mut out, true, "authentication timeout", "");
@@ -137,8 +145,9 @@ async fn authenticate(
             }
             b'R' => {
                 let fields = p.strings();
+                // Exactly user and hash, as the PCP client sends them; anything else fails.
                 let (user, hash) = match fields.as_slice() {
-                    [u, h, ..] => (u.as_str(), h.as_str()),
+                    [u, h] => (u.as_str(), h.as_str()),
                     _ => ("", ""),
                 };
                 let Some(salt) = salt else {

@@ -201,3 +201,24 @@ fn hostname_and_same_keywords_parse_but_never_match() {
     };
     assert!(hba.find(&req).is_none());
 }
+
+#[test]
+fn same_rules_ignores_comments_and_line_numbers() {
+    let parse = |t: &str| HbaFile::parse(t, Path::new(".")).expect("valid");
+    let base = parse("host all all 127.0.0.1/32 trust\nlocal all all md5\n");
+    let cases = [
+        (
+            "# a comment\nhost all all 127.0.0.1/32   trust\n\nlocal all all md5\n",
+            true,
+        ),
+        ("host all all 127.0.0.1/32 md5\nlocal all all md5\n", false),
+        (
+            "local all all md5\nhost all all 127.0.0.1/32 trust\n",
+            false,
+        ),
+        ("host all all 127.0.0.1/32 trust\n", false),
+    ];
+    for (text, same) in cases {
+        assert_eq!(base.same_rules(&parse(text)), same, "{text}");
+    }
+}

@@ -46,9 +46,9 @@ impl ClientAuth<'_> {
         protocol::auth_cleartext(&mut out);
         self.stream.write_all(&out).await?;
         let body = self.read_password_message().await?;
-        Ok(protocol::decode_password(&body)
-            .map_err(SessionError::Protocol)?
-            .to_string())
+        let pw = protocol::decode_password(&body).map_err(SessionError::Protocol)?;
+        refuse_empty(pw)?;
+        Ok(pw.to_string())
     }
 
     /// Runs an md5 challenge against `hash` (`md5` + hex(md5(password + user))); true when
@@ -60,6 +60,7 @@ impl ClientAuth<'_> {
         self.stream.write_all(&out).await?;
         let body = self.read_password_message().await?;
         let got = protocol::decode_password(&body).map_err(SessionError::Protocol)?;
+        refuse_empty(got)?;
         let want = md5_salted(hash, salt);
         Ok(subtle::ConstantTimeEq::ct_eq(got.as_bytes(), want.as_bytes()).into())
     }
@@ -126,6 +127,17 @@ impl ClientAuth<'_> {
         }
         Ok(f.body)
     }
+}
+
+/// PostgreSQL's answer to an empty password, before any comparison.
+fn refuse_empty(password: &str) -> Result<(), SessionError> {
+    if password.is_empty() {
+        return Err(SessionError::Client(PgError::fatal(
+            "28P01",
+            "empty password returned by client",
+        )));
+    }
+    Ok(())
 }
 
 /// A broken SCRAM message is a protocol violation (08P01), as in PostgreSQL.

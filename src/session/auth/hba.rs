@@ -5,7 +5,7 @@
 use tracing::{info, warn};
 
 use super::exchange::{cleartext_matches, password_failed, ClientAuth};
-use super::{ClientInfo, SessionError};
+use super::{ClientInfo, Proof, SessionError, Verified};
 use crate::auth::md5::pg_md5_password;
 use crate::auth::passwd::StoredPassword;
 use crate::auth::scram::ScramSecret;
@@ -98,21 +98,30 @@ fn hba_error(message: String) -> SessionError {
 
 impl ClientAuth<'_> {
     /// Runs `method` with the client and returns what the proxy will answer backends with.
-    pub async fn hba_method(&mut self, method: HbaMethod) -> Result<Credential, SessionError> {
+    pub async fn hba_method(&mut self, method: HbaMethod) -> Result<Verified, SessionError> {
         let user = self.user;
         let stored = self.stored.clone();
+        let verified = |proof| Verified {
+            credential: credential_of(stored.clone()),
+            proof,
+        };
         match method {
-            HbaMethod::Trust => Ok(credential_of(stored)),
+            HbaMethod::Trust => Ok(verified(Proof::Hba)),
             HbaMethod::Password => {
                 let pw = self.ask_cleartext().await?;
                 // Without an entry the backend is the judge, as in Pgpool-II.
-                if let Some(s) = &stored {
-                    if !cleartext_matches(user, s, &pw) {
+                let proof = match &stored {
+                    Some(s) if !cleartext_matches(user, s, &pw) => {
                         explain_failure("password", s);
                         return Err(password_failed(user));
                     }
-                }
-                Ok(Credential::Password(pw))
+                    Some(_) => Proof::Entry,
+                    None => Proof::Unchecked(pw.clone()),
+                };
+                Ok(Verified {
+                    credential: Credential::Password(pw),
+                    proof,
+                })
             }
             HbaMethod::Md5 => {
                 let hash = match &stored {
@@ -126,7 +135,7 @@ impl ClientAuth<'_> {
                 if !self.md5_challenge(&hash).await? {
                     return Err(password_failed(user));
                 }
-                Ok(credential_of(stored))
+                Ok(verified(Proof::Entry))
             }
             HbaMethod::ScramSha256 => {
                 let secret = match &stored {
@@ -140,11 +149,11 @@ impl ClientAuth<'_> {
                 if !self.scram_exchange(secret).await? {
                     return Err(password_failed(user));
                 }
-                Ok(credential_of(stored))
+                Ok(verified(Proof::Entry))
             }
             HbaMethod::Cert => {
                 cert_matches_user(self.stream, user)?;
-                Ok(credential_of(stored))
+                Ok(verified(Proof::Hba))
             }
             // choose_method never returns Reject; refuse anyway rather than let anyone in.
             HbaMethod::Reject => Err(password_failed(user)),
@@ -153,7 +162,7 @@ impl ClientAuth<'_> {
 
     /// No entry, or one this method cannot check: the client still gets the full exchange
     /// and then the same 28P01 as a wrong password; the log says what is wrong.
-    async fn unusable(&mut self, scram: bool, method: &str) -> Result<Credential, SessionError> {
+    async fn unusable(&mut self, scram: bool, method: &str) -> Result<Verified, SessionError> {
         match &self.stored {
             None => info!("{method} authentication failed: pool_passwd has no entry for the user"),
             Some(s) => explain_failure(method, s),

@@ -4,7 +4,7 @@
 //! A cached connection replays the method it was opened with (spec 4.5).
 
 use super::exchange::{cleartext_matches, password_failed, ClientAuth};
-use super::SessionError;
+use super::{Proof, SessionError, Verified};
 use crate::auth::md5::pg_md5_password;
 use crate::auth::passwd::StoredPassword;
 use crate::backend::Credential;
@@ -12,37 +12,46 @@ use crate::protocol::{AuthRequest, PgError};
 
 impl ClientAuth<'_> {
     /// Authenticates the client for what the backend asked (`request`) and returns the
-    /// credential with which the proxy then answers the backend.
-    pub async fn mirror(&mut self, request: &AuthRequest) -> Result<Credential, SessionError> {
+    /// credential with which the proxy then answers the backend, and what the client proved.
+    pub async fn mirror(&mut self, request: &AuthRequest) -> Result<Verified, SessionError> {
         let user = self.user;
-        match (request, self.stored.clone()) {
+        let (credential, proof) = match (request, self.stored.clone()) {
             (AuthRequest::Cleartext, stored) => {
                 let pw = self.ask_cleartext().await?;
-                if stored.is_some_and(|s| !cleartext_matches(user, &s, &pw)) {
-                    return Err(password_failed(user));
-                }
-                Ok(Credential::Password(pw))
+                let proof = match stored {
+                    Some(s) if !cleartext_matches(user, &s, &pw) => {
+                        return Err(password_failed(user))
+                    }
+                    Some(_) => Proof::Entry,
+                    None => Proof::Unchecked(pw.clone()),
+                };
+                (Credential::Password(pw), proof)
             }
             (AuthRequest::Md5 { .. }, Some(StoredPassword::Md5(hash))) => {
                 ok_or_failed(self.md5_challenge(&hash).await?, user)?;
-                Ok(Credential::Md5Hash(hash))
+                (Credential::Md5Hash(hash), Proof::Entry)
             }
             (AuthRequest::Md5 { .. }, Some(StoredPassword::Plain(pw))) => {
                 ok_or_failed(self.md5_challenge(&pg_md5_password(user, &pw)).await?, user)?;
-                Ok(Credential::Password(pw))
+                (Credential::Password(pw), Proof::Entry)
             }
             (AuthRequest::Sasl { .. }, Some(StoredPassword::Plain(pw))) => {
                 let secret = self.scram.get_or_derive(user, &pw);
                 ok_or_failed(self.scram_exchange(secret).await?, user)?;
-                Ok(Credential::Password(pw))
+                (Credential::Password(pw), Proof::Entry)
             }
             (_, None) if self.allow_clear_text => {
-                Ok(Credential::Password(self.ask_cleartext().await?))
+                let pw = self.ask_cleartext().await?;
+                (Credential::Password(pw.clone()), Proof::Unchecked(pw))
             }
-            // Answering the backend fails with a message that says what to store instead.
-            (AuthRequest::Sasl { .. }, Some(StoredPassword::Md5(h))) => Ok(Credential::Md5Hash(h)),
-            (req, stored) => Err(no_usable_password(req, stored.as_ref(), user)),
-        }
+            // Answering the backend fails with a message that says what to store instead;
+            // the client proved nothing, so this never unlocks a cached connection.
+            (AuthRequest::Sasl { .. }, Some(StoredPassword::Md5(h))) => {
+                (Credential::Md5Hash(h), Proof::Nothing)
+            }
+            (req, stored) => return Err(no_usable_password(req, stored.as_ref(), user)),
+        };
+        Ok(Verified { credential, proof })
     }
 }
 

@@ -17,6 +17,32 @@ use crate::server::Context;
 
 pub use exchange::ClientAuth;
 
+/// What the client proved while authenticating: decides whether it may use a backend
+/// connection someone else's login opened (see `checkout::may_reuse`).
+#[derive(Clone, Debug)]
+pub enum Proof {
+    /// pool_hba.conf admitted the client by a method that needs no secret (`trust`, `cert`).
+    Hba,
+    /// The client proved the secret pool_passwd holds (md5, SCRAM, or a clear-text password
+    /// checked against the entry).
+    Entry,
+    /// A clear-text password nothing could check (no pool_passwd entry): the backend is the
+    /// judge, so it proves only the connection it opens itself.
+    Unchecked(String),
+    /// The backend asked for nothing (it trusts the proxy for this user).
+    BackendTrust,
+    /// Nothing: pool_passwd holds a secret that cannot run the backend's method (an md5
+    /// hash for SCRAM). The proxy answers the backend with it and the backend decides.
+    Nothing,
+}
+
+/// An authenticated client: what the proxy answers backends with, and what the client proved.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub credential: Credential,
+    pub proof: Proof,
+}
+
 /// Who is connecting, as pool_hba.conf and the logs need it.
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
@@ -52,15 +78,14 @@ impl fmt::Display for ClientInfo {
 }
 
 /// With `enable_pool_hba = on`: checks pool_hba.conf and runs its method with the client.
-/// Returns the credential for the backends (the client is then authenticated and cached
-/// connections need no second proof), or `None` when hba is off and the client is to
-/// mirror the backend instead.
+/// Returns the credential for the backends with what the client proved, or `None` when hba
+/// is off and the client is to mirror the backend instead.
 pub async fn pool_hba(
     a: &mut ClientAuth<'_>,
     ctx: &Context,
     client: &ClientInfo,
     database: &str,
-) -> Result<Option<Credential>, SessionError> {
+) -> Result<Option<Verified>, SessionError> {
     if !ctx.config().enable_pool_hba {
         return Ok(None);
     }
