@@ -76,6 +76,7 @@ impl Context {
         });
         let router = router_config(&config);
         let nodes = crate::replication::NodeStates::new(config.backends.len());
+        nodes.set_primary_mode(crate::replication::primary_mode(&config));
         let limits = PoolLimits {
             max_idle_per_node: (config.num_init_children as usize)
                 .saturating_mul(config.max_pool as usize),
@@ -113,6 +114,8 @@ impl Context {
 
     /// Swaps in a reloaded configuration (sessions pick it up at their next decision).
     pub fn replace_config(&self, config: Config) {
+        self.nodes
+            .set_primary_mode(crate::replication::primary_mode(&config));
         self.router.store(Arc::new(router_config(&config)));
         self.config.store(Arc::new(config));
     }
@@ -121,8 +124,20 @@ impl Context {
         self.config.load_full()
     }
 
+    /// The router's configuration, its `primary_node` following the node states: a new
+    /// primary is swapped in by the first reader that sees it (sessions keep theirs).
     pub fn router_config(&self) -> Arc<RouterConfig> {
-        self.router.load_full()
+        let rc = self.router.load_full();
+        match self.nodes.primary() {
+            Some(p) if p != rc.primary_node => {
+                let mut next = (*rc).clone();
+                next.primary_node = p;
+                let next = Arc::new(next);
+                self.router.store(next.clone());
+                next
+            }
+            _ => rc,
+        }
     }
 
     /// Admits a client session: waits in FIFO order for a free slot, or with

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::lexer::{tokenize, TokenKind};
 use super::model::Config;
 use super::params::{self, PARAMS};
-use super::types::{BackendConfig, BackendFlag};
+use super::types::{BackendConfig, BackendFlag, HealthCheckOverrides};
 use super::values::{parse_int, parse_real, Invalid, Unit};
 use super::{ConfigError, Location};
 
@@ -146,13 +146,6 @@ const UNSUPPORTED: &[&str] = &[
 /// the index-free parameter.
 const UNSUPPORTED_INDEXED: &[&str] = &[
     "backend_data_directory",
-    "health_check_period",
-    "health_check_timeout",
-    "health_check_user",
-    "health_check_password",
-    "health_check_database",
-    "health_check_max_retries",
-    "health_check_retry_delay",
     "connect_timeout",
     "heartbeat_hostname",
     "heartbeat_port",
@@ -170,6 +163,7 @@ struct Slot {
     weight: f64,
     flag: BackendFlag,
     application_name: String,
+    health_check: HealthCheckOverrides,
 }
 
 /// Accumulates assignments in order (the last one wins) and collects warnings.
@@ -221,6 +215,10 @@ impl Builder {
                 reason: reason.to_string(),
             })?;
             return self.apply_backend(field, id, value).map_err(invalid);
+        }
+        if let Some((base, id)) = health_check_name(name) {
+            let slot = self.slots.entry(id).or_default();
+            return apply_health_override(&mut slot.health_check, base, value).map_err(invalid);
         }
         self.unknown(name, loc);
         Ok(())
@@ -274,6 +272,7 @@ impl Builder {
                     weight: s.weight,
                     flag: s.flag,
                     application_name: s.application_name,
+                    health_check: s.health_check,
                 })
             })
             .collect();
@@ -315,6 +314,46 @@ pub(crate) fn backend_name(name: &str) -> Option<(BackendField, Result<usize, &'
         };
         Some((*field, index))
     })
+}
+
+/// The per-node health check parameters (`health_check_periodN` …).
+const HEALTH_CHECK_INDEXED: &[&str] = &[
+    "health_check_period",
+    "health_check_timeout",
+    "health_check_user",
+    "health_check_password",
+    "health_check_database",
+    "health_check_max_retries",
+    "health_check_retry_delay",
+];
+
+/// Splits `health_check_timeout1` into `health_check_timeout` and 1.
+pub(crate) fn health_check_name(name: &str) -> Option<(&'static str, usize)> {
+    HEALTH_CHECK_INDEXED.iter().find_map(|base| {
+        let digits = name.strip_prefix(base)?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let id = digits.parse::<usize>().ok()?;
+        (id <= MAX_BACKEND_ID).then_some(*base).map(|b| (b, id))
+    })
+}
+
+/// Sets one per-node health check value, with the same bounds as the global parameter.
+fn apply_health_override(h: &mut HealthCheckOverrides, base: &str, v: &str) -> Result<(), Invalid> {
+    let secs = |v: &str| parse_int::<u64>(v, 0, i32::MAX as i64, Unit::S);
+    match base {
+        "health_check_period" => h.period = Some(secs(v)?),
+        "health_check_timeout" => h.timeout = Some(secs(v)?),
+        "health_check_retry_delay" => h.retry_delay = Some(secs(v)?),
+        "health_check_max_retries" => {
+            h.max_retries = Some(parse_int(v, 0, i32::MAX as i64, Unit::None)?)
+        }
+        "health_check_user" => h.user = Some(v.to_string()),
+        "health_check_password" => h.password = Some(v.to_string()),
+        _ => h.database = Some(v.to_string()),
+    }
+    Ok(())
 }
 
 /// For `context()`: a valid indexed backend parameter name.

@@ -111,7 +111,11 @@ impl Relay {
     ) -> Relay {
         let cfg = ctx.config();
         let mut slots: Vec<Option<Slot>> = (0..cfg.backends.len().max(1)).map(|_| None).collect();
-        slots[0] = primary.map(|p| p.with_stats(ctx.stats.clone()));
+        let primary_node = router.primary();
+        if let Some(p) = primary {
+            let at = p.conn.node.min(slots.len() - 1);
+            slots[at] = Some(p.with_stats(ctx.stats.clone()));
+        }
         Relay {
             decoder: FrameDecoder::new(cfg.max_message_size),
             ctx,
@@ -121,7 +125,7 @@ impl Relay {
             asm: Assembler::default(),
             queue: VecDeque::new(),
             slots,
-            active: 0,
+            active: primary_node,
             router,
             terminated: false,
             idle_limit: cfg.client_idle_limit,
@@ -210,14 +214,19 @@ impl Relay {
     }
 
     fn on_replica(&self) -> bool {
-        self.active != 0
+        self.active != self.primary()
+    }
+
+    /// The node this session writes to.
+    fn primary(&self) -> usize {
+        self.router.primary()
     }
 
     /// The active replica connection broke: its unanswered reads go back to the queue (and
     /// from there to the primary); a read whose answer had begun gets an ERROR instead.
     fn lost_replica(&mut self, why: &str) -> Result<(), SessionError> {
         let node = self.active;
-        self.active = 0;
+        self.active = self.primary();
         let Some(slot) = self.slots[node].take() else {
             return Ok(());
         };
@@ -242,7 +251,7 @@ impl Relay {
     /// without the client losing work.
     fn between_transactions(&self) -> bool {
         self.is_idle()
-            && self.slots[0]
+            && self.slots[self.primary()]
                 .as_ref()
                 .is_none_or(|s| s.conn.txn_status == b'I')
     }
@@ -412,6 +421,11 @@ impl Relay {
             if node != self.active && !self.active_idle() {
                 return Ok(()); // answers still due from the active backend
             }
+            if let Some(e) = crate::replication::primary_moved(&self.ctx, self.primary()) {
+                if self.between_transactions() {
+                    return Err(SessionError::Client(e));
+                }
+            }
             let node = self.ensure_connected(node).await?;
             let req = self.queue.pop_front().ok_or(SessionError::ClientGone)?;
             self.active = node;
@@ -421,7 +435,7 @@ impl Relay {
     }
 
     fn in_txn(&self) -> bool {
-        self.slots[0]
+        self.slots[self.primary()]
             .as_ref()
             .is_some_and(|s| s.conn.txn_status != b'I')
     }
@@ -437,7 +451,9 @@ impl Relay {
             u8,
         ),
     ) {
-        let status = self.slots[0].as_ref().map_or(b'I', |s| s.conn.txn_status);
+        let status = self.slots[self.primary()]
+            .as_ref()
+            .map_or(b'I', |s| s.conn.txn_status);
         let in_txn = self.in_txn();
         self.admin.lb_node = self.router.lb_node();
         let (router, ctx) = (&self.router, &self.ctx);
@@ -465,12 +481,13 @@ impl Relay {
     /// answers for every session. Returns false when the primary is busy right now.
     async fn look_up_volatility(&mut self, funcs: &[String]) -> Result<bool, SessionError> {
         let max = self.decoder.max_len;
-        if self.active != 0 && !self.active_idle() {
+        let node = self.primary();
+        if self.active != node && !self.active_idle() {
             return Ok(false);
         }
-        self.ensure_connected(0).await?;
-        let Some(primary) = self.slots[0].as_mut() else {
-            return Err(BackendError::Closed { node: 0 }.into());
+        self.ensure_connected(node).await?;
+        let Some(primary) = self.slots[node].as_mut() else {
+            return Err(BackendError::Closed { node }.into());
         };
         if !primary.idle() {
             return Ok(false);
@@ -497,14 +514,24 @@ impl Relay {
     /// Opens the connection to `node` on first use, or falls back to the primary when it
     /// cannot be reached (a replica failure must never fail a read the primary can serve).
     async fn ensure_connected(&mut self, node: usize) -> Result<usize, SessionError> {
-        if node != 0 && self.replica_went_away(node) {
-            return Box::pin(self.ensure_connected(0)).await;
+        let primary = self.primary();
+        if node != primary && self.replica_went_away(node) {
+            return Box::pin(self.ensure_connected(primary)).await;
         }
         if self.slots.get(node).is_some_and(|s| s.is_some()) {
             return Ok(node);
         }
         let max = self.decoder.max_len;
         let opened = match self.router.connect(&self.ctx, node).await {
+            // Never a write to a standby: a "primary" that came back in recovery ends this
+            // session, and the primary search starts.
+            Ok(slot)
+                if node == primary && crate::replication::reports_standby(&slot.conn.params) =>
+            {
+                super::checkout::release(&self.ctx, slot).await;
+                crate::replication::primary_in_recovery(&self.ctx, node);
+                return Err(SessionError::Client(crate::replication::not_primary(node)));
+            }
             Ok(mut slot) => {
                 crate::replication::node_answered(&self.ctx, node);
                 match self.router.replay_state(&mut slot, max).await {
@@ -516,7 +543,7 @@ impl Relay {
         };
         match opened {
             Ok(mut slot) => {
-                if node != 0 {
+                if node != primary {
                     slot.replica = Some(Default::default());
                 }
                 self.cancel.add_backend(&slot.conn);
@@ -525,9 +552,9 @@ impl Relay {
                 Ok(node)
             }
             // Without the primary there is nothing to fall back to.
-            Err(e) if node == 0 => {
+            Err(e) if node == primary => {
                 if super::failover::is_unreachable(&e) {
-                    crate::replication::node_failed(&self.ctx, 0, &e.to_string());
+                    crate::replication::node_failed(&self.ctx, node, &e.to_string());
                 }
                 Err(e.into())
             }
@@ -538,7 +565,7 @@ impl Relay {
                     n.fallbacks
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                Box::pin(self.ensure_connected(0)).await
+                Box::pin(self.ensure_connected(primary)).await
             }
             Err(e) => {
                 tracing::warn!(
@@ -546,7 +573,7 @@ impl Relay {
                     "backend refused this session, reads go to the primary: {e}"
                 );
                 self.router.mark_unusable(node);
-                Box::pin(self.ensure_connected(0)).await
+                Box::pin(self.ensure_connected(primary)).await
             }
         }
     }
@@ -594,7 +621,7 @@ impl Relay {
                             tracing::debug!(node = other, "mirrored statement failed: {e}")
                         }
                         // A replica lost here costs nothing: it is opened again when needed.
-                        Err(e) if other != 0 => {
+                        Err(e) if other != self.primary() => {
                             if let Some(slot) = self.slots[other].take() {
                                 self.cancel.remove_backend(&slot.conn);
                             }

@@ -141,7 +141,7 @@ fn health_check_stats(ctx: &Context, p: &Packet, out: &mut BytesMut) {
     match nodes(ctx).iter().find(|n| Some(n.id as i64) == id) {
         Some(n) => {
             let mut fields = vec![DONE.to_string()];
-            fields.extend(health_check_row(n));
+            fields.extend(health_check_row(n, &ctx.nodes.health_stats(n.index)));
             wire::strings(out, b'h', &fields);
         }
         None => {
