@@ -60,7 +60,7 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once: the log goes to stderr as well, so logging it too would print it twice.
             eprintln!("pgpool: {e:#}");
             std::process::ExitCode::FAILURE
         }
@@ -99,6 +99,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("invalid shutdown mode \"{}\"", cli.mode))?;
     match cli.command.as_deref() {
         Some("check") => {
+            // The files a start would read, read the same way (nothing is written).
+            let (_, passwd_warnings) = sources.load_passwd(&cfg, true).context("pool_passwd")?;
+            for w in &passwd_warnings {
+                warn!("{w}");
+            }
+            sources.load_hba(&cfg).context("pool_hba.conf")?;
             print!("{}", cfg.render_effective());
             println!("configuration is valid");
             return Ok(());

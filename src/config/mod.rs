@@ -15,6 +15,8 @@ mod types;
 mod values;
 
 #[cfg(test)]
+mod sample_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

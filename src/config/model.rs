@@ -217,8 +217,9 @@ pub struct Config {
     /// `shutdown_delay` (s, pgpool-rs extension), default 5: on SIGTERM keep accepting
     /// this long (readiness goes down first) so Kubernetes can remove the endpoint.
     pub shutdown_delay: u64,
-    /// `drain_timeout` (s, pgpool-rs extension), default 30: then wait this long for
-    /// sessions to finish before closing them.
+    /// `drain_timeout` (s, pgpool-rs extension), default 20: then wait this long for
+    /// sessions to finish before closing them. With `shutdown_delay` and the last close it
+    /// fits inside Kubernetes' default 30 s grace period.
     pub drain_timeout: u64,
     /// `replica_connect_timeout` (ms, pgpool-rs extension), default 1000: connect timeout
     /// for replicas (a dead replica never holds a read longer), for background retries of a

@@ -59,7 +59,7 @@ const RENAMED: &[(&str, &str)] = &[
 ];
 
 /// Alternative names applied to a table parameter: `(alias, parameter, note)`.
-const ALIASES: &[(&str, &str, Option<&str>)] = &[
+pub(crate) const ALIASES: &[(&str, &str, Option<&str>)] = &[
     (
         "socket_dir",
         "unix_socket_directories",
@@ -140,6 +140,48 @@ const UNSUPPORTED: &[&str] = &[
     "trusted_server_command",
     "ping_path",
     "backend_data_directory",
+    "clear_memqcache_on_escalation",
+    "failover_when_quorum_exists",
+    "if_cmd_path",
+    "if_up_cmd",
+    "if_down_cmd",
+    "arping_path",
+    "arping_cmd",
+    "wd_priority",
+    "wd_authkey",
+    "wd_escalation_command",
+    "wd_de_escalation_command",
+    "wd_monitoring_interfaces_list",
+    "wd_lifecheck_method",
+    "wd_interval",
+    "wd_heartbeat_keepalive",
+    "wd_heartbeat_deadtime",
+    "wd_life_point",
+    "wd_lifecheck_query",
+    "wd_lifecheck_dbname",
+    "wd_lifecheck_user",
+    "wd_lifecheck_password",
+    "wd_remove_shutdown_nodes",
+    "wd_lost_node_removal_timeout",
+    "wd_no_show_node_removal_timeout",
+];
+
+/// Parameters of the table that pgpool-rs parses (so values are still checked, shown and
+/// settable) but does not act on: setting one is reported like an unsupported one.
+pub(crate) const PARSED_NOT_IMPLEMENTED: &[&str] = &[
+    "unix_socket_permissions",
+    "listen_backlog_multiplier",
+    "dml_adaptive_object_relationship_list",
+    "check_unlogged_table",
+    "failover_on_backend_error",
+    "ssl_ecdh_curve",
+    "log_min_messages",
+    "client_min_messages",
+    "log_statement",
+    "log_per_node_statement",
+    "log_hostname",
+    "log_client_messages",
+    "log_line_prefix",
 ];
 
 /// Per-node variants (`health_check_period0`) Pgpool-II accepts; pgpool-rs reads only
@@ -197,7 +239,18 @@ impl Builder {
             accepted: e.accepted,
         };
         if let Some(def) = params::find(name) {
-            return (def.set)(&mut self.config, value).map_err(invalid);
+            (def.set)(&mut self.config, value).map_err(invalid)?;
+            if PARSED_NOT_IMPLEMENTED.contains(&name) {
+                self.ignored(name, loc);
+            }
+            return Ok(());
+        }
+        if name == "use_watchdog" && super::values::parse_bool(value).unwrap_or(false) {
+            return Err(ConfigError::Invalid(format!(
+                "{loc}: use_watchdog = on: pgpool-rs has no watchdog (no virtual IP, no \
+                 consensus); run several pgpool-rs pods behind one Kubernetes Service instead, \
+                 and set use_watchdog = off"
+            )));
         }
         if let Some((_, target, note)) = ALIASES.iter().find(|(a, _, _)| *a == name) {
             if let Some(note) = note {
@@ -247,9 +300,7 @@ impl Builder {
         let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
         let indexed = base.len() < name.len() && UNSUPPORTED_INDEXED.contains(&base);
         if UNSUPPORTED.contains(&name) || indexed {
-            self.unsupported.push(format!(
-                "{loc}: parameter \"{name}\" is not supported by pgpool-rs and is ignored"
-            ));
+            self.ignored(name, loc);
             return;
         }
         let hint = suggestion(name)
@@ -260,7 +311,20 @@ impl Builder {
         ));
     }
 
+    /// A Pgpool-II parameter that is accepted but has no effect in pgpool-rs.
+    fn ignored(&mut self, name: &str, loc: &Location) {
+        self.unsupported.push(format!("{name} ({loc})"));
+    }
+
     pub fn finish(mut self) -> (Config, Vec<String>, Vec<String>) {
+        // One warning names them all, so a long Pgpool-II file does not bury the log.
+        if !self.unsupported.is_empty() {
+            self.warnings.push(format!(
+                "these Pgpool-II parameters are accepted but ignored by pgpool-rs (not \
+                 implemented): {}",
+                self.unsupported.join(", ")
+            ));
+        }
         self.config.backends = self
             .slots
             .into_iter()

@@ -169,7 +169,7 @@ fn unknown_renamed_and_miscased_names_warn_with_location() {
     assert_eq!(period, 5, "the miscased name must not apply");
     assert!(writers.is_empty(), "renamed names are not applied");
     assert!(
-        unsupported.iter().any(|u| u.contains("\"wd_port\"")),
+        unsupported.iter().any(|u| u.starts_with("wd_port (")),
         "{unsupported:?}"
     );
 }
@@ -437,8 +437,12 @@ fn render_effective_parses_back_to_the_same_values() {
         .map(|l| l.config.render_effective())
         .unwrap_or_default();
     let again = parse(&first);
+    // Only the one warning naming the parameters pgpool-rs parses but does not act on.
     assert!(
-        again.as_ref().is_ok_and(|l| l.warnings.is_empty()),
+        again.as_ref().is_ok_and(|l| l.warnings.len() <= 1
+            && l.warnings
+                .iter()
+                .all(|w| w.contains("accepted but ignored"))),
         "{again:?}"
     );
     let second = again
