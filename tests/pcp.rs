@@ -275,3 +275,30 @@ fn commands_before_login_are_refused() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn proc_info_shows_an_idle_client_that_holds_no_backend_connection() {
+    let proxy = start("");
+    // Logged in, no query yet: the session holds no backend connection (it takes one from
+    // the cache at its first request), yet it is a connected client.
+    let c = proxy.connect("postgres", "postgres").await;
+    let Some(out) = run_tool(&proxy, "pcp_proc_count", &[], PCP_PASSWORD) else {
+        return;
+    };
+    let pids = stdout_ok(&out, "pcp_proc_count");
+    let pid = pids
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("no pid: {pids}"));
+    let out = run_tool(&proxy, "pcp_proc_info", &[], PCP_PASSWORD).unwrap();
+    let text = stdout_ok(&out, "pcp_proc_info");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("postgres postgres"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the one client: {text}");
+    assert!(lines[0].contains(pid), "{text}");
+    let out = run_tool(&proxy, "pcp_proc_info", &["-P", pid], PCP_PASSWORD).unwrap();
+    assert!(stdout_ok(&out, "pcp_proc_info -P").contains("postgres postgres"));
+    drop(c);
+}
