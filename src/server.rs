@@ -66,6 +66,13 @@ pub struct Context {
     pub reload_requested: tokio::sync::Notify,
     /// `pcp.conf` users (`-F`); empty refuses every PCP login.
     pcp_users: ArcSwap<PcpUsers>,
+    /// `log_statement` (bit 0) and `log_per_node_statement` (bit 1), read on every request
+    /// without loading the configuration.
+    statement_logging: std::sync::atomic::AtomicU8,
+}
+
+fn statement_logging_bits(cfg: &Config) -> u8 {
+    u8::from(cfg.log_statement) | (u8::from(cfg.log_per_node_statement) << 1)
 }
 
 impl Context {
@@ -75,6 +82,7 @@ impl Context {
             ignore_leading_white_space: config.ignore_leading_white_space,
         });
         let router = router_config(&config);
+        let logging = statement_logging_bits(&config);
         let nodes = crate::replication::NodeStates::new(config.backends.len());
         nodes.set_primary_mode(crate::replication::primary_mode(&config));
         let limits = PoolLimits {
@@ -109,6 +117,7 @@ impl Context {
             shutdown_requested: tokio::sync::Notify::new(),
             reload_requested: tokio::sync::Notify::new(),
             pcp_users: ArcSwap::from_pointee(PcpUsers::default()),
+            statement_logging: std::sync::atomic::AtomicU8::new(logging),
         })
     }
 
@@ -117,7 +126,15 @@ impl Context {
         self.nodes
             .set_primary_mode(crate::replication::primary_mode(&config));
         self.router.store(Arc::new(router_config(&config)));
+        self.statement_logging
+            .store(statement_logging_bits(&config), Ordering::Relaxed);
         self.config.store(Arc::new(config));
+    }
+
+    /// (`log_statement`, `log_per_node_statement`).
+    pub fn statement_logging(&self) -> (bool, bool) {
+        let bits = self.statement_logging.load(Ordering::Relaxed);
+        (bits & 1 != 0, bits & 2 != 0)
     }
 
     pub fn config(&self) -> Arc<Config> {

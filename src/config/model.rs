@@ -195,8 +195,11 @@ pub struct Config {
     pub log_hostname: bool,
     /// `log_client_messages`, default off.
     pub log_client_messages: bool,
-    /// `log_line_prefix`, default `%m: %a pid %p: `.
+    /// `log_line_prefix`, default `%m: %a pid %p: `: starts every text log line (`%m` time
+    /// with ms, `%t` time, `%p` pid, `%a` application, `%u` user, `%d` database, `%%`).
     pub log_line_prefix: String,
+    /// `log_format` (pgpool-rs extension), default `text`; `json`: one JSON object per line.
+    pub log_format: String,
     // --- process ----------------------------------------------------------------------
     /// `pid_file_name`, default `/var/run/pgpool/pgpool.pid`.
     pub pid_file_name: String,

@@ -178,6 +178,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(log_hostname, Reload, "off", bool, "if true, resolve hostname for ps and log"),
     p!(log_client_messages, Session, "off", bool, "if on, print client messages"),
     p!(log_line_prefix, Reload, "%m: %a pid %p: ", string, "printf-style string to output at beginning of each log line"),
+    p!(log_format, Init, "text", choice("text", "json"), "pgpool-rs: log line format (text as Pgpool-II, or json)"),
     p!(pid_file_name, Init, "/var/run/pgpool/pgpool.pid", string, "path to pid file"),
     p!(logdir, Init, "/tmp", string, "directory of the node status file"),
     p!(backend_clustering_mode, Init, "streaming_replication", choice("streaming_replication"), "backend clustering mode (pgpool-rs: streaming_replication only)"),

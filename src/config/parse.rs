@@ -175,13 +175,9 @@ pub(crate) const PARSED_NOT_IMPLEMENTED: &[&str] = &[
     "check_unlogged_table",
     "failover_on_backend_error",
     "ssl_ecdh_curve",
-    "log_min_messages",
     "client_min_messages",
-    "log_statement",
-    "log_per_node_statement",
     "log_hostname",
     "log_client_messages",
-    "log_line_prefix",
 ];
 
 /// Per-node variants (`health_check_period0`) Pgpool-II accepts; pgpool-rs reads only

@@ -4,6 +4,7 @@
 mod auth;
 mod checkout;
 mod failover;
+mod logstmt;
 mod relay;
 mod request;
 mod route;

@@ -640,6 +640,7 @@ impl Relay {
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
+        super::logstmt::log_sent(&self.ctx, &slot.conn, &req);
         slot.dirty = slot.dirty || super::route::leaves_state(&req, &stmts);
         let n = req.expected_ready();
         if n > 0 {
