@@ -294,3 +294,47 @@ fn check_names_ignored_settings_once_and_validates_pool_hba() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_primary_detected_at_node_1_takes_the_writes_and_node_0_the_reads() {
+    // The shared cluster listed the other way round: node 0 is the replica. Nothing is
+    // stopped or promoted, so the shared cluster is safe to use.
+    let cluster = common::cluster();
+    let conf = format!(
+        "backend_port0 = {}\nbackend_port1 = {}\nbackend_flag0 = 'ALLOW_TO_FAILOVER'\n\
+         backend_flag1 = 'ALLOW_TO_FAILOVER'\nbackend_weight0 = 1\nbackend_weight1 = 0\n\
+         sr_check_user = 'postgres'\n",
+        cluster.replica_port, cluster.primary_port
+    );
+    let proxy = Proxy::start(&conf);
+    let c = proxy.connect("postgres", "postgres").await;
+    let table = common::unique_name("hc_detected");
+    c.batch_execute(&format!("create table {table} (i int)"))
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    let wrote: i32 = c
+        .query_one(
+            &format!("insert into {table} values (1) returning inet_server_port()"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("insert: {e}"))
+        .get(0);
+    assert_eq!(wrote, cluster.primary_port as i32);
+    let read = proxy.connect("postgres", "postgres").await;
+    // (pg_is_in_recovery() is VOLATILE: asking it would count as a write.)
+    let row = read
+        .query_one("select inet_server_port()", &[])
+        .await
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    assert_eq!(row.get::<_, i32>(0), cluster.replica_port as i32);
+    let nodes = pool_nodes(&proxy).await;
+    assert_eq!(
+        (nodes[0].2.as_str(), nodes[1].2.as_str()),
+        ("standby", "primary")
+    );
+    assert_eq!(ready(&proxy), 200);
+    c.batch_execute(&format!("drop table {table}"))
+        .await
+        .unwrap();
+}

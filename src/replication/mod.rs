@@ -102,11 +102,14 @@ pub fn no_primary() -> PgError {
         .with_detail("The primary search has not found a node that is not in recovery.")
 }
 
-/// Whether a backend's startup parameters say it is a hot standby.
-pub fn reports_standby(params: &[(String, String)]) -> bool {
-    params
-        .iter()
-        .any(|(k, v)| k == "in_hot_standby" && v == "on")
+/// While the primary is detected: a new connection to the node taken for the primary whose
+/// startup parameters say it is a hot standby must not be written to. With
+/// `ALWAYS_PRIMARY` the node is the primary whatever it says (Pgpool-II's rule), as before.
+pub fn reports_standby(ctx: &Context, params: &[(String, String)]) -> bool {
+    ctx.nodes.primary_mode() == PrimaryMode::Detect
+        && params
+            .iter()
+            .any(|(k, v)| k == "in_hot_standby" && v == "on")
 }
 
 /// `node` could not be reached or its connection broke: mark it down (reads stop going

@@ -203,7 +203,7 @@ async fn open_primary(
             (conn, credential, memo)
         }
     };
-    if crate::replication::reports_standby(&conn.params) {
+    if crate::replication::reports_standby(ctx, &conn.params) {
         // Never a write to a standby: the search finds the real primary.
         conn.terminate().await;
         crate::replication::primary_in_recovery(ctx, index);

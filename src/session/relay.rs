@@ -526,7 +526,8 @@ impl Relay {
             // Never a write to a standby: a "primary" that came back in recovery ends this
             // session, and the primary search starts.
             Ok(slot)
-                if node == primary && crate::replication::reports_standby(&slot.conn.params) =>
+                if node == primary
+                    && crate::replication::reports_standby(&self.ctx, &slot.conn.params) =>
             {
                 super::checkout::release(&self.ctx, slot).await;
                 crate::replication::primary_in_recovery(&self.ctx, node);
