@@ -5,7 +5,8 @@
 //! the level, `-d` makes it `debug`.
 //!
 //! Logging starts before the configuration is read (so what reading it says is kept) and
-//! is switched to the configured form once it is.
+//! is switched to the configured form once it is, and again at every reload
+//! (`log_format` needs a restart, as every start-only parameter).
 
 use std::fmt::{self, Write as _};
 
@@ -28,6 +29,8 @@ type BoxedLayer = Box<dyn Layer<Filtered> + Send + Sync>;
 pub struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
     format: reload::Handle<BoxedLayer, Filtered>,
+    /// `-d`: debug output whatever the configuration says.
+    debug: bool,
 }
 
 /// What the configuration says about logging.
@@ -101,9 +104,11 @@ fn format(settings: &LogSettings) -> BoxedLayer {
 }
 
 /// Installs the process's logger (once, at start).
-pub fn init(settings: &LogSettings) -> LogHandle {
-    let (filter, filter_handle) = reload::Layer::new(filter(settings));
-    let (format, format_handle) = reload::Layer::new(format(settings));
+/// `debug` is `-d`.
+pub fn init(debug: bool) -> LogHandle {
+    let settings = LogSettings::initial(debug);
+    let (filter, filter_handle) = reload::Layer::new(filter(&settings));
+    let (format, format_handle) = reload::Layer::new(format(&settings));
     tracing_subscriber::registry()
         .with(filter)
         .with(format)
@@ -111,11 +116,17 @@ pub fn init(settings: &LogSettings) -> LogHandle {
     LogHandle {
         filter: filter_handle,
         format: format_handle,
+        debug,
     }
 }
 
 impl LogHandle {
-    pub fn apply(&self, settings: &LogSettings) {
+    /// Logs as `cfg` says (at start, and on every reload).
+    pub fn apply_config(&self, cfg: &Config) {
+        self.apply(&LogSettings::from_config(cfg, self.debug));
+    }
+
+    fn apply(&self, settings: &LogSettings) {
         let filtered = self.filter.reload(filter(settings));
         let formatted = self.format.reload(format(settings));
         if let Err(e) = filtered.and(formatted) {

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use pgpool::auth::setup;
 use pgpool::config::{self, Config};
 use pgpool::lifecycle::{self, PidFile, PidFileError, ShutdownMode, Sources};
-use pgpool::logging::{LogHandle, LogSettings};
+use pgpool::logging::LogHandle;
 use pgpool::server::{self, Context};
 
 #[derive(Parser, Debug)]
@@ -57,8 +57,8 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let logging = pgpool::logging::init(&LogSettings::initial(cli.debug));
-    match run(cli, &logging) {
+    let logging = pgpool::logging::init(cli.debug);
+    match run(cli, logging) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // Once: the log goes to stderr as well, so logging it too would print it twice.
@@ -70,16 +70,16 @@ fn main() -> std::process::ExitCode {
 
 /// Reads the configuration, switches logging to its settings, then reports what reading
 /// it found (so the warnings come out in the configured form).
-fn load_config(sources: &Sources, logging: &LogHandle, debug: bool) -> anyhow::Result<Config> {
+fn load_config(sources: &Sources, logging: &LogHandle) -> anyhow::Result<Config> {
     let (cfg, warnings) = sources.load_config()?;
-    logging.apply(&LogSettings::from_config(&cfg, debug));
+    logging.apply_config(&cfg);
     for w in &warnings {
         warn!("{w}");
     }
     Ok(cfg)
 }
 
-fn run(cli: Cli, logging: &LogHandle) -> anyhow::Result<()> {
+fn run(cli: Cli, logging: LogHandle) -> anyhow::Result<()> {
     let sources = Sources::resolve(
         cli.config_file.clone(),
         cli.hba_file.clone(),
@@ -87,7 +87,7 @@ fn run(cli: Cli, logging: &LogHandle) -> anyhow::Result<()> {
         cli.key_file.clone(),
         config::process_env(),
     );
-    let cfg = load_config(&sources, logging, cli.debug)?;
+    let cfg = load_config(&sources, &logging)?;
     let mode = ShutdownMode::parse(&cli.mode)
         .ok_or_else(|| anyhow::anyhow!("invalid shutdown mode \"{}\"", cli.mode))?;
     match cli.command.as_deref() {
@@ -119,6 +119,7 @@ fn run(cli: Cli, logging: &LogHandle) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let ctx: Arc<Context> = Context::new(cfg, auth.passwd);
+        ctx.set_logging(logging);
         ctx.set_hba(hba);
         // Before listening: a client must never find TLS missing because it came early.
         // (SIGHUP reloads certificates with the rest: see lifecycle::reload.)

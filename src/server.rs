@@ -69,6 +69,8 @@ pub struct Context {
     /// `log_statement` (bit 0) and `log_per_node_statement` (bit 1), read on every request
     /// without loading the configuration.
     statement_logging: std::sync::atomic::AtomicU8,
+    /// The process's logger, when this context owns it (the binary; not tests).
+    logging: std::sync::OnceLock<crate::logging::LogHandle>,
 }
 
 fn statement_logging_bits(cfg: &Config) -> u8 {
@@ -118,6 +120,7 @@ impl Context {
             reload_requested: tokio::sync::Notify::new(),
             pcp_users: ArcSwap::from_pointee(PcpUsers::default()),
             statement_logging: std::sync::atomic::AtomicU8::new(logging),
+            logging: std::sync::OnceLock::new(),
         })
     }
 
@@ -128,7 +131,15 @@ impl Context {
         self.router.store(Arc::new(router_config(&config)));
         self.statement_logging
             .store(statement_logging_bits(&config), Ordering::Relaxed);
+        if let Some(h) = self.logging.get() {
+            h.apply_config(&config);
+        }
         self.config.store(Arc::new(config));
+    }
+
+    /// Hands the process's logger to the context, so reloads re-apply the log settings.
+    pub fn set_logging(&self, handle: crate::logging::LogHandle) {
+        let _ = self.logging.set(handle);
     }
 
     /// (`log_statement`, `log_per_node_statement`).

@@ -65,4 +65,28 @@ async fn json_lines_for_log_pipelines_and_fatal_level_hides_log_lines() {
     std::thread::sleep(Duration::from_millis(300));
     let log = quiet.log();
     assert!(!log.contains("select 4444"), "{log}");
+
+    // log_min_messages reloads (SIGHUP), as in Pgpool-II.
+    let conf = quiet.dir.path().join("pgpool.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("log_min_messages = warning\n");
+    std::fs::write(&conf, text).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &quiet.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.batch_execute("select 4545").await.unwrap();
+        if quiet.log().contains("select 4545") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "level not reloaded:\n{}",
+            quiet.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
