@@ -126,6 +126,16 @@ async fn health_check_detaches_a_stopped_replica_and_restores_it() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(health_stat(&proxy, 1, "retry_count").await >= 1);
+    // The same counts on /metrics (pgpool2_exporter's names).
+    let (_, _, body) = http_get(proxy.metrics_port, "/metrics");
+    let port = format!("port=\"{}\"", pc.replica_port);
+    let fails = body
+        .lines()
+        .find(|l| l.starts_with("pgpool2_pool_health_check_stats_fail_count{") && l.contains(&port))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no fail_count for the replica:\n{body}"));
+    assert!(fails >= 1.0, "{fails}");
     for _ in 0..3 {
         assert_eq!(read_port(&proxy).await, pc.primary_port as i32);
     }
