@@ -165,3 +165,55 @@ async fn probe(ctx: &Arc<Context>, node: usize) -> Result<(), check::CheckError>
         Err(_) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> crate::config::Config {
+        crate::config::parse_str(text, "pgpool.conf", &[])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config
+    }
+
+    #[test]
+    fn the_primary_is_fixed_by_always_primary_else_detected_when_a_check_user_exists() {
+        let two = "backend_port0 = 5432\nbackend_port1 = 5433\n";
+        let cases = [
+            ("", PrimaryMode::Fixed(0)),
+            ("sr_check_user = 'u'\n", PrimaryMode::Detect),
+            ("health_check_user = 'u'\n", PrimaryMode::Detect),
+            (
+                "sr_check_user = 'u'\nbackend_flag1 = 'ALWAYS_PRIMARY'\n",
+                PrimaryMode::Fixed(1),
+            ),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(
+                primary_mode(&config(&format!("{two}{extra}"))),
+                want,
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hot_standby_is_refused_as_primary_only_while_detecting() {
+        let standby = vec![("in_hot_standby".to_string(), "on".to_string())];
+        let primary = vec![("in_hot_standby".to_string(), "off".to_string())];
+        let detect = config("backend_port0 = 5432\nbackend_port1 = 5433\nsr_check_user = 'u'\n");
+        let ctx = Context::new(detect, Default::default());
+        assert!(reports_standby(&ctx, &standby));
+        assert!(!reports_standby(&ctx, &primary));
+        assert!(
+            !reports_standby(&ctx, &[]),
+            "before PostgreSQL 14: no parameter"
+        );
+        let fixed = config("backend_port0 = 5432\nbackend_flag0 = 'ALWAYS_PRIMARY'\n");
+        let ctx = Context::new(fixed, Default::default());
+        assert!(
+            !reports_standby(&ctx, &standby),
+            "ALWAYS_PRIMARY keeps today's behaviour"
+        );
+    }
+}

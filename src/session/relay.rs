@@ -529,7 +529,7 @@ impl Relay {
                 if node == primary
                     && crate::replication::reports_standby(&self.ctx, &slot.conn.params) =>
             {
-                super::checkout::release(&self.ctx, slot).await;
+                slot.conn.terminate().await; // closed, never cached under the primary
                 crate::replication::primary_in_recovery(&self.ctx, node);
                 return Err(SessionError::Client(crate::replication::not_primary(node)));
             }
