@@ -228,6 +228,10 @@ async fn switchover_without_always_primary_moves_writes_to_the_promoted_node() {
         promoted.elapsed()
     );
     assert_eq!(ready(&proxy), 200, "{}", proxy.log());
+    assert_eq!(
+        common::metric(proxy.metrics_port, "pgpool_rs_primary_node"),
+        Some(1.0)
+    );
     wait_nodes(&proxy, "roles swapped", |n| {
         n[0].2 == "standby" && n[0].3 == "standby" && n[1].2 == "primary" && n[1].3 == "primary"
     })

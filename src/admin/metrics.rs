@@ -384,6 +384,13 @@ fn own_metrics(ctx: &Context, nodes: &[NodeView], enc: &mut DescriptorEncoder) -
         "Client sessions now, active or waiting for a slot",
         &sessions,
     )?;
+    let primary = ctx.nodes.primary().map_or(-1.0, |p| p as f64);
+    gauge(
+        enc,
+        "pgpool_rs_primary_node",
+        "Node id writes go to (ALWAYS_PRIMARY or detected); -1 while none is known",
+        &[(Vec::new(), primary)],
+    )?;
     let transports = vec![
         (
             vec![("transport", "tls".to_string())],
