@@ -112,8 +112,12 @@ impl Relay {
         let cfg = ctx.config();
         let mut slots: Vec<Option<Slot>> = (0..cfg.backends.len().max(1)).map(|_| None).collect();
         let primary_node = router.primary();
-        if let Some(p) = primary {
+        if let Some(mut p) = primary {
             let at = p.conn.node.min(slots.len() - 1);
+            if at != primary_node {
+                // The primary moved between login and now: that connection serves reads.
+                p.replica = Some(Default::default());
+            }
             slots[at] = Some(p.with_stats(ctx.stats.clone()));
         }
         Relay {
