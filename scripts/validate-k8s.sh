@@ -101,7 +101,7 @@ for path in sorted(glob.glob("k8s/*.yaml")):
             text = configmap.get(v.get("configMap", {}).get("name"), "")
             delay = conf_value(text, "shutdown_delay") or delay
             drain = conf_value(text, "drain_timeout") or drain
-        delay, drain = int(delay or 5), int(drain or 30)  # the built-in defaults
+        delay, drain = int(delay or 5), int(drain or 20)  # the built-in defaults
         if grace <= delay + drain:
             errors.append(f"{path}: terminationGracePeriodSeconds {grace} <= shutdown_delay "
                           f"{delay} + drain_timeout {drain}: Kubernetes would kill the drain")

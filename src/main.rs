@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use pgpool::auth::setup;
 use pgpool::config::{self, Config};
 use pgpool::lifecycle::{self, PidFile, PidFileError, ShutdownMode, Sources};
+use pgpool::logging::LogHandle;
 use pgpool::server::{self, Context};
 
 #[derive(Parser, Debug)]
@@ -56,37 +57,29 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.debug);
-    match run(cli) {
+    let logging = pgpool::logging::init(cli.debug);
+    match run(cli, logging) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once: the log goes to stderr as well, so logging it too would print it twice.
             eprintln!("pgpool: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(debug: bool) {
-    let default = if debug { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PGPOOL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-}
-
-fn load_config(sources: &Sources) -> anyhow::Result<Config> {
+/// Reads the configuration, switches logging to its settings, then reports what reading
+/// it found (so the warnings come out in the configured form).
+fn load_config(sources: &Sources, logging: &LogHandle) -> anyhow::Result<Config> {
     let (cfg, warnings) = sources.load_config()?;
+    logging.apply_config(&cfg);
     for w in &warnings {
         warn!("{w}");
     }
     Ok(cfg)
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, logging: LogHandle) -> anyhow::Result<()> {
     let sources = Sources::resolve(
         cli.config_file.clone(),
         cli.hba_file.clone(),
@@ -94,11 +87,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cli.key_file.clone(),
         config::process_env(),
     );
-    let cfg = load_config(&sources)?;
+    let cfg = load_config(&sources, &logging)?;
     let mode = ShutdownMode::parse(&cli.mode)
         .ok_or_else(|| anyhow::anyhow!("invalid shutdown mode \"{}\"", cli.mode))?;
     match cli.command.as_deref() {
         Some("check") => {
+            // The files a start would read, read the same way (nothing is written).
+            let (_, passwd_warnings) = sources.load_passwd(&cfg, true).context("pool_passwd")?;
+            for w in &passwd_warnings {
+                warn!("{w}");
+            }
+            sources.load_hba(&cfg).context("pool_hba.conf")?;
             print!("{}", cfg.render_effective());
             println!("configuration is valid");
             return Ok(());
@@ -120,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let ctx: Arc<Context> = Context::new(cfg, auth.passwd);
+        ctx.set_logging(logging);
         ctx.set_hba(hba);
         // Before listening: a client must never find TLS missing because it came early.
         // (SIGHUP reloads certificates with the rest: see lifecycle::reload.)

@@ -68,6 +68,15 @@ pub struct Context {
     pcp_users: ArcSwap<PcpUsers>,
     /// When failed logins may be answered, per source address (`auth_failure_delay`).
     pub auth_delay: crate::auth::AuthDelay,
+    /// `log_statement` (bit 0) and `log_per_node_statement` (bit 1), read on every request
+    /// without loading the configuration.
+    statement_logging: std::sync::atomic::AtomicU8,
+    /// The process's logger, when this context owns it (the binary; not tests).
+    logging: std::sync::OnceLock<crate::logging::LogHandle>,
+}
+
+fn statement_logging_bits(cfg: &Config) -> u8 {
+    u8::from(cfg.log_statement) | (u8::from(cfg.log_per_node_statement) << 1)
 }
 
 impl Context {
@@ -77,7 +86,9 @@ impl Context {
             ignore_leading_white_space: config.ignore_leading_white_space,
         });
         let router = router_config(&config);
+        let logging = statement_logging_bits(&config);
         let nodes = crate::replication::NodeStates::new(config.backends.len());
+        nodes.set_primary_mode(crate::replication::primary_mode(&config));
         let limits = PoolLimits {
             max_idle_per_node: (config.num_init_children as usize)
                 .saturating_mul(config.max_pool as usize),
@@ -111,21 +122,53 @@ impl Context {
             reload_requested: tokio::sync::Notify::new(),
             pcp_users: ArcSwap::from_pointee(PcpUsers::default()),
             auth_delay: Default::default(),
+            statement_logging: std::sync::atomic::AtomicU8::new(logging),
+            logging: std::sync::OnceLock::new(),
         })
     }
 
     /// Swaps in a reloaded configuration (sessions pick it up at their next decision).
     pub fn replace_config(&self, config: Config) {
+        self.nodes
+            .set_primary_mode(crate::replication::primary_mode(&config));
         self.router.store(Arc::new(router_config(&config)));
+        self.statement_logging
+            .store(statement_logging_bits(&config), Ordering::Relaxed);
+        if let Some(h) = self.logging.get() {
+            h.apply_config(&config);
+        }
         self.config.store(Arc::new(config));
+    }
+
+    /// Hands the process's logger to the context, so reloads re-apply the log settings.
+    pub fn set_logging(&self, handle: crate::logging::LogHandle) {
+        let _ = self.logging.set(handle);
+    }
+
+    /// (`log_statement`, `log_per_node_statement`).
+    pub fn statement_logging(&self) -> (bool, bool) {
+        let bits = self.statement_logging.load(Ordering::Relaxed);
+        (bits & 1 != 0, bits & 2 != 0)
     }
 
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
     }
 
+    /// The router's configuration, its `primary_node` following the node states: a new
+    /// primary is swapped in by the first reader that sees it (sessions keep theirs).
     pub fn router_config(&self) -> Arc<RouterConfig> {
-        self.router.load_full()
+        let rc = self.router.load_full();
+        match self.nodes.primary() {
+            Some(p) if p != rc.primary_node => {
+                let mut next = (*rc).clone();
+                next.primary_node = p;
+                let next = Arc::new(next);
+                self.router.store(next.clone());
+                next
+            }
+            _ => rc,
+        }
     }
 
     /// Admits a client session: waits in FIFO order for a free slot, or with

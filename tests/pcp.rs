@@ -275,3 +275,64 @@ fn commands_before_login_are_refused() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn proc_info_shows_an_idle_client_that_holds_no_backend_connection() {
+    let proxy = start("");
+    // Logged in, no query yet: the session holds no backend connection (it takes one from
+    // the cache at its first request), yet it is a connected client.
+    let c = proxy.connect("postgres", "postgres").await;
+    let Some(out) = run_tool(&proxy, "pcp_proc_count", &[], PCP_PASSWORD) else {
+        return;
+    };
+    let pids = stdout_ok(&out, "pcp_proc_count");
+    let pid = pids
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("no pid: {pids}"));
+    let out = run_tool(&proxy, "pcp_proc_info", &[], PCP_PASSWORD).unwrap();
+    let text = stdout_ok(&out, "pcp_proc_info");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("postgres postgres"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the one client: {text}");
+    assert!(lines[0].contains(pid), "{text}");
+    let out = run_tool(&proxy, "pcp_proc_info", &["-P", pid], PCP_PASSWORD).unwrap();
+    assert!(stdout_ok(&out, "pcp_proc_info -P").contains("postgres postgres"));
+    drop(c);
+}
+
+#[tokio::test]
+async fn health_check_stats_with_the_debian_tool_count_real_checks() {
+    let proxy = start("health_check_period = 1\nhealth_check_user = 'postgres'\n");
+    if tool("pcp_health_check_stats").is_none() {
+        eprintln!("pcp_health_check_stats is not installed (Debian package pgpool2); skipping");
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = run_tool(
+            &proxy,
+            "pcp_health_check_stats",
+            &["-n", "1", "-v"],
+            PCP_PASSWORD,
+        )
+        .unwrap();
+        let text = stdout_ok(&out, "pcp_health_check_stats");
+        let count = |name: &str| -> u64 {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .and_then(|l| l.rsplit(':').next())
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name}:\n{text}"))
+        };
+        if count("Total Count") >= 2 {
+            assert!(count("Success Count") >= 2, "{text}");
+            assert_eq!(count("Fail Count"), 0, "{text}");
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}

@@ -103,7 +103,9 @@ async fn readiness(ctx: &Context) -> Result<(), String> {
         return Err("draining".into());
     }
     let cfg = ctx.config();
-    let primary = ctx.router_config().primary_node;
+    let Some(primary) = ctx.nodes.primary() else {
+        return Err("no writable primary is known (primary search in progress)".into());
+    };
     let Some(b) = cfg.backends.get(primary) else {
         return Err("no primary backend is configured".into());
     };

@@ -176,14 +176,33 @@ fn exporter_node_metrics(
         "average_duration",
     ] {
         let name = format!("pgpool2_pool_health_check_stats_{col}");
+        let v = |n: &NodeView| health_value(&ctx.nodes.health_stats(n.index), col);
         gauge(
             enc,
             &name,
             &format!("{col} of SHOW pool_health_check_stats"),
-            &per(&|_| 0.0),
+            &per(&v),
         )?;
     }
     Ok(())
+}
+
+/// One `SHOW pool_health_check_stats` count as a number (durations in ms, as shown).
+fn health_value(h: &crate::replication::HealthStats, col: &str) -> f64 {
+    let ms = |d: std::time::Duration| d.as_millis() as f64;
+    match col {
+        "total_count" => h.total_count as f64,
+        "success_count" => h.success_count as f64,
+        "fail_count" => h.fail_count as f64,
+        "skip_count" => h.skip_count as f64,
+        "retry_count" => h.retry_count as f64,
+        "average_retry_count" => h.average_retry_count(),
+        "max_retry_count" => h.max_retry_count as f64,
+        "max_duration" => ms(h.max_duration),
+        "min_duration" => ms(h.min_duration),
+        "average_duration" => h.average_duration_ms(),
+        _ => 0.0,
+    }
 }
 
 fn exporter_session_metrics(ctx: &Context, enc: &mut DescriptorEncoder) -> fmt::Result {
@@ -364,6 +383,13 @@ fn own_metrics(ctx: &Context, nodes: &[NodeView], enc: &mut DescriptorEncoder) -
         "pgpool_rs_client_sessions",
         "Client sessions now, active or waiting for a slot",
         &sessions,
+    )?;
+    let primary = ctx.nodes.primary().map_or(-1.0, |p| p as f64);
+    gauge(
+        enc,
+        "pgpool_rs_primary_node",
+        "Node id writes go to (ALWAYS_PRIMARY or detected); -1 while none is known",
+        &[(Vec::new(), primary)],
     )?;
     let transports = vec![
         (

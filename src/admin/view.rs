@@ -19,12 +19,12 @@ pub struct NodeView {
     pub port: u16,
     /// `up` once a connection to it succeeded, `waiting` before (Pgpool-II's view).
     pub status: &'static str,
-    /// `unknown`: the proxy runs no health check of its own (yet).
+    /// What the checks last found: `up` (answered), `down`, `unknown` (not checked yet).
     pub pg_status: &'static str,
     /// Normalised weight `w / Σw`.
     pub weight: f64,
     pub primary: bool,
-    /// Live role; `unknown` without a streaming-replication check.
+    /// Live role from `pg_is_in_recovery()`; `unknown` until a check has asked.
     pub pg_role: &'static str,
     /// Replication delay in bytes (0 until a delay check reports one).
     pub delay: u64,
@@ -55,7 +55,7 @@ impl NodeView {
 /// Every configured node, in configuration order.
 pub fn nodes(ctx: &Context) -> Vec<NodeView> {
     let cfg = ctx.config();
-    let primary = ctx.router_config().primary_node;
+    let primary = ctx.nodes.primary();
     let weights = cfg.normalized_weights();
     cfg.backends
         .iter()
@@ -77,9 +77,13 @@ pub fn nodes(ctx: &Context) -> Vec<NodeView> {
                 hostname: b.hostname.clone(),
                 port: b.port,
                 status,
-                pg_status: "unknown",
+                pg_status: match snap.as_ref().map(|s| s.status) {
+                    Some(NodeStatus::Up) => "up",
+                    Some(NodeStatus::Down) => "down",
+                    _ => "unknown",
+                },
                 weight: weights.get(index).map_or(0.0, |w| w.1),
-                primary: index == primary,
+                primary: Some(index) == primary,
                 pg_role: snap.as_ref().map_or("unknown", |s| s.pg_role.as_str()),
                 delay: snap.as_ref().map_or(0, |s| s.delay_bytes),
                 replication_state: snap

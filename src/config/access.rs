@@ -193,6 +193,29 @@ impl Config {
         Ok(())
     }
 
+    /// Node `index`'s health check settings: its `health_check_*N` where given, else the
+    /// global ones (Pgpool-II's per-node override rule).
+    pub fn health_check(&self, index: usize) -> super::HealthCheck {
+        let o = self
+            .backends
+            .get(index)
+            .map(|b| b.health_check.clone())
+            .unwrap_or_default();
+        super::HealthCheck {
+            period: o.period.unwrap_or(self.health_check_period),
+            timeout: o.timeout.unwrap_or(self.health_check_timeout),
+            user: o.user.unwrap_or_else(|| self.health_check_user.clone()),
+            password: o
+                .password
+                .unwrap_or_else(|| self.health_check_password.clone()),
+            database: o
+                .database
+                .unwrap_or_else(|| self.health_check_database.clone()),
+            max_retries: o.max_retries.unwrap_or(self.health_check_max_retries),
+            retry_delay: o.retry_delay.unwrap_or(self.health_check_retry_delay),
+        }
+    }
+
     /// Each backend's share of reads, `w / Σw` as Pgpool-II normalises weights at load
     /// (SHOW pool_nodes `lb_weight`); all zero when every weight is zero.
     pub fn normalized_weights(&self) -> Vec<(usize, f64)> {

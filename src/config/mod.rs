@@ -15,6 +15,8 @@ mod types;
 mod values;
 
 #[cfg(test)]
+mod sample_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -24,7 +26,7 @@ pub use model::Config;
 pub use params::{context, is_session_settable, Context};
 pub use types::{
     anchored_regex, BackendConfig, BackendFlag, BackendSsl, CheckTempTable, DisableLbOnWrite,
-    LogStandbyDelay, RedirectNode, RedirectRule,
+    HealthCheck, HealthCheckOverrides, LogStandbyDelay, RedirectNode, RedirectRule,
 };
 
 /// Where a setting came from: a file and line, or an environment variable.

@@ -195,8 +195,11 @@ pub struct Config {
     pub log_hostname: bool,
     /// `log_client_messages`, default off.
     pub log_client_messages: bool,
-    /// `log_line_prefix`, default `%m: %a pid %p: `.
+    /// `log_line_prefix`, default `%m: %a pid %p: `: starts every text log line (`%m` time
+    /// with ms, `%t` time, `%p` pid, `%a` application, `%u` user, `%d` database, `%%`).
     pub log_line_prefix: String,
+    /// `log_format` (pgpool-rs extension), default `text`; `json`: one JSON object per line.
+    pub log_format: String,
     // --- process ----------------------------------------------------------------------
     /// `pid_file_name`, default `/var/run/pgpool/pgpool.pid`.
     pub pid_file_name: String,
@@ -220,8 +223,9 @@ pub struct Config {
     /// `shutdown_delay` (s, pgpool-rs extension), default 5: on SIGTERM keep accepting
     /// this long (readiness goes down first) so Kubernetes can remove the endpoint.
     pub shutdown_delay: u64,
-    /// `drain_timeout` (s, pgpool-rs extension), default 30: then wait this long for
-    /// sessions to finish before closing them.
+    /// `drain_timeout` (s, pgpool-rs extension), default 20: then wait this long for
+    /// sessions to finish before closing them. With `shutdown_delay` and the last close it
+    /// fits inside Kubernetes' default 30 s grace period.
     pub drain_timeout: u64,
     /// `replica_connect_timeout` (ms, pgpool-rs extension), default 1000: connect timeout
     /// for replicas (a dead replica never holds a read longer), for background retries of a

@@ -178,6 +178,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(log_hostname, Reload, "off", bool, "if true, resolve hostname for ps and log"),
     p!(log_client_messages, Session, "off", bool, "if on, print client messages"),
     p!(log_line_prefix, Reload, "%m: %a pid %p: ", string, "printf-style string to output at beginning of each log line"),
+    p!(log_format, Init, "text", choice("text", "json"), "pgpool-rs: log line format (text as Pgpool-II, or json)"),
     p!(pid_file_name, Init, "/var/run/pgpool/pgpool.pid", string, "path to pid file"),
     p!(logdir, Init, "/tmp", string, "directory of the node status file"),
     p!(backend_clustering_mode, Init, "streaming_replication", choice("streaming_replication"), "backend clustering mode (pgpool-rs: streaming_replication only)"),
@@ -186,7 +187,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(metrics_listen_addresses, Init, "*", list(","), "pgpool-rs: metrics and health HTTP listen addresses"),
     p!(metrics_port, Init, "9930", int(0, 65535, None), "pgpool-rs: metrics and health HTTP port (0 = off)"),
     p!(shutdown_delay, Reload, "5", int(0, 3600, S), "pgpool-rs: seconds to keep accepting after SIGTERM"),
-    p!(drain_timeout, Reload, "30", int(0, 86_400, S), "pgpool-rs: seconds to wait for sessions to end on shutdown"),
+    p!(drain_timeout, Reload, "20", int(0, 86_400, S), "pgpool-rs: seconds to wait for sessions to end on shutdown"),
     p!(replica_connect_timeout, Reload, "1000", int(0, i32::MAX as i64, Ms), "pgpool-rs: connect timeout for replicas, and for the primary while it is down"),
     p!(auth_failure_delay, Reload, "500", int(0, 60_000, Ms), "pgpool-rs: pause before answering a failed client or PCP login, per source address (0 = off)"),
 ];
@@ -205,5 +206,7 @@ pub fn context(name: &str) -> Option<Context> {
     if let Some(p) = find(name) {
         return Some(p.context);
     }
-    super::parse::split_backend_name(name).map(|_| Context::Reload)
+    super::parse::split_backend_name(name)
+        .map(|_| Context::Reload)
+        .or_else(|| super::parse::health_check_name(name).map(|_| Context::Reload))
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::lexer::{tokenize, TokenKind};
 use super::model::Config;
 use super::params::{self, PARAMS};
-use super::types::{BackendConfig, BackendFlag};
+use super::types::{BackendConfig, BackendFlag, HealthCheckOverrides};
 use super::values::{parse_int, parse_real, Invalid, Unit};
 use super::{ConfigError, Location};
 
@@ -59,7 +59,7 @@ const RENAMED: &[(&str, &str)] = &[
 ];
 
 /// Alternative names applied to a table parameter: `(alias, parameter, note)`.
-const ALIASES: &[(&str, &str, Option<&str>)] = &[
+pub(crate) const ALIASES: &[(&str, &str, Option<&str>)] = &[
     (
         "socket_dir",
         "unix_socket_directories",
@@ -140,19 +140,50 @@ const UNSUPPORTED: &[&str] = &[
     "trusted_server_command",
     "ping_path",
     "backend_data_directory",
+    "clear_memqcache_on_escalation",
+    "failover_when_quorum_exists",
+    "if_cmd_path",
+    "if_up_cmd",
+    "if_down_cmd",
+    "arping_path",
+    "arping_cmd",
+    "wd_priority",
+    "wd_authkey",
+    "wd_escalation_command",
+    "wd_de_escalation_command",
+    "wd_monitoring_interfaces_list",
+    "wd_lifecheck_method",
+    "wd_interval",
+    "wd_heartbeat_keepalive",
+    "wd_heartbeat_deadtime",
+    "wd_life_point",
+    "wd_lifecheck_query",
+    "wd_lifecheck_dbname",
+    "wd_lifecheck_user",
+    "wd_lifecheck_password",
+    "wd_remove_shutdown_nodes",
+    "wd_lost_node_removal_timeout",
+    "wd_no_show_node_removal_timeout",
+];
+
+/// Parameters of the table that pgpool-rs parses (so values are still checked, shown and
+/// settable) but does not act on: setting one is reported like an unsupported one.
+pub(crate) const PARSED_NOT_IMPLEMENTED: &[&str] = &[
+    "unix_socket_permissions",
+    "listen_backlog_multiplier",
+    "dml_adaptive_object_relationship_list",
+    "check_unlogged_table",
+    "failover_on_backend_error",
+    "ssl_ecdh_curve",
+    "client_min_messages",
+    "log_hostname",
+    "log_client_messages",
 ];
 
 /// Per-node variants (`health_check_period0`) Pgpool-II accepts; pgpool-rs reads only
 /// the index-free parameter.
 const UNSUPPORTED_INDEXED: &[&str] = &[
     "backend_data_directory",
-    "health_check_period",
-    "health_check_timeout",
-    "health_check_user",
-    "health_check_password",
-    "health_check_database",
-    "health_check_max_retries",
-    "health_check_retry_delay",
     "connect_timeout",
     "heartbeat_hostname",
     "heartbeat_port",
@@ -170,6 +201,7 @@ struct Slot {
     weight: f64,
     flag: BackendFlag,
     application_name: String,
+    health_check: HealthCheckOverrides,
 }
 
 /// Accumulates assignments in order (the last one wins) and collects warnings.
@@ -203,7 +235,18 @@ impl Builder {
             accepted: e.accepted,
         };
         if let Some(def) = params::find(name) {
-            return (def.set)(&mut self.config, value).map_err(invalid);
+            (def.set)(&mut self.config, value).map_err(invalid)?;
+            if PARSED_NOT_IMPLEMENTED.contains(&name) {
+                self.ignored(name, loc);
+            }
+            return Ok(());
+        }
+        if name == "use_watchdog" && super::values::parse_bool(value).unwrap_or(false) {
+            return Err(ConfigError::Invalid(format!(
+                "{loc}: use_watchdog = on: pgpool-rs has no watchdog (no virtual IP, no \
+                 consensus); run several pgpool-rs pods behind one Kubernetes Service instead, \
+                 and set use_watchdog = off"
+            )));
         }
         if let Some((_, target, note)) = ALIASES.iter().find(|(a, _, _)| *a == name) {
             if let Some(note) = note {
@@ -221,6 +264,10 @@ impl Builder {
                 reason: reason.to_string(),
             })?;
             return self.apply_backend(field, id, value).map_err(invalid);
+        }
+        if let Some((base, id)) = health_check_name(name) {
+            let slot = self.slots.entry(id).or_default();
+            return apply_health_override(&mut slot.health_check, base, value).map_err(invalid);
         }
         self.unknown(name, loc);
         Ok(())
@@ -249,9 +296,7 @@ impl Builder {
         let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
         let indexed = base.len() < name.len() && UNSUPPORTED_INDEXED.contains(&base);
         if UNSUPPORTED.contains(&name) || indexed {
-            self.unsupported.push(format!(
-                "{loc}: parameter \"{name}\" is not supported by pgpool-rs and is ignored"
-            ));
+            self.ignored(name, loc);
             return;
         }
         let hint = suggestion(name)
@@ -262,7 +307,20 @@ impl Builder {
         ));
     }
 
+    /// A Pgpool-II parameter that is accepted but has no effect in pgpool-rs.
+    fn ignored(&mut self, name: &str, loc: &Location) {
+        self.unsupported.push(format!("{name} ({loc})"));
+    }
+
     pub fn finish(mut self) -> (Config, Vec<String>, Vec<String>) {
+        // One warning names them all, so a long Pgpool-II file does not bury the log.
+        if !self.unsupported.is_empty() {
+            self.warnings.push(format!(
+                "these Pgpool-II parameters are accepted but ignored by pgpool-rs (not \
+                 implemented): {}",
+                self.unsupported.join(", ")
+            ));
+        }
         self.config.backends = self
             .slots
             .into_iter()
@@ -274,6 +332,7 @@ impl Builder {
                     weight: s.weight,
                     flag: s.flag,
                     application_name: s.application_name,
+                    health_check: s.health_check,
                 })
             })
             .collect();
@@ -315,6 +374,46 @@ pub(crate) fn backend_name(name: &str) -> Option<(BackendField, Result<usize, &'
         };
         Some((*field, index))
     })
+}
+
+/// The per-node health check parameters (`health_check_periodN` …).
+const HEALTH_CHECK_INDEXED: &[&str] = &[
+    "health_check_period",
+    "health_check_timeout",
+    "health_check_user",
+    "health_check_password",
+    "health_check_database",
+    "health_check_max_retries",
+    "health_check_retry_delay",
+];
+
+/// Splits `health_check_timeout1` into `health_check_timeout` and 1.
+pub(crate) fn health_check_name(name: &str) -> Option<(&'static str, usize)> {
+    HEALTH_CHECK_INDEXED.iter().find_map(|base| {
+        let digits = name.strip_prefix(base)?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let id = digits.parse::<usize>().ok()?;
+        (id <= MAX_BACKEND_ID).then_some(*base).map(|b| (b, id))
+    })
+}
+
+/// Sets one per-node health check value, with the same bounds as the global parameter.
+fn apply_health_override(h: &mut HealthCheckOverrides, base: &str, v: &str) -> Result<(), Invalid> {
+    let secs = |v: &str| parse_int::<u64>(v, 0, i32::MAX as i64, Unit::S);
+    match base {
+        "health_check_period" => h.period = Some(secs(v)?),
+        "health_check_timeout" => h.timeout = Some(secs(v)?),
+        "health_check_retry_delay" => h.retry_delay = Some(secs(v)?),
+        "health_check_max_retries" => {
+            h.max_retries = Some(parse_int(v, 0, i32::MAX as i64, Unit::None)?)
+        }
+        "health_check_user" => h.user = Some(v.to_string()),
+        "health_check_password" => h.password = Some(v.to_string()),
+        _ => h.database = Some(v.to_string()),
+    }
+    Ok(())
 }
 
 /// For `context()`: a valid indexed backend parameter name.

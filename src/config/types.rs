@@ -71,6 +71,35 @@ pub struct BackendConfig {
     pub flag: BackendFlag,
     /// `backend_application_nameN`: the standby's `application_name` in `pg_stat_replication`.
     pub application_name: String,
+    /// `health_check_*N`: this node's own health check settings, where given.
+    pub health_check: HealthCheckOverrides,
+}
+
+/// The per-node `health_check_periodN` … `health_check_retry_delayN`; `None` = the global one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthCheckOverrides {
+    pub period: Option<u64>,
+    pub timeout: Option<u64>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub database: Option<String>,
+    pub max_retries: Option<u32>,
+    pub retry_delay: Option<u64>,
+}
+
+/// One node's effective health check settings (see `Config::health_check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Seconds between checks; 0 = off.
+    pub period: u64,
+    /// Seconds for one attempt (connect and answer); 0 = no limit.
+    pub timeout: u64,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    pub max_retries: u32,
+    /// Seconds between retries.
+    pub retry_delay: u64,
 }
 
 /// `disable_load_balance_on_write`: when a write stops reads from going to a replica.

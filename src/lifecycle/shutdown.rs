@@ -147,3 +147,15 @@ async fn interrupted(signals: &mut Signals, fut: impl Future) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_drain_fits_kubernetes_default_grace_period() {
+        let cfg = crate::config::Config::default();
+        let total = Duration::from_secs(cfg.shutdown_delay + cfg.drain_timeout) + CLOSE_GRACE;
+        assert!(total < Duration::from_secs(30), "{total:?}");
+    }
+}

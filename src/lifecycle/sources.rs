@@ -23,11 +23,12 @@ pub const CONF_VOLUME_ENV: &str = "PGPOOL_CONF_VOLUME";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{0}")]
+    // Transparent: `{e:#}` prints the source chain, so "{0}" would print each message twice.
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Hba(#[from] HbaError),
-    #[error("{0}")]
+    #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("pool_passwd \"{}\" is gone; keeping the users loaded before", .0.display())]
     PasswdMissing(PathBuf),

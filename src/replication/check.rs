@@ -104,13 +104,13 @@ pub fn is_lagging(cfg: &Config, delay_bytes: u64, delay_time_us: Option<u64>) ->
     }
 }
 
-/// The credential for `sr_check_user`: `sr_check_password` if set (md5/AES/TEXT forms as
+/// The credential for a check user: its configured password if set (md5/AES/TEXT forms as
 /// in pool_passwd), else the user's pool_passwd entry, else none (trust).
-pub fn check_credential(ctx: &Context, cfg: &Config) -> Credential {
-    let stored = if cfg.sr_check_password.is_empty() {
-        ctx.passwd().get(&cfg.sr_check_user).cloned()
+pub fn credential_for(ctx: &Context, user: &str, password: &str) -> Credential {
+    let stored = if password.is_empty() {
+        ctx.passwd().get(user).cloned()
     } else {
-        StoredPassword::classify(&cfg.sr_check_password, None).ok()
+        StoredPassword::classify(password, None).ok()
     };
     match stored {
         Some(StoredPassword::Md5(h)) => Credential::Md5Hash(h),
@@ -118,6 +118,31 @@ pub fn check_credential(ctx: &Context, cfg: &Config) -> Credential {
         // A SCRAM verifier cannot answer a server; no key, no password: try without.
         _ => Credential::None,
     }
+}
+
+/// Who the replication check and the primary search log in as: `sr_check_user`, or
+/// `health_check_user` when that is the only one set. `None`: no check user at all.
+pub fn checker_login(cfg: &Config) -> Option<Login> {
+    if !cfg.sr_check_user.is_empty() {
+        return Some(Login {
+            user: cfg.sr_check_user.clone(),
+            password: cfg.sr_check_password.clone(),
+            database: cfg.sr_check_database.clone(),
+        });
+    }
+    (!cfg.health_check_user.is_empty()).then(|| Login {
+        user: cfg.health_check_user.clone(),
+        password: cfg.health_check_password.clone(),
+        database: cfg.health_check_database.clone(),
+    })
+}
+
+/// A check's user, password (as in pool_passwd) and database.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+    pub database: String,
 }
 
 /// How to reach node `id`, from the current configuration (with the proxy's backend TLS).
@@ -130,21 +155,36 @@ pub fn node_addr(ctx: &Context, cfg: &Config, id: usize) -> Option<NodeAddr> {
     })
 }
 
-/// Opens an authenticated connection for the replication check.
+/// Opens an authenticated connection for the replication check and the primary search.
 pub async fn connect_checker(
     ctx: &Context,
     cfg: &Config,
     id: usize,
     timeout: Duration,
 ) -> Result<BackendConn, CheckError> {
+    let login = checker_login(cfg).unwrap_or(Login {
+        user: String::new(),
+        password: String::new(),
+        database: cfg.sr_check_database.clone(),
+    });
+    connect_as(ctx, cfg, id, &login, "pgpool-rs sr_check", timeout).await
+}
+
+/// Opens a connection to node `id` as `login`; `timeout` bounds the connect and the
+/// authentication each.
+pub async fn connect_as(
+    ctx: &Context,
+    cfg: &Config,
+    id: usize,
+    login: &Login,
+    application_name: &str,
+    timeout: Duration,
+) -> Result<BackendConn, CheckError> {
     let addr = node_addr(ctx, cfg, id).ok_or(BackendError::Closed { node: id })?;
     let params = vec![
-        ("user".to_string(), cfg.sr_check_user.clone()),
-        ("database".to_string(), cfg.sr_check_database.clone()),
-        (
-            "application_name".to_string(),
-            "pgpool-rs sr_check".to_string(),
-        ),
+        ("user".to_string(), login.user.clone()),
+        ("database".to_string(), login.database.clone()),
+        ("application_name".to_string(), application_name.to_string()),
     ];
     let started = backend::start(&addr, &params, timeout, cfg.max_message_size);
     let conn = match tokio::time::timeout(timeout * 2, started)
@@ -152,7 +192,10 @@ pub async fn connect_checker(
         .map_err(|_| CheckError::Timeout)??
     {
         Startup::Ready(c) => c,
-        Startup::NeedsAuth(p) => p.complete(&check_credential(ctx, cfg)).await?,
+        Startup::NeedsAuth(p) => {
+            let credential = credential_for(ctx, &login.user, &login.password);
+            p.complete(&credential).await?
+        }
     };
     Ok(conn)
 }

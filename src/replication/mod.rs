@@ -8,6 +8,7 @@
 //!   answers. Reads never wait on a node marked down.
 
 mod check;
+mod health;
 mod monitor;
 mod state;
 
@@ -17,8 +18,13 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 pub use check::{cannot_connect_now, is_lagging, parse_lsn};
-pub use state::{Measurement, NodeSnapshot, NodeState, NodeStates, NodeStatus, PgRole, Transition};
+pub use health::{configure_primary, primary_mode};
+pub use state::{
+    HealthStats, Measurement, NodeSnapshot, NodeState, NodeStates, NodeStatus, PgRole, PrimaryMode,
+    Transition,
+};
 
+use crate::protocol::PgError;
 use crate::server::Context;
 
 /// First wait before retrying a node marked down; doubles up to [`PROBE_MAX`].
@@ -26,12 +32,15 @@ const PROBE_FIRST: Duration = Duration::from_millis(100);
 /// Longest wait between retries: a restarted replica is back in use within this.
 const PROBE_MAX: Duration = Duration::from_secs(2);
 
-/// Starts the replication check and one background retry task per node; they live as
-/// long as the runtime.
+/// Starts the replication check, the primary search, and per node a health check and a
+/// background retry; they live as long as the runtime.
 pub fn spawn_monitor(ctx: Arc<Context>) {
+    configure_primary(&ctx, &ctx.config());
     for node in 0..ctx.nodes.len() {
         tokio::spawn(retry_when_down(ctx.clone(), node));
+        tokio::spawn(health::run(ctx.clone(), node));
     }
+    tokio::spawn(health::search_primary(ctx.clone()));
     tokio::spawn(monitor::run(ctx));
 }
 
@@ -41,9 +50,10 @@ pub fn spawn_monitor(ctx: Arc<Context>) {
 pub fn connect_timeout(ctx: &Context, node: usize) -> Duration {
     let cfg = ctx.config();
     let primary_up = ctx.nodes.status(node) != NodeStatus::Down;
+    // (A node that is not the primary gets the short limit.)
     // 0 means "no limit" for both, as in Pgpool-II; a day stands for that.
     let limit = |ms: u64| if ms == 0 { 86_400_000 } else { ms };
-    let ms = if node == 0 && primary_up {
+    let ms = if ctx.nodes.primary() == Some(node) && primary_up {
         limit(cfg.connect_timeout)
     } else {
         limit(cfg.replica_connect_timeout).min(limit(cfg.connect_timeout))
@@ -56,6 +66,50 @@ pub fn node_answered(ctx: &Context, node: usize) {
     if ctx.nodes.mark_up(node) == Transition::Changed {
         info!(node, "backend answers: in use");
     }
+}
+
+/// A session's new connection to the node it took for the primary reports
+/// `in_hot_standby = on` (PostgreSQL 14+): the node is a standby now. Its role is noted
+/// (which starts the primary search) and the caller must not write there.
+pub fn primary_in_recovery(ctx: &Context, node: usize) {
+    health::note_role(ctx, node, PgRole::Standby);
+    ctx.nodes.search.notify_one();
+}
+
+/// The FATAL a session gets when the node it writes to is no longer the primary: the
+/// client reconnects and reaches the new one.
+pub fn not_primary(node: usize) -> PgError {
+    PgError::fatal(
+        "57P01",
+        format!("backend node {node} is no longer the primary"),
+    )
+    .with_hint("Reconnect: new sessions go to the new primary.")
+}
+
+/// `Some(FATAL)` when another node than `session_primary` is the primary now (a switchover
+/// happened under the session). With no primary known the session carries on: its writes
+/// fail on their own if the old primary is gone.
+pub fn primary_moved(ctx: &Context, session_primary: usize) -> Option<PgError> {
+    match ctx.nodes.primary() {
+        Some(p) if p != session_primary => Some(not_primary(session_primary)),
+        _ => None,
+    }
+}
+
+/// The FATAL for a client that arrives while no primary is known.
+pub fn no_primary() -> PgError {
+    PgError::fatal("57P03", "no primary node is available")
+        .with_detail("The primary search has not found a node that is not in recovery.")
+}
+
+/// While the primary is detected: a new connection to the node taken for the primary whose
+/// startup parameters say it is a hot standby must not be written to. With
+/// `ALWAYS_PRIMARY` the node is the primary whatever it says (Pgpool-II's rule), as before.
+pub fn reports_standby(ctx: &Context, params: &[(String, String)]) -> bool {
+    ctx.nodes.primary_mode() == PrimaryMode::Detect
+        && params
+            .iter()
+            .any(|(k, v)| k == "in_hot_standby" && v == "on")
 }
 
 /// `node` could not be reached or its connection broke: mark it down (reads stop going
@@ -100,19 +154,66 @@ async fn probe(ctx: &Arc<Context>, node: usize) -> Result<(), check::CheckError>
     let timeout = connect_timeout(ctx, node);
     match check::connect_checker(ctx, &cfg, node, timeout).await {
         Ok(mut conn) => {
-            let sql = "SELECT pg_catalog.pg_is_in_recovery()";
-            if let Ok(rows) = check::simple_query(&mut conn, sql, cfg.max_message_size).await {
-                let in_recovery = rows.first().and_then(|r| r.first().cloned().flatten());
-                let role = match in_recovery.as_deref() {
-                    Some("t") => PgRole::Standby,
-                    _ => PgRole::Primary,
-                };
-                ctx.nodes.set_role(node, role);
+            // The role first: a node back up must not be elected primary on an old answer.
+            if let Some(role) = health::read_role(&mut conn, &cfg).await {
+                health::note_role(ctx, node, role);
             }
             conn.terminate().await;
             Ok(())
         }
         Err(e) if e.is_connectivity() => Err(e),
         Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> crate::config::Config {
+        crate::config::parse_str(text, "pgpool.conf", &[])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config
+    }
+
+    #[test]
+    fn the_primary_is_fixed_by_always_primary_else_detected_when_a_check_user_exists() {
+        let two = "backend_port0 = 5432\nbackend_port1 = 5433\n";
+        let cases = [
+            ("", PrimaryMode::Fixed(0)),
+            ("sr_check_user = 'u'\n", PrimaryMode::Detect),
+            ("health_check_user = 'u'\n", PrimaryMode::Detect),
+            (
+                "sr_check_user = 'u'\nbackend_flag1 = 'ALWAYS_PRIMARY'\n",
+                PrimaryMode::Fixed(1),
+            ),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(
+                primary_mode(&config(&format!("{two}{extra}"))),
+                want,
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hot_standby_is_refused_as_primary_only_while_detecting() {
+        let standby = vec![("in_hot_standby".to_string(), "on".to_string())];
+        let primary = vec![("in_hot_standby".to_string(), "off".to_string())];
+        let detect = config("backend_port0 = 5432\nbackend_port1 = 5433\nsr_check_user = 'u'\n");
+        let ctx = Context::new(detect, Default::default());
+        assert!(reports_standby(&ctx, &standby));
+        assert!(!reports_standby(&ctx, &primary));
+        assert!(
+            !reports_standby(&ctx, &[]),
+            "before PostgreSQL 14: no parameter"
+        );
+        let fixed = config("backend_port0 = 5432\nbackend_flag0 = 'ALWAYS_PRIMARY'\n");
+        let ctx = Context::new(fixed, Default::default());
+        assert!(
+            !reports_standby(&ctx, &standby),
+            "ALWAYS_PRIMARY keeps today's behaviour"
+        );
     }
 }

@@ -68,10 +68,13 @@ async fn check_once(ctx: &Arc<Context>, cfg: &Config, conns: &mut Vec<Option<Bac
     for id in 0..cfg.backends.len() {
         positions.push(position(ctx, cfg, conns, id).await);
     }
-    let primary = 0;
+    let Some(primary) = ctx.nodes.primary() else {
+        return; // no primary known: the search is on it
+    };
     let Some(primary_lsn) = positions
-        .first()
+        .get(primary)
         .and_then(|p| p.as_ref())
+        .filter(|p| !p.in_recovery)
         .and_then(|p| p.lsn)
     else {
         return; // without the primary's position there is nothing to compare with
@@ -81,8 +84,10 @@ async fn check_once(ctx: &Arc<Context>, cfg: &Config, conns: &mut Vec<Option<Bac
     } else {
         Vec::new()
     };
-    for (id, pos) in positions.iter().enumerate().skip(1) {
-        let Some(pos) = pos else { continue };
+    for (id, pos) in positions.iter().enumerate() {
+        let Some(pos) = pos.as_ref().filter(|_| id != primary) else {
+            continue;
+        };
         if !pos.in_recovery {
             continue;
         }
@@ -143,11 +148,19 @@ async fn position(
     } else {
         PgRole::Primary
     };
-    if ctx.nodes.set_role(id, role) == Transition::Changed && id != 0 && role == PgRole::Primary {
-        warn!(
-            node = id,
-            "backend is not in recovery (a primary): it gets no replica reads"
-        );
+    let was_primary = ctx.nodes.primary() == Some(id);
+    if ctx.nodes.set_role(id, role) == Transition::Changed {
+        if role == PgRole::Primary && ctx.nodes.primary() != Some(id) {
+            warn!(
+                node = id,
+                "backend is not in recovery (a primary): it gets no replica reads"
+            );
+        } else if role == PgRole::Standby && was_primary {
+            warn!(
+                node = id,
+                "the primary is in recovery now: searching for the primary"
+            );
+        }
     }
     let lsn = row.get(1).cloned().flatten().and_then(|t| parse_lsn(&t));
     Some(Position { in_recovery, lsn })

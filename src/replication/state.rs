@@ -3,9 +3,14 @@
 //! PCP and `/metrics` alike. The router asks on every read, so that answer is one atomic
 //! load; the rest sits behind a mutex only writers and admin views take.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use tracing::{info, warn};
+
+/// `primary` when no writable primary is known.
+const NO_PRIMARY: usize = usize::MAX;
 
 /// Pgpool-II's `status` column: `waiting` until the first successful connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +81,86 @@ pub struct NodeState {
     pub fallbacks: AtomicU64,
     /// Requests retried on the primary after this node died under them.
     pub retries: AtomicU64,
+    /// Health check counts (`SHOW pool_health_check_stats`).
+    health: Mutex<HealthStats>,
+}
+
+/// How the primary is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrimaryMode {
+    /// `backend_flagN = ALWAYS_PRIMARY` (or no way to ask): this node, whatever it answers.
+    Fixed(usize),
+    /// Pgpool-II's `find_primary_node`: the first reachable node not in recovery.
+    Detect,
 }
 
 /// Every configured node's state, indexed by node id.
 pub struct NodeStates {
     nodes: Vec<NodeState>,
+    /// The node writes go to, or [`NO_PRIMARY`]; one atomic load for every session.
+    primary: AtomicUsize,
+    /// [`PrimaryMode::Fixed`] node, or [`NO_PRIMARY`] when detecting.
+    fixed: AtomicUsize,
+    /// Wakes sessions waiting for a primary and the primary search.
+    primary_changed: tokio::sync::Notify,
+    /// Wakes the primary search (the primary failed or was found in recovery).
+    pub(crate) search: tokio::sync::Notify,
+}
+
+/// One node's health check record, as Pgpool-II's `POOL_HEALTH_CHECK_STATISTICS`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthStats {
+    pub total_count: u64,
+    pub success_count: u64,
+    pub fail_count: u64,
+    pub skip_count: u64,
+    pub retry_count: u64,
+    pub max_retry_count: u64,
+    /// Durations of whole checks (retries included).
+    pub max_duration: Duration,
+    pub min_duration: Duration,
+    pub total_duration: Duration,
+    pub last_health_check: Option<SystemTime>,
+    pub last_successful_health_check: Option<SystemTime>,
+    pub last_skip_health_check: Option<SystemTime>,
+    pub last_failed_health_check: Option<SystemTime>,
+}
+
+impl HealthStats {
+    /// Records one finished check: `retries` extra attempts, `ok` its outcome.
+    pub fn record(&mut self, ok: bool, retries: u64, took: Duration, at: SystemTime) {
+        self.total_count += 1;
+        if ok {
+            self.success_count += 1;
+            self.last_successful_health_check = Some(at);
+        } else {
+            self.fail_count += 1;
+            self.last_failed_health_check = Some(at);
+        }
+        self.retry_count += retries;
+        self.max_retry_count = self.max_retry_count.max(retries);
+        self.max_duration = self.max_duration.max(took);
+        if self.min_duration.is_zero() || took < self.min_duration {
+            self.min_duration = took;
+        }
+        self.total_duration += took;
+        self.last_health_check = Some(at);
+    }
+
+    pub fn average_retry_count(&self) -> f64 {
+        match self.total_count {
+            0 => 0.0,
+            n => self.retry_count as f64 / n as f64,
+        }
+    }
+
+    /// Average duration in milliseconds (Pgpool-II's unit).
+    pub fn average_duration_ms(&self) -> f64 {
+        match self.total_count {
+            0 => 0.0,
+            n => self.total_duration.as_secs_f64() * 1000.0 / n as f64,
+        }
+    }
 }
 
 /// What a change did, so the caller can log or start a probe once, not on every call.
@@ -110,9 +190,90 @@ impl NodeStates {
                 wake: tokio::sync::Notify::new(),
                 fallbacks: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
+                health: Mutex::new(HealthStats::default()),
             })
             .collect();
-        NodeStates { nodes }
+        NodeStates {
+            nodes,
+            primary: AtomicUsize::new(0),
+            fixed: AtomicUsize::new(0),
+            primary_changed: tokio::sync::Notify::new(),
+            search: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// How the primary is found; called at start and on reload. Detecting starts with no
+    /// primary known, so nothing is written anywhere before a node said it is the primary.
+    pub fn set_primary_mode(&self, mode: PrimaryMode) {
+        let fixed = match mode {
+            PrimaryMode::Fixed(n) => n,
+            PrimaryMode::Detect => NO_PRIMARY,
+        };
+        let before = self.fixed.swap(fixed, Ordering::AcqRel);
+        if before != fixed {
+            if fixed == NO_PRIMARY {
+                self.primary.store(NO_PRIMARY, Ordering::Release);
+            }
+            self.elect_primary();
+        }
+    }
+
+    pub fn primary_mode(&self) -> PrimaryMode {
+        match self.fixed.load(Ordering::Acquire) {
+            NO_PRIMARY => PrimaryMode::Detect,
+            n => PrimaryMode::Fixed(n),
+        }
+    }
+
+    /// The node writes go to now, if a writable primary is known.
+    pub fn primary(&self) -> Option<usize> {
+        match self.primary.load(Ordering::Acquire) {
+            NO_PRIMARY => None,
+            n => Some(n),
+        }
+    }
+
+    /// The primary, waiting up to `limit` for the search to find one.
+    pub async fn wait_for_primary(&self, limit: Duration) -> Option<usize> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.primary_changed.notified();
+            if let Some(p) = self.primary() {
+                return Some(p);
+            }
+            self.search.notify_one();
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.primary();
+            }
+        }
+    }
+
+    /// Pgpool-II's `find_primary_node` over what the checks know: the fixed node, else the
+    /// first node that is not down and answered `pg_is_in_recovery() = f`.
+    fn elect_primary(&self) {
+        let fixed = self.fixed.load(Ordering::Acquire);
+        let next = if fixed != NO_PRIMARY {
+            fixed
+        } else {
+            (0..self.nodes.len())
+                .find(|&i| {
+                    let s = self.nodes[i].lock();
+                    s.status != NodeStatus::Down && s.pg_role == PgRole::Primary
+                })
+                .unwrap_or(NO_PRIMARY)
+        };
+        let before = self.primary.swap(next, Ordering::AcqRel);
+        if before == next {
+            return;
+        }
+        match next {
+            NO_PRIMARY => {
+                warn!("no writable primary is known: writes wait for the primary search");
+                self.search.notify_one();
+            }
+            n => info!(node = n, "primary node is {n}"),
+        }
+        self.primary_changed.notify_waiters();
     }
 
     pub fn len(&self) -> usize {
@@ -132,6 +293,7 @@ impl NodeStates {
         self.nodes
             .get(id)
             .is_some_and(|n| n.readable.load(Ordering::Relaxed))
+            || (id < self.nodes.len() && self.primary.load(Ordering::Relaxed) == id)
     }
 
     pub fn status(&self, id: usize) -> NodeStatus {
@@ -203,11 +365,29 @@ impl NodeStates {
         };
         let mut s = node.lock();
         let t = f(&mut s);
-        // Node 0 is the primary in this deployment: it serves reads whenever it is used at
-        // all, so only replicas are judged here.
+        // Only replicas are judged here: the primary serves reads whenever it is used at
+        // all (`is_readable` says so).
         let readable = s.status != NodeStatus::Down && !s.lagging && s.pg_role != PgRole::Primary;
-        node.readable.store(readable || id == 0, Ordering::Relaxed);
+        node.readable.store(readable, Ordering::Relaxed);
+        drop(s);
+        if t == Transition::Changed {
+            self.elect_primary();
+        }
         t
+    }
+
+    /// One finished health check of node `id`.
+    pub fn record_health_check(&self, id: usize, ok: bool, retries: u64, took: Duration) {
+        if let Some(n) = self.nodes.get(id) {
+            let mut h = n.health.lock().unwrap_or_else(|p| p.into_inner());
+            h.record(ok, retries, took, SystemTime::now());
+        }
+    }
+
+    pub fn health_stats(&self, id: usize) -> HealthStats {
+        self.nodes.get(id).map_or_else(HealthStats::default, |n| {
+            n.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        })
     }
 
     /// With `prefer_lower_delay_standby`: the readable standby with the least delay, ties
@@ -285,6 +465,49 @@ mod tests {
             "a promoted replica gets no replica reads"
         );
         assert!(!s.is_readable(7), "unknown node");
+    }
+
+    #[test]
+    fn detection_elects_the_first_reachable_node_not_in_recovery() {
+        let s = NodeStates::new(3);
+        assert_eq!(s.primary(), Some(0), "node 0 until configured");
+        s.set_primary_mode(PrimaryMode::Detect);
+        assert_eq!(s.primary(), None, "detecting: nothing known yet");
+        s.set_role(0, PgRole::Standby);
+        s.set_role(2, PgRole::Primary);
+        assert_eq!(s.primary(), Some(2));
+        assert!(s.is_readable(2), "the primary serves reads");
+        assert!(s.is_readable(0), "a standby serves reads");
+        s.mark_down(2, "refused");
+        assert_eq!(s.primary(), None, "a primary marked down is no primary");
+        s.set_role(1, PgRole::Primary);
+        assert_eq!(s.primary(), Some(1), "switchover: the promoted node");
+        s.mark_up(2);
+        assert_eq!(
+            s.primary(),
+            Some(1),
+            "first found wins, as find_primary_node"
+        );
+        s.set_role(1, PgRole::Standby);
+        assert_eq!(s.primary(), Some(2));
+        s.set_primary_mode(PrimaryMode::Fixed(0));
+        assert_eq!(s.primary(), Some(0), "ALWAYS_PRIMARY: whatever it answers");
+        assert_eq!(s.primary_mode(), PrimaryMode::Fixed(0));
+    }
+
+    #[test]
+    fn health_stats_count_checks_retries_and_durations() {
+        let mut h = HealthStats::default();
+        let now = SystemTime::now();
+        h.record(true, 0, Duration::from_millis(4), now);
+        h.record(false, 2, Duration::from_millis(10), now);
+        assert_eq!((h.total_count, h.success_count, h.fail_count), (2, 1, 1));
+        assert_eq!((h.retry_count, h.max_retry_count), (2, 2));
+        assert_eq!(h.min_duration, Duration::from_millis(4));
+        assert_eq!(h.max_duration, Duration::from_millis(10));
+        assert!((h.average_duration_ms() - 7.0).abs() < 1e-9);
+        assert!((h.average_retry_count() - 1.0).abs() < 1e-9);
+        assert!(h.last_failed_health_check.is_some() && h.last_successful_health_check.is_some());
     }
 
     #[test]

@@ -78,7 +78,8 @@ pub async fn start(
     params: &[(String, String)],
     verified: Option<Verified>,
 ) -> Result<Greeting, SessionError> {
-    let key = pool_key(ctx, 0, params);
+    let primary = wait_for_primary(ctx).await?;
+    let key = pool_key(ctx, primary, params);
     let mut verified = verified;
     if let Some(cached) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
         let v = match verified.take() {
@@ -96,7 +97,7 @@ pub async fn start(
         // Not enough to share a connection: a new one lets the backend judge the client.
         verified = Some(v);
     }
-    let slot = open_primary(ctx, client, params, key.clone(), verified).await?;
+    let slot = open_primary(ctx, primary, client, params, key.clone(), verified).await?;
     let greeting_params = slot.conn.params.clone();
     let credential = slot.credential.clone();
     let primary = match key {
@@ -169,11 +170,22 @@ fn client_application_name(client: &[(String, String)]) -> &str {
         .map_or("", |(_, v)| v.as_str())
 }
 
+/// The primary node, waiting for the primary search up to `connect_timeout` when none is
+/// known (a switchover in progress).
+async fn wait_for_primary(ctx: &Context) -> Result<usize, SessionError> {
+    let limit = std::time::Duration::from_millis(ctx.config().connect_timeout.clamp(1, 30_000));
+    ctx.nodes
+        .wait_for_primary(limit)
+        .await
+        .ok_or_else(|| SessionError::Client(crate::replication::no_primary()))
+}
+
 /// Opens a new primary connection; the client mirrors the server's authentication unless
 /// it already authenticated (`verified`: pool_hba.conf, or a proof a cached connection
 /// did not accept).
 async fn open_primary(
     ctx: &Context,
+    index: usize,
     client: &mut ClientAuth<'_>,
     params: &[(String, String)],
     key: Option<PoolKey>,
@@ -182,15 +194,15 @@ async fn open_primary(
     let cfg = ctx.config();
     let node = cfg
         .backends
-        .first()
+        .get(index)
         .ok_or_else(|| SessionError::Client(PgError::fatal("08006", "no backend is configured")))?;
     let addr = NodeAddr {
-        node: node.id,
+        node: index,
         host: node.hostname.clone(),
         port: node.port,
         tls: ctx.tls.backend(),
     };
-    let timeout = crate::replication::connect_timeout(ctx, 0);
+    let timeout = crate::replication::connect_timeout(ctx, index);
     let started = backend::start(&addr, params, timeout, cfg.max_message_size).await;
     let (conn, credential, memo) = match super::failover::primary_started(ctx, started)? {
         // A trusting primary; a pool_hba login still keeps its credential for others.
@@ -212,7 +224,13 @@ async fn open_primary(
             (conn, credential, memo)
         }
     };
-    ctx.pool.note_opened(0);
+    if crate::replication::reports_standby(ctx, &conn.params) {
+        // Never a write to a standby: the search finds the real primary.
+        conn.terminate().await;
+        crate::replication::primary_in_recovery(ctx, index);
+        return Err(SessionError::Client(crate::replication::not_primary(index)));
+    }
+    ctx.pool.note_opened(index);
     Ok(Slot::opened(conn, credential, memo, key))
 }
 

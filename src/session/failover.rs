@@ -167,13 +167,14 @@ pub fn primary_started(
     ctx: &Context,
     started: Result<Startup, BackendError>,
 ) -> Result<Startup, BackendError> {
+    let node = ctx.nodes.primary().unwrap_or(0);
     match &started {
-        Ok(_) => replication::node_answered(ctx, 0),
+        Ok(_) => replication::node_answered(ctx, node),
         Err(e @ (BackendError::Connect { .. } | BackendError::Io(_))) => {
-            replication::node_failed(ctx, 0, &e.to_string())
+            replication::node_failed(ctx, node, &e.to_string())
         }
         Err(BackendError::Server(e)) if replication::cannot_connect_now(e) => {
-            replication::node_failed(ctx, 0, &e.message)
+            replication::node_failed(ctx, node, &e.message)
         }
         Err(_) => {}
     }

@@ -6,6 +6,7 @@ mod checkout;
 mod failover;
 mod identity;
 mod leaves_state;
+mod logstmt;
 mod relay;
 mod request;
 mod route;

@@ -182,6 +182,11 @@ impl Router {
         self.last_reason
     }
 
+    /// The node this session writes to (the primary when it started).
+    pub fn primary(&self) -> usize {
+        self.rcfg.primary_node
+    }
+
     /// This session's load-balance node.
     pub fn lb_node(&self) -> usize {
         self.policy.lb_node()

@@ -116,6 +116,35 @@ impl PrivateCluster {
         assert!(out.status.success(), "pg_ctl promote: {out:?}");
     }
 
+    /// Makes a stopped server a standby of `upstream` (a switchover's last step: the old
+    /// primary, stopped cleanly before the promotion, follows the new primary's timeline).
+    /// Start it again with [`PrivateCluster::restart`].
+    pub fn follow(&self, node: Node, upstream: Node) {
+        let data = self.data_dir(node);
+        let conninfo = format!(
+            "primary_conninfo = 'host=127.0.0.1 port={} user=postgres'\n",
+            self.port(upstream)
+        );
+        let script = format!(
+            "touch '{d}/standby.signal' && printf \"%s\" \"$1\" >> '{d}/postgresql.auto.conf'",
+            d = data.display()
+        );
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "sh", "-c", &script, "sh", &conninfo]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", &script, "sh", &conninfo]);
+            c
+        };
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run sh: {e}"));
+        assert!(out.status.success(), "make {node:?} a standby: {out:?}");
+    }
+
     /// `postgres@postgres` on one server, directly.
     pub async fn client(&self, node: Node) -> Client {
         direct_client(self.port(node)).await

@@ -141,7 +141,7 @@ fn health_check_stats(ctx: &Context, p: &Packet, out: &mut BytesMut) {
     match nodes(ctx).iter().find(|n| Some(n.id as i64) == id) {
         Some(n) => {
             let mut fields = vec![DONE.to_string()];
-            fields.extend(health_check_row(n));
+            fields.extend(health_check_row(n, &ctx.nodes.health_stats(n.index)));
             wire::strings(out, b'h', &fields);
         }
         None => {
@@ -159,7 +159,8 @@ fn health_check_stats(ctx: &Context, p: &Packet, out: &mut BytesMut) {
 fn proc_info(ctx: &Context, p: &Packet, out: &mut BytesMut) {
     let pid = id_arg(p).unwrap_or(0);
     let filter = (pid != 0).then_some(pid as i32);
-    let rows = pools_rows(ctx, filter);
+    let mut rows = pools_rows(ctx, filter);
+    name_idle_sessions(ctx, &mut rows);
     if rows.is_empty() && filter.is_some() {
         wire::error(
             out,
@@ -180,6 +181,37 @@ fn proc_info(ctx: &Context, p: &Packet, out: &mut BytesMut) {
         wire::strings(out, b'p', &fields);
     }
     wire::strings(out, b'p', &[DONE]);
+}
+
+/// A session that holds no backend connection right now (it takes one per request from the
+/// cache) still has a client logged in as a user to a database; Debian's `pcp_proc_info`
+/// prints only rows that name a database, so without this it would print "No process
+/// information available" for every idle client.
+fn name_idle_sessions(ctx: &Context, rows: &mut [Vec<String>]) {
+    const PID: usize = 0;
+    const DATABASE: usize = 5;
+    const USER: usize = 6;
+    const LOAD_BALANCE_NODE: usize = 17;
+    for s in ctx.sessions.snapshot() {
+        let pid = s.pid.to_string();
+        let mine: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].get(PID) == Some(&pid) && rows[i].len() > LOAD_BALANCE_NODE)
+            .collect();
+        if mine.iter().any(|&i| !rows[i][DATABASE].is_empty()) {
+            continue;
+        }
+        // One line per client (its load-balance node's slot), as Pgpool-II shows one
+        // pool slot per client connection.
+        let pick = mine
+            .iter()
+            .copied()
+            .find(|&i| rows[i][LOAD_BALANCE_NODE] == "1")
+            .or(mine.first().copied());
+        if let Some(i) = pick {
+            rows[i][DATABASE] = s.database.clone();
+            rows[i][USER] = s.user.clone();
+        }
+    }
 }
 
 fn pool_status(ctx: &Context, out: &mut BytesMut) {

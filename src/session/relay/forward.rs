@@ -19,12 +19,13 @@ impl Relay {
         funcs: &[String],
     ) -> Result<bool, SessionError> {
         let max = self.decoder.max_len;
-        if self.active != 0 && !self.active_idle() {
+        let node = self.primary();
+        if self.active != node && !self.active_idle() {
             return Ok(false);
         }
-        self.ensure_connected(0).await?;
-        let Some(primary) = self.slots[0].as_mut() else {
-            return Err(BackendError::Closed { node: 0 }.into());
+        self.ensure_connected(node).await?;
+        let Some(primary) = self.slots[node].as_mut() else {
+            return Err(BackendError::Closed { node }.into());
         };
         if !primary.idle() {
             return Ok(false);
@@ -51,14 +52,25 @@ impl Relay {
     /// Opens the connection to `node` on first use, or falls back to the primary when it
     /// cannot be reached (a replica failure must never fail a read the primary can serve).
     pub(super) async fn ensure_connected(&mut self, node: usize) -> Result<usize, SessionError> {
-        if node != 0 && self.replica_went_away(node) {
-            return Box::pin(self.ensure_connected(0)).await;
+        let primary = self.primary();
+        if node != primary && self.replica_went_away(node) {
+            return Box::pin(self.ensure_connected(primary)).await;
         }
         if self.slots.get(node).is_some_and(|s| s.is_some()) {
             return Ok(node);
         }
         let max = self.decoder.max_len;
         let opened = match self.router.connect(&self.ctx, node).await {
+            // Never a write to a standby: a "primary" that came back in recovery ends this
+            // session, and the primary search starts.
+            Ok(slot)
+                if node == primary
+                    && crate::replication::reports_standby(&self.ctx, &slot.conn.params) =>
+            {
+                slot.conn.terminate().await; // closed, never cached under the primary
+                crate::replication::primary_in_recovery(&self.ctx, node);
+                return Err(SessionError::Client(crate::replication::not_primary(node)));
+            }
             Ok(mut slot) => {
                 crate::replication::node_answered(&self.ctx, node);
                 match self.router.replay_state(&mut slot, max).await {
@@ -70,7 +82,7 @@ impl Relay {
         };
         match opened {
             Ok(mut slot) => {
-                if node != 0 {
+                if node != primary {
                     slot.replica = Some(Default::default());
                 }
                 self.cancel.add_backend(&slot.conn);
@@ -79,9 +91,9 @@ impl Relay {
                 Ok(node)
             }
             // Without the primary there is nothing to fall back to.
-            Err(e) if node == 0 => {
+            Err(e) if node == primary => {
                 if crate::session::failover::is_unreachable(&e) {
-                    crate::replication::node_failed(&self.ctx, 0, &e.to_string());
+                    crate::replication::node_failed(&self.ctx, node, &e.to_string());
                 }
                 Err(e.into())
             }
@@ -92,7 +104,7 @@ impl Relay {
                     n.fallbacks
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                Box::pin(self.ensure_connected(0)).await
+                Box::pin(self.ensure_connected(primary)).await
             }
             Err(e) => {
                 tracing::warn!(
@@ -100,7 +112,7 @@ impl Relay {
                     "backend refused this session, reads go to the primary: {e}"
                 );
                 self.router.mark_unusable(node);
-                Box::pin(self.ensure_connected(0)).await
+                Box::pin(self.ensure_connected(primary)).await
             }
         }
     }
@@ -148,7 +160,7 @@ impl Relay {
                             tracing::debug!(node = other, "mirrored statement failed: {e}")
                         }
                         // A replica lost here costs nothing: it is opened again when needed.
-                        Err(e) if other != 0 => {
+                        Err(e) if other != self.primary() => {
                             if let Some(slot) = self.slots[other].take() {
                                 self.cancel.remove_backend(&slot.conn);
                             }
@@ -168,6 +180,7 @@ impl Relay {
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
+        crate::session::logstmt::log_sent(&self.ctx, &slot.conn, &req);
         slot.dirty = slot.dirty || leaves_state(&req, &stmts);
         let stmts = slot.join_unit(&req, n, stmts);
         if n > 0 {

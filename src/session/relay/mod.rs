@@ -113,7 +113,15 @@ impl Relay {
     ) -> Relay {
         let cfg = ctx.config();
         let mut slots: Vec<Option<Slot>> = (0..cfg.backends.len().max(1)).map(|_| None).collect();
-        slots[0] = primary.map(|p| p.with_stats(ctx.stats.clone()));
+        let primary_node = router.primary();
+        if let Some(mut p) = primary {
+            let at = p.conn.node.min(slots.len() - 1);
+            if at != primary_node {
+                // The primary moved between login and now: that connection serves reads.
+                p.replica = Some(Default::default());
+            }
+            slots[at] = Some(p.with_stats(ctx.stats.clone()));
+        }
         Relay {
             decoder: FrameDecoder::new(cfg.max_message_size),
             ctx,
@@ -123,7 +131,7 @@ impl Relay {
             asm: Assembler::default(),
             queue: VecDeque::new(),
             slots,
-            active: 0,
+            active: primary_node,
             router,
             terminated: false,
             idle_limit: cfg.client_idle_limit,
@@ -215,14 +223,19 @@ impl Relay {
     }
 
     fn on_replica(&self) -> bool {
-        self.active != 0
+        self.active != self.primary()
+    }
+
+    /// The node this session writes to.
+    fn primary(&self) -> usize {
+        self.router.primary()
     }
 
     /// The active replica connection broke: its unanswered reads go back to the queue (and
     /// from there to the primary); a read whose answer had begun gets an ERROR instead.
     fn lost_replica(&mut self, why: &str) -> Result<(), SessionError> {
         let node = self.active;
-        self.active = 0;
+        self.active = self.primary();
         let Some(slot) = self.slots[node].take() else {
             return Ok(());
         };
@@ -248,7 +261,7 @@ impl Relay {
     fn between_transactions(&self) -> bool {
         self.is_idle()
             && !self.router.unit_open()
-            && self.slots[0]
+            && self.slots[self.primary()]
                 .as_ref()
                 .is_none_or(|s| s.conn.txn_status == b'I')
     }
@@ -418,6 +431,11 @@ impl Relay {
             if node != self.active && !self.active_idle() {
                 return Ok(()); // answers still due from the active backend
             }
+            if let Some(e) = crate::replication::primary_moved(&self.ctx, self.primary()) {
+                if self.between_transactions() {
+                    return Err(SessionError::Client(e));
+                }
+            }
             let node = self.ensure_connected(node).await?;
             let req = self.queue.pop_front().ok_or(SessionError::ClientGone)?;
             self.active = node;
@@ -427,7 +445,7 @@ impl Relay {
     }
 
     fn in_txn(&self) -> bool {
-        self.slots[0]
+        self.slots[self.primary()]
             .as_ref()
             .is_some_and(|s| s.conn.txn_status != b'I')
     }
@@ -443,7 +461,9 @@ impl Relay {
             u8,
         ),
     ) {
-        let status = self.slots[0].as_ref().map_or(b'I', |s| s.conn.txn_status);
+        let status = self.slots[self.primary()]
+            .as_ref()
+            .map_or(b'I', |s| s.conn.txn_status);
         let in_txn = self.in_txn();
         self.admin.lb_node = self.router.lb_node();
         let (router, ctx) = (&self.router, &self.ctx);
