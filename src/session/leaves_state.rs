@@ -30,6 +30,17 @@ pub fn leaves_state(req: &Request, stmts: &[Arc<Statement>]) -> bool {
     }
 }
 
+/// Whether a statement called a function the primary's catalog knows as VOLATILE: a user's
+/// overload of a built-in name (`public.abs(text)`) may set anything, so the built-in tables
+/// behind [`leaves_state`] are not the last word.
+pub fn calls_volatile(catalog: &super::catalog::CatalogCache, stmts: &[Arc<Statement>]) -> bool {
+    stmts.iter().any(|s| {
+        s.functions
+            .iter()
+            .any(|f| catalog.get(crate::router::CatalogKey::Function(f)) == Some(true))
+    })
+}
+
 fn stmt_leaves_state(s: &Statement) -> bool {
     *s.memo.leaves_state.get_or_init(|| compute_leaves_state(s))
 }

@@ -6,18 +6,18 @@ use bytes::BytesMut;
 
 use super::Relay;
 use crate::backend::BackendError;
-use crate::session::leaves_state::leaves_state;
+use crate::router::CatalogKey;
+use crate::session::catalog::Questions;
+use crate::session::leaves_state::{calls_volatile, leaves_state};
 use crate::session::request::Request;
 use crate::session::route::Router;
 use crate::session::SessionError;
 
 impl Relay {
-    /// Asks the primary's catalog whether `funcs` are VOLATILE (writes) and caches the
-    /// answers for every session. Returns false when the primary is busy right now.
-    pub(super) async fn look_up_volatility(
-        &mut self,
-        funcs: &[String],
-    ) -> Result<bool, SessionError> {
+    /// Asks the primary's catalog whether functions are VOLATILE (writes) and relations
+    /// unlogged, and caches the answers for every session. Returns false when the primary is
+    /// busy right now.
+    pub(super) async fn look_up_catalog(&mut self, q: &Questions) -> Result<bool, SessionError> {
         let max = self.decoder.max_len;
         if self.active != 0 && !self.active_idle() {
             return Ok(false);
@@ -29,21 +29,23 @@ impl Relay {
         if !primary.idle() {
             return Ok(false);
         }
-        for f in funcs {
-            let (err, value) = primary
-                .exec_collect(&crate::router::volatility_query(f), max)
-                .await?;
-            // No answer (an error) counts as a write: the primary is the safe side.
-            let writes = match (err, value) {
+        let asked_at = self.ctx.catalog.generation();
+        let functions = q
+            .functions
+            .iter()
+            .map(|f| (CatalogKey::Function(f), crate::router::volatility_query(f)));
+        let relations = q
+            .relations
+            .iter()
+            .map(|r| (CatalogKey::Relation(r), crate::router::unlogged_query(r)));
+        for (key, sql) in functions.chain(relations) {
+            let (err, value) = primary.exec_collect(&sql, max).await?;
+            // No answer (an error) counts as "yes": the primary is the safe side.
+            let yes = match (err, value) {
                 (None, Some(v)) => crate::router::parse_volatility_answer(&v).unwrap_or(true),
                 _ => true,
             };
-            let mut map = self
-                .ctx
-                .volatility
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            map.insert(f.clone(), writes);
+            self.ctx.catalog.insert(asked_at, key, yes);
         }
         Ok(true)
     }
@@ -168,7 +170,8 @@ impl Relay {
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
-        slot.dirty = slot.dirty || leaves_state(&req, &stmts);
+        slot.dirty =
+            slot.dirty || leaves_state(&req, &stmts) || calls_volatile(&self.ctx.catalog, &stmts);
         let stmts = slot.join_unit(&req, n, stmts);
         if n > 0 {
             let now = std::time::Instant::now();
