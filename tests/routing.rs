@@ -215,3 +215,152 @@ async fn pgbench_select_only_reads_land_on_the_replica() {
         "replica commits before {before} after {after}"
     );
 }
+
+/// The first column of the only row of a simple-protocol query.
+async fn simple_value(c: &tokio_postgres::Client, sql: &str) -> String {
+    let msgs = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    msgs.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// Runs `sql` on the primary directly, then waits until the replica has replayed it.
+async fn on_primary_replayed(sql: &str) {
+    common::primary_client()
+        .await
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    common::wait_replica_caught_up().await;
+}
+
+/// Issue 17 item 2: `check_unlogged_table` (default on). On the replica the read would fail
+/// with "cannot access temporary or unlogged relations during recovery".
+#[tokio::test]
+async fn reads_of_unlogged_tables_go_to_the_primary_until_ddl_makes_them_logged() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    let (u, l) = (common::unique_name("unl"), common::unique_name("logd"));
+    on_primary_replayed(&format!(
+        "create unlogged table {u}(v int); insert into {u} values (1);
+         create table {l}(v int); insert into {l} values (1)"
+    ))
+    .await;
+    let read = |t: &str| format!("select inet_server_port() from {t}");
+    for _ in 0..6 {
+        assert_eq!(answered_by(&c, &read(&u)).await, p, "unlogged: primary");
+        assert_eq!(answered_by(&c, &read(&format!("public.{u}"))).await, p);
+        assert_eq!(answered_by(&c, &read(&l)).await, r, "logged: replica");
+    }
+    let join = format!("select inet_server_port() from {l} join {u} using (v)");
+    assert_eq!(answered_by(&c, &join).await, p);
+    // DDL through the proxy drops the cached answers: both tables change sides.
+    c.batch_execute(&format!(
+        "alter table {u} set logged; alter table {l} set unlogged"
+    ))
+    .await
+    .unwrap();
+    common::wait_replica_caught_up().await;
+    assert_eq!(answered_by(&c, &read(&u)).await, r, "now logged: replica");
+    assert_eq!(answered_by(&c, &read(&l)).await, p, "now unlogged: primary");
+    c.batch_execute(&format!("drop table {u}, {l}"))
+        .await
+        .unwrap();
+}
+
+/// Issue 17 item 3: a user's VOLATILE overload of a built-in name is decided by the
+/// catalog, not by the built-in shortcut (on the replica it would fail with 25006).
+#[tokio::test]
+async fn a_volatile_overload_of_a_built_in_name_runs_on_the_primary() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    let s = common::unique_name("ovl");
+    on_primary_replayed(&format!(
+        "create schema {s}; create table {s}.calls(arg text);
+         create function {s}.abs(text) returns int volatile language sql as
+           'insert into {s}.calls values ($1); select inet_server_port()'"
+    ))
+    .await;
+    assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
+    c.batch_execute(&format!("set search_path = {s}, public"))
+        .await
+        .unwrap();
+    for proto in ["simple", "extended"] {
+        let sql = "select abs('q'::text)";
+        let port: i32 = if proto == "simple" {
+            simple_value(&c, sql).await.parse().unwrap()
+        } else {
+            answered_by(&c, sql).await
+        };
+        assert_eq!(
+            port, p,
+            "{proto}: the overload writes, so it runs on the primary"
+        );
+    }
+    let calls: i64 = common::primary_client()
+        .await
+        .query_one(&format!("select count(*) from {s}.calls"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(calls, 2, "both calls wrote their row");
+    // A read calling no volatile function is still balanced.
+    assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
+    c.batch_execute(&format!("reset search_path; drop schema {s} cascade"))
+        .await
+        .unwrap();
+}
+
+/// Issue 17 item 4: `set_config(…, false)` is session state like SET: its result reaches the
+/// client, it is mirrored to the replica connection already open and replayed on one opened
+/// later; forms the proxy cannot replay keep the session on the primary.
+#[tokio::test]
+async fn set_config_search_path_follows_the_session_to_the_replica() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    let s = common::unique_name("sp");
+    let t = common::unique_name("only_in_sp");
+    on_primary_replayed(&format!(
+        "create schema {s}; create table {s}.{t}(v text); insert into {s}.{t} values ('{s}')"
+    ))
+    .await;
+    let read = format!("select inet_server_port(), v from {t}");
+    let set = format!("select set_config('search_path', '{s}, public', false)");
+    let check = |row: tokio_postgres::Row, port: i32, what: &str| {
+        assert_eq!(row.get::<_, i32>(0), port, "{what}: answered by");
+        assert_eq!(row.get::<_, String>(1), s, "{what}: rows of {s}.{t}");
+    };
+    // Replica connection open before the change: mirrored.
+    let c = proxy.connect("postgres", "postgres").await;
+    assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
+    assert_eq!(simple_value(&c, &set).await, format!("{s}, public"));
+    check(c.query_one(&read, &[]).await.unwrap(), r, "mirrored");
+    // Replica connection opened after the change: replayed.
+    let c = proxy.connect("postgres", "postgres").await;
+    let forms = format!("select pg_catalog.set_config('search_path', '{s}', 'off')");
+    assert_eq!(simple_value(&c, &forms).await, s);
+    check(c.query_one(&read, &[]).await.unwrap(), r, "replayed");
+    // A bound parameter cannot be replayed: the session stays on the primary.
+    let c = proxy.connect("postgres", "postgres").await;
+    let path = format!("{s}, public");
+    c.query_one(
+        "select set_config('search_path', $1::text, false)",
+        &[&path],
+    )
+    .await
+    .unwrap();
+    check(c.query_one(&read, &[]).await.unwrap(), p, "pinned");
+    common::primary_client()
+        .await
+        .batch_execute(&format!("drop schema {s} cascade"))
+        .await
+        .unwrap();
+}
