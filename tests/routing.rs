@@ -364,3 +364,38 @@ async fn set_config_search_path_follows_the_session_to_the_replica() {
         .await
         .unwrap();
 }
+
+/// Catalog facts are cached: a change made outside the proxy is seen after a reload.
+#[tokio::test]
+async fn a_table_made_unlogged_outside_the_proxy_is_seen_after_a_reload() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    let t = common::unique_name("later_unl");
+    on_primary_replayed(&format!(
+        "create table {t}(v int); insert into {t} values (1)"
+    ))
+    .await;
+    let read = format!("select inet_server_port() from {t}");
+    assert_eq!(answered_by(&c, &read).await, r);
+    on_primary_replayed(&format!("alter table {t} set unlogged")).await;
+    let err = c.query_one(&read, &[]).await.err();
+    assert!(
+        err.as_ref().and_then(|e| e.as_db_error()).is_some_and(|e| e
+            .message()
+            .contains("cannot access temporary or unlogged relations during recovery")),
+        "the cached answer (logged) still sends the read to the replica: {err:?}"
+    );
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &proxy.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !proxy.log().contains("SIGHUP: configuration reloaded") {
+        assert!(std::time::Instant::now() < deadline, "{}", proxy.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(answered_by(&c, &read).await, p, "after the reload");
+    c.batch_execute(&format!("drop table {t}")).await.unwrap();
+}
