@@ -235,13 +235,13 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     let facts = fast::classify_tokens(sql, first, nesting);
     stmt.multi = parts.len() > 1;
     stmt.writes = is_writing(&facts.kind);
-    stmt.changes_catalog = changes_catalog(sql, first);
+    stmt.changes_catalog = changes_catalog(sql, first, &facts);
     stmt.pins_session = sets_state_elsewhere(&facts, stmt.multi);
     if stmt.multi {
         for p in &parts[1..] {
             let other = fast::classify_tokens(sql, p, nesting);
             stmt.writes |= is_writing(&other.kind);
-            stmt.changes_catalog |= changes_catalog(sql, p);
+            stmt.changes_catalog |= changes_catalog(sql, p, &other);
             stmt.pins_session |= sets_state_elsewhere(&other, true);
         }
         if matches!(facts.kind, StmtKind::Admin(_)) {
@@ -258,13 +258,16 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
 /// Statements led by these words change what the catalog says about names (DO may too).
 const CATALOG_WORDS: &[&str] = &["create", "alter", "drop", "comment", "do", "import"];
 
-fn changes_catalog(sql: &str, tokens: &[lexer::Token]) -> bool {
-    tokens.first().is_some_and(|t| {
-        t.kind == TokKind::Word
-            && sql
-                .get(t.start..t.end)
-                .is_some_and(|w| CATALOG_WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
-    })
+/// A temporary table changes no cached fact (its persistence is `t`, and the session
+/// tracks it), so `CREATE TEMP TABLE` — frequent in some applications — keeps the cache.
+fn changes_catalog(sql: &str, tokens: &[lexer::Token], facts: &Facts) -> bool {
+    facts.creates_temp.is_empty()
+        && tokens.first().is_some_and(|t| {
+            t.kind == TokKind::Word
+                && sql
+                    .get(t.start..t.end)
+                    .is_some_and(|w| CATALOG_WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
+        })
 }
 
 /// Session state the proxy can neither mirror nor replay: `set_config` other than the

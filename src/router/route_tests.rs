@@ -1,5 +1,6 @@
 //! One statement, a fresh autocommit session, a configuration → target and reason: a line
 //! per policy decision (spec 5.2–5.3, 5.7–5.8), as `PGPOOL EXPLAIN ROUTE` reports them.
+//! The README's routing table lists the same rules: keep the two in step.
 
 use super::*;
 
@@ -206,6 +207,7 @@ fn set_config_and_ddl_facts() {
         ("set work_mem = '1MB'", false, false),
         ("select abs(1)", false, false),
         ("create table x (v int)", false, true),
+        ("create temp table x (v int)", false, false),
         ("alter table x set unlogged", false, true),
         ("drop function f", false, true),
         ("create extension hstore", false, true),
@@ -324,4 +326,24 @@ fn explain_route_explains_the_text_as_sent_comments_included() {
         decided(&cfg(), "/* hi */ select 1"),
         (P, Reason::HintComment)
     );
+}
+
+/// A set_config verdict depends on its literals (the setting's text is replayed, `'f'` and
+/// `'t'` differ): texts of one shape must not share it.
+#[test]
+fn set_config_verdicts_are_never_shared_by_shape() {
+    let classifier = Classifier::new(ClassifyOptions::default());
+    let cases = [
+        ("select set_config('a.b', '1', 'f')", true),
+        ("select set_config('a.b', '2', 't')", false),
+        ("select set_config('work_mem', '3MB', 'off')", true),
+    ];
+    for _ in 0..3 {
+        for (sql, session_state) in cases {
+            let s = classifier.classify_for(sql, &cfg());
+            assert_eq!(&*s.text, sql);
+            let is_set = matches!(s.kind, StmtKind::SessionSet { .. });
+            assert_eq!(is_set, session_state, "{sql}");
+        }
+    }
 }
