@@ -230,6 +230,25 @@ async fn simple_value(c: &tokio_postgres::Client, sql: &str) -> String {
         .unwrap_or_else(|| panic!("{sql}: no row"))
 }
 
+/// `postgres` on database `db` of the primary, not through the proxy.
+async fn db_client(db: &str) -> tokio_postgres::Client {
+    let conn = format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db}",
+        cluster().primary_port
+    );
+    common::connect_str(&conn)
+        .await
+        .unwrap_or_else(|e| panic!("{db}: {e}"))
+}
+
+async fn drop_database(db: &str) {
+    common::primary_client()
+        .await
+        .batch_execute(&format!("drop database {db} with (force)"))
+        .await
+        .unwrap_or_else(|e| panic!("drop database {db}: {e}"));
+}
+
 /// Runs `sql` on the primary directly, then waits until the replica has replayed it.
 async fn on_primary_replayed(sql: &str) {
     common::primary_client()
@@ -280,15 +299,22 @@ async fn reads_of_unlogged_tables_go_to_the_primary_until_ddl_makes_them_logged(
 #[tokio::test]
 async fn a_volatile_overload_of_a_built_in_name_runs_on_the_primary() {
     let proxy = Proxy::start(ALL_READS_TO_REPLICA);
-    let c = proxy.connect("postgres", "postgres").await;
     let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    // A database of its own: the overload must not change other tests' routing.
+    let db = common::unique_name("ovl_db");
+    common::create_database(&db).await;
     let s = common::unique_name("ovl");
-    on_primary_replayed(&format!(
-        "create schema {s}; create table {s}.calls(arg text);
-         create function {s}.abs(text) returns int volatile language sql as
-           'insert into {s}.calls values ($1); select inet_server_port()'"
-    ))
-    .await;
+    let direct = db_client(&db).await;
+    direct
+        .batch_execute(&format!(
+            "create schema {s}; create table {s}.calls(arg text);
+             create function {s}.abs(text) returns int volatile language sql as
+               'insert into {s}.calls values ($1); select inet_server_port()'"
+        ))
+        .await
+        .unwrap();
+    common::wait_replica_caught_up().await;
+    let c = proxy.connect("postgres", &db).await;
     assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
     c.batch_execute(&format!("set search_path = {s}, public"))
         .await
@@ -305,8 +331,7 @@ async fn a_volatile_overload_of_a_built_in_name_runs_on_the_primary() {
             "{proto}: the overload writes, so it runs on the primary"
         );
     }
-    let calls: i64 = common::primary_client()
-        .await
+    let calls: i64 = direct
         .query_one(&format!("select count(*) from {s}.calls"), &[])
         .await
         .unwrap()
@@ -314,9 +339,8 @@ async fn a_volatile_overload_of_a_built_in_name_runs_on_the_primary() {
     assert_eq!(calls, 2, "both calls wrote their row");
     // A read calling no volatile function is still balanced.
     assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
-    c.batch_execute(&format!("reset search_path; drop schema {s} cascade"))
-        .await
-        .unwrap();
+    drop((c, direct));
+    drop_database(&db).await;
 }
 
 /// Issue 17 item 4: `set_config(…, false)` is session state like SET: its result reaches the
@@ -398,4 +422,74 @@ async fn a_table_made_unlogged_outside_the_proxy_is_seen_after_a_reload() {
     }
     assert_eq!(answered_by(&c, &read).await, p, "after the reload");
     c.batch_execute(&format!("drop table {t}")).await.unwrap();
+}
+
+/// A user's VOLATILE overload of a built-in "safe" name may leave session state behind, so
+/// the connection is reset (not cached as clean) before the next client gets it.
+#[tokio::test]
+async fn state_left_by_an_overload_of_a_built_in_name_is_reset_before_reuse() {
+    let proxy = Proxy::start("backend_weight1 = 0\n");
+    // A database of its own: the overload must not change other tests' reset skips.
+    let db = common::unique_name("ovs_db");
+    common::create_database(&db).await;
+    let direct = db_client(&db).await;
+    let s = common::unique_name("ovs");
+    direct
+        .batch_execute(&format!(
+            "create schema {s};
+             create function {s}.abs(text) returns int volatile language plpgsql as
+               $$ begin perform set_config('work_mem', '77MB', false); return 1; end $$"
+        ))
+        .await
+        .unwrap();
+    let conn = format!(
+        "{} options='-c search_path={s},public'",
+        proxy.conn_str("postgres", &db)
+    );
+    let c1 = common::connect_str(&conn).await.unwrap();
+    let mark = format!("select 1 as {s}");
+    c1.simple_query(&mark).await.unwrap();
+    let pid: i32 = direct
+        .query_one(
+            "select pid from pg_stat_activity where query = $1",
+            &[&mark],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(simple_value(&c1, "select abs('q'::text)").await, "1");
+    drop(c1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = direct
+            .query_opt(
+                "select query from pg_stat_activity where pid = $1 and state = 'idle'",
+                &[&pid],
+            )
+            .await
+            .unwrap();
+        if row.is_some_and(|r| r.get::<_, Option<String>>(0).as_deref() == Some("DISCARD ALL")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection went back to the cache without a reset"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let c2 = common::connect_str(&conn).await.unwrap();
+    let leaked = "select current_setting('work_mem') = '77MB', pg_backend_pid()";
+    let rows = c2.simple_query(leaked).await.unwrap();
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .expect("a row");
+    assert_eq!(row.get(1), Some(pid.to_string().as_str()), "not reused");
+    assert_eq!(row.get(0), Some("f"), "work_mem leaked to the next client");
+    drop((c2, direct));
+    drop(proxy);
+    drop_database(&db).await;
 }

@@ -66,8 +66,9 @@ pub struct Statement {
 pub struct Memo {
     /// Pgpool-II's statement class (`SHOW pool_backend_stats`).
     pub class: std::sync::OnceLock<crate::stats::StmtClass>,
-    /// Running it may leave session state on the backend (see the session's reset skip).
-    pub leaves_state: std::sync::OnceLock<bool>,
+    /// Running it may leave session state on the backend (see the session's reset skip),
+    /// indexed by whether calls under the built-in "safe" names are trusted (`[0]`: not).
+    pub leaves_state: [std::sync::OnceLock<bool>; 2],
 }
 
 /// Derived data: never part of a verdict's identity.

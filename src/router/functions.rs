@@ -290,6 +290,18 @@ pub fn unlogged_query(relation: &str) -> String {
     )
 }
 
+/// The query that says whether the built-in "safe" names may be trusted: one row with the
+/// number of VOLATILE functions, in any schema, named like one of them (a user's overload
+/// such as `public.abs(text)`; PostgreSQL's own are not VOLATILE). Non-zero: a call under a
+/// safe name may do anything (see the session's reset skip).
+pub fn overloaded_builtins_query() -> String {
+    let names: Vec<String> = KNOWN_SAFE.iter().map(|n| sql_literal(n)).collect();
+    format!(
+        "SELECT count(*) FROM pg_catalog.pg_proc AS p WHERE p.provolatile = 'v' AND p.proname IN ({})",
+        names.join(", ")
+    )
+}
+
 /// `set_config` as written, bare or `pg_catalog.`-qualified.
 pub fn is_set_config(func: &str) -> bool {
     matches!(func, "set_config" | "pg_catalog.set_config")

@@ -38,8 +38,8 @@ pub use config::{
     DisableLbOnWrite, RedirectNode, RedirectRule, RouterConfig,
 };
 pub use functions::{
-    builtin_volatility, is_set_config, list_says_writing, parse_volatility_answer, unlogged_query,
-    volatility_query,
+    builtin_volatility, is_set_config, list_says_writing, overloaded_builtins_query,
+    parse_volatility_answer, unlogged_query, volatility_query,
 };
 pub use lexer::passes_first_char_rule;
 pub(crate) use lexer::{lex, TokKind};

@@ -36,6 +36,8 @@ pub enum Target {
 /// Routing state of one session.
 pub struct Router {
     params: Vec<(String, String)>,
+    /// The session's database (catalog facts are per database).
+    database: String,
     credential: Credential,
     /// Nodes that failed for this session: reads go to the primary instead.
     unusable: Vec<bool>,
@@ -86,6 +88,7 @@ impl Router {
             &healthy,
         );
         Router {
+            database: get("database").to_string(),
             unusable: vec![false; cfg.backends.len().max(1)],
             registry: Registry::new(),
             open_unit: None,
@@ -187,6 +190,11 @@ impl Router {
         self.last_reason
     }
 
+    /// The session's database.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
     /// This session's load-balance node.
     pub fn lb_node(&self) -> usize {
         self.policy.lb_node()
@@ -201,7 +209,7 @@ impl Router {
         let stmt = self.classifier.classify_for(sql, &self.rcfg);
         match self
             .policy
-            .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(k))
+            .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
         {
             RouteResult::NeedCatalog {
                 functions,
@@ -219,7 +227,7 @@ impl Router {
         let stmt = self.classifier.classify_for(sql, &self.rcfg);
         let (decision, reason) = match self
             .policy
-            .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(k))
+            .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
         {
             RouteResult::Decided(d) => (d.target, d.reason.code()),
             RouteResult::NeedCatalog { .. } => (PolicyTarget::Primary, "volatility_unknown"),
@@ -252,7 +260,10 @@ impl Router {
     }
 
     fn decide(&mut self, ctx: &Context, stmt: &Statement) -> PolicyTarget {
-        match self.policy.route(stmt, &self.rcfg, &|k| ctx.catalog.get(k)) {
+        match self
+            .policy
+            .route(stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
+        {
             RouteResult::Decided(d) => {
                 tracing::debug!(reason = %d.reason, target = ?d.target, "routed");
                 self.last_reason = d.reason.code();
@@ -338,8 +349,9 @@ impl Router {
     /// The backend answered requests of this session: keep the transaction state current,
     /// and drop the cached catalog facts after DDL (again when its transaction ends).
     pub fn completed(&mut self, ctx: &Context, stmts: &[Arc<Statement>], ok: bool, status: u8) {
-        let catalog = |k: crate::router::CatalogKey<'_>| ctx.catalog.get(k);
         for stmt in stmts {
+            let db = &self.database;
+            let catalog = |k: crate::router::CatalogKey<'_>| ctx.catalog.get(db, k);
             self.policy
                 .after(stmt, &PolicyTarget::Primary, ok, status, &catalog);
             if ok {

@@ -8,7 +8,7 @@ use super::Relay;
 use crate::backend::BackendError;
 use crate::router::CatalogKey;
 use crate::session::catalog::Questions;
-use crate::session::leaves_state::{calls_volatile, leaves_state};
+use crate::session::leaves_state::leaves_state;
 use crate::session::request::Request;
 use crate::session::route::Router;
 use crate::session::SessionError;
@@ -38,6 +38,18 @@ impl Relay {
             .relations
             .iter()
             .map(|r| (CatalogKey::Relation(r), crate::router::unlogged_query(r)));
+        let db = self.router.database();
+        if self.ctx.catalog.builtins_unknown(db) {
+            let sql = crate::router::overloaded_builtins_query();
+            let (err, value) = primary.exec_collect(&sql, max).await?;
+            let overloaded = match (err, value) {
+                (None, Some(v)) => crate::router::parse_volatility_answer(&v).unwrap_or(true),
+                _ => true,
+            };
+            self.ctx
+                .catalog
+                .set_builtins_overloaded(asked_at, db, overloaded);
+        }
         for (key, sql) in functions.chain(relations) {
             let (err, value) = primary.exec_collect(&sql, max).await?;
             // No answer (an error) counts as "yes": the primary is the safe side.
@@ -45,7 +57,7 @@ impl Relay {
                 (None, Some(v)) => crate::router::parse_volatility_answer(&v).unwrap_or(true),
                 _ => true,
             };
-            self.ctx.catalog.insert(asked_at, key, yes);
+            self.ctx.catalog.insert(asked_at, db, key, yes);
         }
         Ok(true)
     }
@@ -170,8 +182,11 @@ impl Relay {
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
-        slot.dirty =
-            slot.dirty || leaves_state(&req, &stmts) || calls_volatile(&self.ctx.catalog, &stmts);
+        let catalog = &self.ctx.catalog;
+        slot.dirty = slot.dirty
+            || leaves_state(&req, &stmts, || {
+                catalog.builtins_safe(self.router.database())
+            });
         let stmts = slot.join_unit(&req, n, stmts);
         if n > 0 {
             let now = std::time::Instant::now();
