@@ -15,6 +15,7 @@ mod functions;
 mod lexer;
 mod parse;
 mod policy;
+mod reason;
 mod select;
 mod shape;
 mod txn;
