@@ -38,8 +38,8 @@ pub struct Context {
     /// Statement verdicts, cached by text across sessions.
     pub classifier: Arc<Classifier>,
     pub cancel: Arc<CancelRegistry>,
-    /// Function name -> "is a write" (VOLATILE in the primary's pg_proc), looked up once.
-    pub volatility: Mutex<HashMap<String, bool>>,
+    /// What the primary's catalog said about function and relation names (routing).
+    pub catalog: crate::session::catalog::CatalogCache,
     /// Each backend's health, role and replication delay (see `replication`).
     pub nodes: crate::replication::NodeStates,
     /// Client acceptor and backend connector; filled by `tls::init`, swapped by `reload_tls`.
@@ -112,7 +112,7 @@ impl Context {
             hba: ArcSwapOption::empty(),
             scram: ScramSecretCache::default(),
             cancel: Arc::new(CancelRegistry::default()),
-            volatility: Mutex::new(HashMap::new()),
+            catalog: Default::default(),
             tls: crate::tls::Tls::default(),
             stats: Arc::new(Stats::default()),
             sessions: Arc::new(SessionRegistry::default()),
@@ -127,7 +127,9 @@ impl Context {
         })
     }
 
-    /// Swaps in a reloaded configuration (sessions pick it up at their next decision).
+    /// Swaps in a reloaded configuration (sessions pick it up at their next decision). The
+    /// cached catalog facts are dropped too: a reload is how changes made outside the proxy
+    /// are picked up.
     pub fn replace_config(&self, config: Config) {
         self.nodes
             .set_primary_mode(crate::replication::primary_mode(&config));
@@ -138,6 +140,7 @@ impl Context {
             h.apply_config(&config);
         }
         self.config.store(Arc::new(config));
+        self.catalog.clear();
     }
 
     /// Hands the process's logger to the context, so reloads re-apply the log settings.
@@ -199,12 +202,6 @@ impl Context {
             .saturating_sub(cfg.reserved_connections)
             .max(1) as usize;
         total.saturating_sub(self.client_slots.available_permits())
-    }
-
-    /// What the primary's catalog said about `func`, if it was asked before.
-    pub fn known_volatility(&self, func: &str) -> Option<bool> {
-        let map = self.volatility.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(func).copied()
     }
 
     pub fn passwd(&self) -> Arc<PoolPasswd> {

@@ -241,6 +241,7 @@ pub const ROUTE_REASONS: &[&str] = &[
     "wrote_in_session",
     "hint_comment",
     "temp_table",
+    "unlogged_table",
     "unparseable",
     "weight",
     "redirect",

@@ -215,3 +215,281 @@ async fn pgbench_select_only_reads_land_on_the_replica() {
         "replica commits before {before} after {after}"
     );
 }
+
+/// The first column of the only row of a simple-protocol query.
+async fn simple_value(c: &tokio_postgres::Client, sql: &str) -> String {
+    let msgs = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    msgs.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// `postgres` on database `db` of the primary, not through the proxy.
+async fn db_client(db: &str) -> tokio_postgres::Client {
+    let conn = format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db}",
+        cluster().primary_port
+    );
+    common::connect_str(&conn)
+        .await
+        .unwrap_or_else(|e| panic!("{db}: {e}"))
+}
+
+async fn drop_database(db: &str) {
+    common::primary_client()
+        .await
+        .batch_execute(&format!("drop database {db} with (force)"))
+        .await
+        .unwrap_or_else(|e| panic!("drop database {db}: {e}"));
+}
+
+/// Runs `sql` on the primary directly, then waits until the replica has replayed it.
+async fn on_primary_replayed(sql: &str) {
+    common::primary_client()
+        .await
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    common::wait_replica_caught_up().await;
+}
+
+/// Issue 17 item 2: `check_unlogged_table` (default on). On the replica the read would fail
+/// with "cannot access temporary or unlogged relations during recovery".
+#[tokio::test]
+async fn reads_of_unlogged_tables_go_to_the_primary_until_ddl_makes_them_logged() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    let (u, l) = (common::unique_name("unl"), common::unique_name("logd"));
+    on_primary_replayed(&format!(
+        "create unlogged table {u}(v int); insert into {u} values (1);
+         create table {l}(v int); insert into {l} values (1)"
+    ))
+    .await;
+    let read = |t: &str| format!("select inet_server_port() from {t}");
+    for _ in 0..6 {
+        assert_eq!(answered_by(&c, &read(&u)).await, p, "unlogged: primary");
+        assert_eq!(answered_by(&c, &read(&format!("public.{u}"))).await, p);
+        assert_eq!(answered_by(&c, &read(&l)).await, r, "logged: replica");
+    }
+    let join = format!("select inet_server_port() from {l} join {u} using (v)");
+    assert_eq!(answered_by(&c, &join).await, p);
+    // DDL through the proxy drops the cached answers: both tables change sides.
+    c.batch_execute(&format!(
+        "alter table {u} set logged; alter table {l} set unlogged"
+    ))
+    .await
+    .unwrap();
+    common::wait_replica_caught_up().await;
+    assert_eq!(answered_by(&c, &read(&u)).await, r, "now logged: replica");
+    assert_eq!(answered_by(&c, &read(&l)).await, p, "now unlogged: primary");
+    c.batch_execute(&format!("drop table {u}, {l}"))
+        .await
+        .unwrap();
+}
+
+/// Issue 17 item 3: a user's VOLATILE overload of a built-in name is decided by the
+/// catalog, not by the built-in shortcut (on the replica it would fail with 25006).
+#[tokio::test]
+async fn a_volatile_overload_of_a_built_in_name_runs_on_the_primary() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    // A database of its own: the overload must not change other tests' routing.
+    let db = common::unique_name("ovl_db");
+    common::create_database(&db).await;
+    let s = common::unique_name("ovl");
+    let direct = db_client(&db).await;
+    direct
+        .batch_execute(&format!(
+            "create schema {s}; create table {s}.calls(arg text);
+             create function {s}.abs(text) returns int volatile language sql as
+               'insert into {s}.calls values ($1); select inet_server_port()'"
+        ))
+        .await
+        .unwrap();
+    common::wait_replica_caught_up().await;
+    let c = proxy.connect("postgres", &db).await;
+    assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
+    c.batch_execute(&format!("set search_path = {s}, public"))
+        .await
+        .unwrap();
+    for proto in ["simple", "extended"] {
+        let sql = "select abs('q'::text)";
+        let port: i32 = if proto == "simple" {
+            simple_value(&c, sql).await.parse().unwrap()
+        } else {
+            answered_by(&c, sql).await
+        };
+        assert_eq!(
+            port, p,
+            "{proto}: the overload writes, so it runs on the primary"
+        );
+    }
+    let calls: i64 = direct
+        .query_one(&format!("select count(*) from {s}.calls"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(calls, 2, "both calls wrote their row");
+    // A read calling no volatile function is still balanced.
+    assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
+    drop((c, direct));
+    drop_database(&db).await;
+}
+
+/// Issue 17 item 4: `set_config(…, false)` is session state like SET: its result reaches the
+/// client, it is mirrored to the replica connection already open and replayed on one opened
+/// later; forms the proxy cannot replay keep the session on the primary.
+#[tokio::test]
+async fn set_config_search_path_follows_the_session_to_the_replica() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    let s = common::unique_name("sp");
+    let t = common::unique_name("only_in_sp");
+    on_primary_replayed(&format!(
+        "create schema {s}; create table {s}.{t}(v text); insert into {s}.{t} values ('{s}')"
+    ))
+    .await;
+    let read = format!("select inet_server_port(), v from {t}");
+    let set = format!("select set_config('search_path', '{s}, public', false)");
+    let check = |row: tokio_postgres::Row, port: i32, what: &str| {
+        assert_eq!(row.get::<_, i32>(0), port, "{what}: answered by");
+        assert_eq!(row.get::<_, String>(1), s, "{what}: rows of {s}.{t}");
+    };
+    // Replica connection open before the change: mirrored.
+    let c = proxy.connect("postgres", "postgres").await;
+    assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
+    assert_eq!(simple_value(&c, &set).await, format!("{s}, public"));
+    check(c.query_one(&read, &[]).await.unwrap(), r, "mirrored");
+    // Replica connection opened after the change: replayed.
+    let c = proxy.connect("postgres", "postgres").await;
+    let forms = format!("select pg_catalog.set_config('search_path', '{s}', 'off')");
+    assert_eq!(simple_value(&c, &forms).await, s);
+    check(c.query_one(&read, &[]).await.unwrap(), r, "replayed");
+    // A bound parameter cannot be replayed: the session stays on the primary.
+    let c = proxy.connect("postgres", "postgres").await;
+    let path = format!("{s}, public");
+    c.query_one(
+        "select set_config('search_path', $1::text, false)",
+        &[&path],
+    )
+    .await
+    .unwrap();
+    check(c.query_one(&read, &[]).await.unwrap(), p, "pinned");
+    common::primary_client()
+        .await
+        .batch_execute(&format!("drop schema {s} cascade"))
+        .await
+        .unwrap();
+}
+
+/// Catalog facts are cached: a change made outside the proxy is seen after a reload.
+#[tokio::test]
+async fn a_table_made_unlogged_outside_the_proxy_is_seen_after_a_reload() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    let t = common::unique_name("later_unl");
+    on_primary_replayed(&format!(
+        "create table {t}(v int); insert into {t} values (1)"
+    ))
+    .await;
+    let read = format!("select inet_server_port() from {t}");
+    assert_eq!(answered_by(&c, &read).await, r);
+    on_primary_replayed(&format!("alter table {t} set unlogged")).await;
+    let err = c.query_one(&read, &[]).await.err();
+    assert!(
+        err.as_ref().and_then(|e| e.as_db_error()).is_some_and(|e| e
+            .message()
+            .contains("cannot access temporary or unlogged relations during recovery")),
+        "the cached answer (logged) still sends the read to the replica: {err:?}"
+    );
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &proxy.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !proxy.log().contains("SIGHUP: configuration reloaded") {
+        assert!(std::time::Instant::now() < deadline, "{}", proxy.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(answered_by(&c, &read).await, p, "after the reload");
+    c.batch_execute(&format!("drop table {t}")).await.unwrap();
+}
+
+/// A user's VOLATILE overload of a built-in "safe" name may leave session state behind, so
+/// the connection is reset (not cached as clean) before the next client gets it.
+#[tokio::test]
+async fn state_left_by_an_overload_of_a_built_in_name_is_reset_before_reuse() {
+    let proxy = Proxy::start("backend_weight1 = 0\n");
+    // A database of its own: the overload must not change other tests' reset skips.
+    let db = common::unique_name("ovs_db");
+    common::create_database(&db).await;
+    let direct = db_client(&db).await;
+    let s = common::unique_name("ovs");
+    direct
+        .batch_execute(&format!(
+            "create schema {s};
+             create function {s}.abs(text) returns int volatile language plpgsql as
+               $$ begin perform set_config('work_mem', '77MB', false); return 1; end $$"
+        ))
+        .await
+        .unwrap();
+    let conn = format!(
+        "{} options='-c search_path={s},public'",
+        proxy.conn_str("postgres", &db)
+    );
+    let c1 = common::connect_str(&conn).await.unwrap();
+    let mark = format!("select 1 as {s}");
+    c1.simple_query(&mark).await.unwrap();
+    let pid: i32 = direct
+        .query_one(
+            "select pid from pg_stat_activity where query = $1",
+            &[&mark],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(simple_value(&c1, "select abs('q'::text)").await, "1");
+    drop(c1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = direct
+            .query_opt(
+                "select query from pg_stat_activity where pid = $1 and state = 'idle'",
+                &[&pid],
+            )
+            .await
+            .unwrap();
+        if row.is_some_and(|r| r.get::<_, Option<String>>(0).as_deref() == Some("DISCARD ALL")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection went back to the cache without a reset"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let c2 = common::connect_str(&conn).await.unwrap();
+    let leaked = "select current_setting('work_mem') = '77MB', pg_backend_pid()";
+    let rows = c2.simple_query(leaked).await.unwrap();
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .expect("a row");
+    assert_eq!(row.get(1), Some(pid.to_string().as_str()), "not reused");
+    assert_eq!(row.get(0), Some("f"), "work_mem leaked to the next client");
+    drop((c2, direct));
+    drop(proxy);
+    drop_database(&db).await;
+}

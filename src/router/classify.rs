@@ -45,6 +45,13 @@ pub struct Statement {
     pub hint_comment: bool,
     /// Some statement in the text changes data (sets the "written" flags on success).
     pub writes: bool,
+    /// Some statement in the text changes the catalog (CREATE / ALTER / DROP / COMMENT …, or
+    /// DO, which may): on success the cached catalog facts are stale.
+    pub changes_catalog: bool,
+    /// Session state is set in a way the proxy cannot replay on another backend
+    /// (`set_config(…, false)` with non-literal arguments or inside a larger statement, a
+    /// SET in a multi-statement text): on success the session stays on the primary.
+    pub pins_session: bool,
     /// The full text, for `primary_routing_query_pattern_list`. From
     /// [`Classifier::classify_for`](super::Classifier::classify_for) it may be another text of
     /// the same shape (same bytes but for the values of plain literals).
@@ -59,8 +66,9 @@ pub struct Statement {
 pub struct Memo {
     /// Pgpool-II's statement class (`SHOW pool_backend_stats`).
     pub class: std::sync::OnceLock<crate::stats::StmtClass>,
-    /// Running it may leave session state on the backend (see the session's reset skip).
-    pub leaves_state: std::sync::OnceLock<bool>,
+    /// Running it may leave session state on the backend (see the session's reset skip),
+    /// indexed by whether calls under the built-in "safe" names are trusted (`[0]`: not).
+    pub leaves_state: [std::sync::OnceLock<bool>; 2],
 }
 
 /// Derived data: never part of a verdict's identity.
@@ -208,6 +216,8 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
         multi: false,
         hint_comment: false,
         writes: false,
+        changes_catalog: false,
+        pins_session: false,
         text,
         memo: Memo::default(),
     };
@@ -226,10 +236,15 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     let facts = fast::classify_tokens(sql, first, nesting);
     stmt.multi = parts.len() > 1;
     stmt.writes = is_writing(&facts.kind);
+    stmt.changes_catalog = changes_catalog(sql, first, &facts);
+    stmt.pins_session = sets_state_elsewhere(&facts, stmt.multi);
     if stmt.multi {
-        stmt.writes |= parts[1..]
-            .iter()
-            .any(|p| is_writing(&fast::classify_tokens(sql, p, nesting).kind));
+        for p in &parts[1..] {
+            let other = fast::classify_tokens(sql, p, nesting);
+            stmt.writes |= is_writing(&other.kind);
+            stmt.changes_catalog |= changes_catalog(sql, p, &other);
+            stmt.pins_session |= sets_state_elsewhere(&other, true);
+        }
         if matches!(facts.kind, StmtKind::Admin(_)) {
             return (stmt, facts.literal_names); // admin commands are only answered alone
         }
@@ -239,6 +254,32 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     stmt.relations = facts.relations;
     stmt.creates_temp = facts.creates_temp;
     (stmt, facts.literal_names)
+}
+
+/// Statements led by these words change what the catalog says about names (DO may too).
+const CATALOG_WORDS: &[&str] = &["create", "alter", "drop", "comment", "do", "import"];
+
+/// A temporary table changes no cached fact (its persistence is `t`, and the session
+/// tracks it), so `CREATE TEMP TABLE` — frequent in some applications — keeps the cache.
+fn changes_catalog(sql: &str, tokens: &[lexer::Token], facts: &Facts) -> bool {
+    facts.creates_temp.is_empty()
+        && tokens.first().is_some_and(|t| {
+            t.kind == TokKind::Word
+                && sql
+                    .get(t.start..t.end)
+                    .is_some_and(|w| CATALOG_WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
+        })
+}
+
+/// Session state the proxy can neither mirror nor replay: `set_config` other than the
+/// stand-alone literal forms (`SessionSet`, or transaction-local), or any session command
+/// inside a multi-statement text.
+fn sets_state_elsewhere(facts: &Facts, multi: bool) -> bool {
+    let session_cmd = matches!(facts.kind, StmtKind::SessionSet { .. });
+    (multi && session_cmd)
+        || (!session_cmd
+            && !facts.local_set_config
+            && facts.functions.iter().any(|f| super::is_set_config(f)))
 }
 
 /// Pgpool-II treats text it cannot parse as a write; so do we.
@@ -264,6 +305,8 @@ pub(crate) struct Facts {
     /// A name in `functions`, `relations` or `creates_temp` (or a CTE name) came from a
     /// string literal, so the facts depend on a literal's value.
     pub literal_names: bool,
+    /// A stand-alone `SELECT set_config('n', 'v', true)`: transaction-local, nothing to pin.
+    pub local_set_config: bool,
 }
 
 impl Facts {
@@ -274,6 +317,7 @@ impl Facts {
             relations: Vec::new(),
             creates_temp: Vec::new(),
             literal_names: false,
+            local_set_config: false,
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct RouterConfig {
     pub read_only_function_list: Vec<Regex>,
     /// `primary_routing_query_pattern_list`, compiled anchored and case-insensitive.
     pub primary_routing_query_patterns: Vec<Regex>,
+    /// `check_unlogged_table` (default on): reads of unlogged tables go to the primary.
+    pub check_unlogged_table: bool,
     pub user_redirect: Vec<RedirectRule>,
     pub database_redirect: Vec<RedirectRule>,
     pub app_name_redirect: Vec<RedirectRule>,
@@ -87,6 +89,7 @@ impl RouterConfig {
             write_function_list: Vec::new(),
             read_only_function_list: Vec::new(),
             primary_routing_query_patterns: Vec::new(),
+            check_unlogged_table: true,
             user_redirect: Vec::new(),
             database_redirect: Vec::new(),
             app_name_redirect: Vec::new(),

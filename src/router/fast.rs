@@ -161,9 +161,9 @@ pub(crate) fn classify_tokens(text: &str, toks: &[Token], nesting: u8) -> Facts 
     let word = c.src(first).to_ascii_lowercase();
     c.pos = 1;
     match word.as_str() {
-        "select" => {
+        "select" => txn::set_config_call(&c).unwrap_or_else(|| {
             select::fast_select(&c).unwrap_or_else(|| parse::classify_read_text(c.text_of_all()))
-        }
+        }),
         "with" | "values" => parse::classify_read_text(c.text_of_all()),
         "table" => table_statement(&mut c),
         "insert" | "update" | "delete" | "merge" | "truncate" => dml(&mut c, &word),
@@ -323,6 +323,7 @@ fn copy(c: &mut Cur, nesting: u8) -> Facts {
         relations: source.relations,
         creates_temp: Vec::new(),
         literal_names,
+        local_set_config: false,
     }
 }
 
@@ -360,6 +361,7 @@ fn explain(c: &mut Cur, nesting: u8) -> Facts {
         relations: inner.relations,
         creates_temp: Vec::new(),
         literal_names,
+        local_set_config: false,
     }
 }
 

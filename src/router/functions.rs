@@ -1,9 +1,11 @@
-//! Is a function call a write? (spec 5.7)
+//! Catalog facts routing needs: is a function call a write (spec 5.7), is a relation
+//! unlogged (spec 5.3 step 6)?
 //!
-//! With both function lists empty Pgpool-II asks the primary's `pg_proc` whether the function
-//! is VOLATILE. Built-in names whose answer is known short-cut that lookup: the first list
-//! are VOLATILE in `pg_proc` (or have side effects), the second are STABLE/IMMUTABLE or SQL
-//! syntax. They apply only to unqualified or `pg_catalog.`-qualified names.
+//! With both function lists empty Pgpool-II asks the primary's `pg_proc` whether a function
+//! of that name is VOLATILE, and so does the router: a built-in name never decides before the
+//! catalog, because a user's overload (`public.abs(text)`) may be what the name resolves to.
+//! The built-in tables below serve only where no catalog answer is at hand and a wrong
+//! "safe" costs nothing but a reset skipped or kept (see [`builtin_volatility`]).
 
 use regex::Regex;
 
@@ -214,7 +216,8 @@ fn builtin_name(func: &str) -> Option<&str> {
 }
 
 /// What the built-in tables say about `func` (lower-cased as classified): `Some(true)`
-/// volatile, `Some(false)` safe, `None` not known here.
+/// volatile, `Some(false)` safe, `None` not known here. Never a routing answer on its own:
+/// a user overload of a "safe" name may write (routing asks the catalog).
 pub fn builtin_volatility(func: &str) -> Option<bool> {
     let name = builtin_name(func)?;
     if KNOWN_VOLATILE.contains(&name) {
@@ -266,7 +269,45 @@ pub fn volatility_query(func: &str) -> String {
     )
 }
 
-/// The count returned by [`volatility_query`] → is the function a write? `None` if the text
+/// The query the session runs on the primary to learn whether `relation` may be unlogged:
+/// one row with the number of unlogged relations of that name in any schema (in the given
+/// schema when qualified). Cacheable by name, whatever the session's `search_path`; a name
+/// that is unlogged anywhere counts (conservative: it sends reads to the primary).
+pub fn unlogged_query(relation: &str) -> String {
+    let (schema, name) = match relation.rsplit_once('.') {
+        Some((s, n)) => (Some(s), n),
+        None => (None, relation),
+    };
+    let ns = match schema {
+        Some(s) => format!(" AND n.nspname = {}", sql_literal(s)),
+        None => String::new(),
+    };
+    format!(
+        "SELECT count(*) FROM pg_catalog.pg_class AS c, pg_catalog.pg_namespace AS n \
+         WHERE c.relname = {} AND n.oid = c.relnamespace{} AND c.relpersistence = 'u'",
+        sql_literal(name),
+        ns
+    )
+}
+
+/// The query that says whether the built-in "safe" names may be trusted: one row with the
+/// number of VOLATILE functions, in any schema, named like one of them (a user's overload
+/// such as `public.abs(text)`; PostgreSQL's own are not VOLATILE). Non-zero: a call under a
+/// safe name may do anything (see the session's reset skip).
+pub fn overloaded_builtins_query() -> String {
+    let names: Vec<String> = KNOWN_SAFE.iter().map(|n| sql_literal(n)).collect();
+    format!(
+        "SELECT count(*) FROM pg_catalog.pg_proc AS p WHERE p.provolatile = 'v' AND p.proname IN ({})",
+        names.join(", ")
+    )
+}
+
+/// `set_config` as written, bare or `pg_catalog.`-qualified.
+pub fn is_set_config(func: &str) -> bool {
+    matches!(func, "set_config" | "pg_catalog.set_config")
+}
+
+/// The count returned by [`volatility_query`] or [`unlogged_query`] → is the function a write? `None` if the text
 /// is not a number.
 pub fn parse_volatility_answer(count: &str) -> Option<bool> {
     count.trim().parse::<u64>().ok().map(|n| n > 0)
@@ -322,5 +363,17 @@ mod tests {
         assert_eq!(parse_volatility_answer("1"), Some(true));
         assert_eq!(parse_volatility_answer("0"), Some(false));
         assert_eq!(parse_volatility_answer("x"), None);
+    }
+
+    #[test]
+    fn unlogged_query_looks_in_any_schema_unless_qualified() {
+        assert_eq!(
+            unlogged_query("t"),
+            "SELECT count(*) FROM pg_catalog.pg_class AS c, pg_catalog.pg_namespace AS n WHERE \
+             c.relname = 't' AND n.oid = c.relnamespace AND c.relpersistence = 'u'"
+        );
+        assert!(unlogged_query("s.t")
+            .contains("c.relname = 't' AND n.oid = c.relnamespace AND n.nspname = 's'"));
+        assert!(unlogged_query("o't").contains("c.relname = 'o''t'"));
     }
 }

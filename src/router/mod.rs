@@ -3,7 +3,7 @@
 //! [`Classifier`] turns query text into cached static facts ([`Statement`]);
 //! [`SessionRouting`] combines them with the session's transaction state and the
 //! [`RouterConfig`] into a [`Decision`] (target + reason). The session owns the I/O: it runs
-//! [`volatility_query`] when asked, and reports each outcome through
+//! [`volatility_query`] and [`unlogged_query`] when asked, and reports each outcome through
 //! [`SessionRouting::after`].
 
 mod balance;
@@ -15,6 +15,7 @@ mod functions;
 mod lexer;
 mod parse;
 mod policy;
+mod reason;
 mod select;
 mod shape;
 mod txn;
@@ -38,11 +39,14 @@ pub use config::{
     DisableLbOnWrite, RedirectNode, RedirectRule, RouterConfig,
 };
 pub use functions::{
-    builtin_volatility, list_says_writing, parse_volatility_answer, volatility_query,
+    builtin_volatility, is_set_config, list_says_writing, overloaded_builtins_query,
+    parse_volatility_answer, unlogged_query, volatility_query,
 };
 pub use lexer::passes_first_char_rule;
 pub(crate) use lexer::{lex, TokKind};
-pub use policy::{is_system_relation, Decision, Reason, RouteResult, SessionRouting, Target};
+pub use policy::{
+    is_system_relation, Catalog, CatalogKey, Decision, Reason, RouteResult, SessionRouting, Target,
+};
 
 /// Errors building routing settings from configuration values.
 #[derive(Debug, thiserror::Error)]

@@ -70,6 +70,7 @@ fn facts_of(ast: &Ast) -> Facts {
         relations: w.relations,
         creates_temp: w.creates_temp,
         literal_names: w.literal_names,
+        local_set_config: false,
     }
 }
 

@@ -4,15 +4,19 @@
 //! that wrote reads from the primary until it ends (ROLLBACK TO SAVEPOINT does not undo
 //! that), an aborted transaction goes wholly to the primary, temp tables, cursors,
 //! SERIALIZABLE and catalog reads stay on the primary.
+//!
+//! What only the primary's catalog knows (is a function VOLATILE, is a table unlogged) comes
+//! from the caller as a [`CatalogKey`] → answer function; an unknown answer makes the router
+//! ask for it ([`RouteResult::NeedCatalog`]) and the caller routes again once it is cached.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::Arc;
 
 use super::balance::{choose_node, NodeChoice};
 use super::classify::{PrimaryCause, SetEffect, Statement, StmtKind};
 use super::config::{DisableLbOnWrite, RouterConfig};
-use super::functions::{builtin_volatility, list_says_writing};
+use super::functions::list_says_writing;
+pub use super::reason::Reason;
 
 /// Where a statement goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,96 +28,35 @@ pub enum Target {
     All,
 }
 
-/// Why. `Display` gives a short stable code for logs, metrics and `PGPOOL EXPLAIN ROUTE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Write,
-    VolatileFunction,
-    InWriteTransaction,
-    WroteInSession,
-    HintComment,
-    TempTable,
-    Unparseable,
-    LoadBalance,
-    Weight,
-    Redirect,
-    SystemCatalog,
-    Pattern,
-    Serializable,
-    ReadWriteTransaction,
-    FailedTransaction,
-    MultiStatement,
-    SessionCommand,
-    TransactionControl,
-    TwoPhase,
-    LoadBalanceOff,
-    Cursor,
-    Listen,
-    Explain,
-    CopyToFile,
-    DmlAdaptive,
-    UnknownPrepared,
-    PreparedOnPrimary,
-    Admin,
-    Empty,
-}
-
-impl Reason {
-    pub fn code(self) -> &'static str {
-        use Reason::*;
-        match self {
-            Write => "write",
-            VolatileFunction => "volatile_function",
-            InWriteTransaction => "in_write_transaction",
-            WroteInSession => "wrote_in_session",
-            HintComment => "hint_comment",
-            TempTable => "temp_table",
-            Unparseable => "unparseable",
-            LoadBalance => "load_balance",
-            Weight => "weight",
-            Redirect => "redirect",
-            SystemCatalog => "system_catalog",
-            Pattern => "pattern",
-            Serializable => "serializable",
-            ReadWriteTransaction => "read_write_transaction",
-            FailedTransaction => "failed_transaction",
-            MultiStatement => "multi_statement",
-            SessionCommand => "session_command",
-            TransactionControl => "transaction_control",
-            TwoPhase => "two_phase",
-            LoadBalanceOff => "load_balance_off",
-            Cursor => "cursor",
-            Listen => "listen",
-            Explain => "explain",
-            CopyToFile => "copy_to_file",
-            DmlAdaptive => "dml_adaptive",
-            UnknownPrepared => "unknown_prepared",
-            PreparedOnPrimary => "prepared_on_primary",
-            Admin => "admin",
-            Empty => "empty",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub target: Target,
     pub reason: Reason,
 }
 
+/// A question to the primary's catalog (answered from the caller's cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogKey<'a> {
+    /// Is a function of this name VOLATILE, i.e. a possible write
+    /// ([`super::volatility_query`])?
+    Function(&'a str),
+    /// Is a relation of this name unlogged ([`super::unlogged_query`])?
+    Relation(&'a str),
+}
+
+/// The caller's cached catalog answers: `Some(_)` known, `None` not asked yet.
+pub type Catalog<'a> = dyn Fn(CatalogKey<'_>) -> Option<bool> + 'a;
+
 /// The answer of [`SessionRouting::route`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteResult {
     Decided(Decision),
-    /// Look these functions up on the primary ([`super::volatility_query`]), cache the
-    /// answers, and route again.
-    NeedVolatility(Vec<String>),
+    /// Look these up on the primary ([`super::volatility_query`],
+    /// [`super::unlogged_query`]), cache the answers, and route again.
+    NeedCatalog {
+        functions: Vec<String>,
+        relations: Vec<String>,
+    },
 }
 
 fn decided(target: Target, reason: Reason) -> RouteResult {
@@ -227,14 +170,9 @@ impl SessionRouting {
         self.temp_tables.contains(name)
     }
 
-    /// Where does this statement go? `volatile` answers "is this function a write?" from the
-    /// session's catalog cache: `Some(_)` known, `None` unknown → `NeedVolatility`.
-    pub fn route(
-        &self,
-        stmt: &Statement,
-        cfg: &RouterConfig,
-        volatile: &dyn Fn(&str) -> Option<bool>,
-    ) -> RouteResult {
+    /// Where does this statement go? `catalog` answers from the session's cache of the
+    /// primary's catalog: `Some(_)` known, `None` unknown → `NeedCatalog`.
+    pub fn route(&self, stmt: &Statement, cfg: &RouterConfig, catalog: &Catalog) -> RouteResult {
         use StmtKind::*;
         if self.txn_status == b'E'
             && !matches!(
@@ -253,7 +191,7 @@ impl SessionRouting {
             }
         };
         match &stmt.kind {
-            Read => self.route_read(stmt, cfg, volatile),
+            Read => self.route_read(stmt, cfg, catalog),
             Write => primary(Reason::Write),
             Unparseable => primary(Reason::Unparseable),
             Empty => primary(Reason::Empty),
@@ -285,7 +223,7 @@ impl SessionRouting {
                     primary(Reason::SessionCommand)
                 }
             }
-            Execute { name } => self.route_execute(name, cfg, volatile),
+            Execute { name } => self.route_execute(name, cfg, catalog),
             Deallocate { name: Some(name) } => match self.prepared.get(name) {
                 Some(p) if p.on_all => everywhere(Reason::SessionCommand),
                 Some(_) => primary(Reason::SessionCommand),
@@ -300,16 +238,11 @@ impl SessionRouting {
         body.kind == StmtKind::Read && !body.relations.iter().any(|r| self.is_temp(r))
     }
 
-    fn route_execute(
-        &self,
-        name: &str,
-        cfg: &RouterConfig,
-        volatile: &dyn Fn(&str) -> Option<bool>,
-    ) -> RouteResult {
+    fn route_execute(&self, name: &str, cfg: &RouterConfig, catalog: &Catalog) -> RouteResult {
         let Some(p) = self.prepared.get(name) else {
             return primary(Reason::UnknownPrepared);
         };
-        match self.route(&p.body, cfg, volatile) {
+        match self.route(&p.body, cfg, catalog) {
             RouteResult::Decided(Decision {
                 target: Target::Node(_),
                 ..
@@ -319,12 +252,7 @@ impl SessionRouting {
     }
 
     /// The balancing checks of spec 5.3, in Pgpool-II's order.
-    fn route_read(
-        &self,
-        stmt: &Statement,
-        cfg: &RouterConfig,
-        volatile: &dyn Fn(&str) -> Option<bool>,
-    ) -> RouteResult {
+    fn route_read(&self, stmt: &Statement, cfg: &RouterConfig, catalog: &Catalog) -> RouteResult {
         if !cfg.load_balance_mode {
             return primary(Reason::LoadBalanceOff);
         }
@@ -343,6 +271,11 @@ impl SessionRouting {
         if stmt.relations.iter().any(|r| self.is_temp(r)) {
             return primary(Reason::TempTable);
         }
+        if cfg.check_unlogged_table {
+            if let Some(r) = self.check_unlogged(stmt, cfg, catalog) {
+                return r;
+            }
+        }
         if !cfg.primary_routing_query_patterns.is_empty() {
             let unquoted = stmt.text.replace('"', "");
             if cfg
@@ -353,7 +286,7 @@ impl SessionRouting {
                 return primary(Reason::Pattern);
             }
         }
-        if let Some(r) = self.check_functions(stmt, cfg, volatile) {
+        if let Some(r) = self.check_functions(stmt, cfg, catalog) {
             return r;
         }
         if self.mode == DisableLbOnWrite::DmlAdaptive
@@ -396,21 +329,51 @@ impl SessionRouting {
         &self,
         stmt: &Statement,
         cfg: &RouterConfig,
-        volatile: &dyn Fn(&str) -> Option<bool>,
+        catalog: &Catalog,
     ) -> Option<RouteResult> {
         let mut unknown = Vec::new();
         for f in &stmt.functions {
-            let writes =
-                list_says_writing(f, &cfg.write_function_list, &cfg.read_only_function_list)
-                    .or_else(|| builtin_volatility(f))
-                    .or_else(|| volatile(f));
-            match writes {
+            match function_writes(f, cfg, catalog) {
                 Some(true) => return Some(primary(Reason::VolatileFunction)),
                 Some(false) => {}
                 None => unknown.push(f.clone()),
             }
         }
-        (!unknown.is_empty()).then_some(RouteResult::NeedVolatility(unknown))
+        (!unknown.is_empty()).then_some(RouteResult::NeedCatalog {
+            functions: unknown,
+            relations: Vec::new(),
+        })
+    }
+
+    /// Spec 5.3 step 6. Relations not known yet are asked for together with the statement's
+    /// unknown functions, so a statement needs at most one round of look-ups.
+    fn check_unlogged(
+        &self,
+        stmt: &Statement,
+        cfg: &RouterConfig,
+        catalog: &Catalog,
+    ) -> Option<RouteResult> {
+        let mut unknown = Vec::new();
+        for r in &stmt.relations {
+            match catalog(CatalogKey::Relation(r)) {
+                Some(true) => return Some(primary(Reason::UnloggedTable)),
+                Some(false) => {}
+                None => unknown.push(r.clone()),
+            }
+        }
+        if unknown.is_empty() {
+            return None;
+        }
+        let functions = stmt
+            .functions
+            .iter()
+            .filter(|f| function_writes(f, cfg, catalog).is_none())
+            .cloned()
+            .collect();
+        Some(RouteResult::NeedCatalog {
+            functions,
+            relations: unknown,
+        })
     }
 
     fn balanced(&self) -> RouteResult {
@@ -427,8 +390,16 @@ impl SessionRouting {
     }
 
     /// After the backend answered: update transaction state from the statement, its
-    /// success, and the ReadyForQuery status byte (`I`, `T`, `E`).
-    pub fn after(&mut self, stmt: &Statement, target: &Target, ok: bool, rfq_status: u8) {
+    /// success, and the ReadyForQuery status byte (`I`, `T`, `E`). `catalog` says which
+    /// functions a read called may have written.
+    pub fn after(
+        &mut self,
+        stmt: &Statement,
+        target: &Target,
+        ok: bool,
+        rfq_status: u8,
+        catalog: &Catalog,
+    ) {
         let was_in_txn = self.in_transaction();
         let now_in_txn = matches!(rfq_status, b'T' | b'E');
         let chained = ok && matches!(stmt.kind, StmtKind::Commit | StmtKind::Rollback);
@@ -459,7 +430,7 @@ impl SessionRouting {
         for t in &effective.creates_temp {
             self.temp_tables.insert(t.clone());
         }
-        if statement_wrote(effective, target) {
+        if statement_wrote(effective, target, catalog) {
             self.wrote_in_session = true;
             if now_in_txn {
                 self.wrote_in_txn = true;
@@ -532,15 +503,24 @@ pub fn is_system_relation(relation: &str) -> bool {
     }
 }
 
+/// The function lists first (spec 5.7 precedence), then the catalog.
+fn function_writes(f: &str, cfg: &RouterConfig, catalog: &Catalog) -> Option<bool> {
+    list_says_writing(f, &cfg.write_function_list, &cfg.read_only_function_list)
+        .or_else(|| catalog(CatalogKey::Function(f)))
+}
+
 /// Did a successful statement change data? Writes do; so may a read that ran on the primary
 /// calling a function not known to be safe (it was sent there as a possible writer; with
 /// session-level balancing a session whose node is the primary loses nothing by this).
-fn statement_wrote(stmt: &Statement, target: &Target) -> bool {
+/// The catalog's answer wins; a function never looked up (the read went to the primary for
+/// another reason first) falls back to the built-in tables.
+fn statement_wrote(stmt: &Statement, target: &Target, catalog: &Catalog) -> bool {
+    let may_write = |f: &String| match catalog(CatalogKey::Function(f)) {
+        Some(known) => known,
+        None => super::functions::builtin_volatility(f) != Some(false),
+    };
     stmt.writes
         || (stmt.kind == StmtKind::Read
             && *target == Target::Primary
-            && stmt
-                .functions
-                .iter()
-                .any(|f| builtin_volatility(f) != Some(false)))
+            && stmt.functions.iter().any(may_write))
 }

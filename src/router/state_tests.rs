@@ -31,6 +31,15 @@ fn status_after(cur: u8, sql: &str, ok: bool) -> u8 {
     cur
 }
 
+/// The primary's catalog: a user overloaded `abs` with a VOLATILE function, `ul` is an
+/// unlogged table; every other name is a logged table or a non-volatile function.
+fn catalog(k: CatalogKey<'_>) -> Option<bool> {
+    Some(matches!(
+        k,
+        CatalogKey::Function("abs") | CatalogKey::Relation("ul")
+    ))
+}
+
 fn run(mode: DisableLbOnWrite, steps: &[Step]) {
     let mut cfg = RouterConfig::new(vec![0.0, 1.0]);
     cfg.disable_lb_on_write = mode;
@@ -43,13 +52,13 @@ fn run(mode: DisableLbOnWrite, steps: &[Step]) {
             None => (*step, true),
         };
         let stmt = classifier.classify(sql);
-        let got = match session.route(&stmt, &cfg, &|_| Some(false)) {
+        let got = match session.route(&stmt, &cfg, &catalog) {
             RouteResult::Decided(d) => (d.target, d.reason),
             other => panic!("{mode:?} step {i} {sql}: {other:?}"),
         };
         assert_eq!(got, (*target, *reason), "{mode:?} step {i}: {sql}");
         status = status_after(status, sql, ok);
-        session.after(&stmt, &got.0, ok, status);
+        session.after(&stmt, &got.0, ok, status, &catalog);
     }
 }
 
@@ -224,6 +233,23 @@ fn temp_tables_and_prepared_statements_follow_where_they_live() {
             ("execute q", P, UnknownPrepared),
             ("discard temp", ALL, SessionCommand),
             ("select * from tt", R, LoadBalance),
+            // A temp table shadows an unlogged one of the same name (step 5 before 6).
+            ("select * from ul", P, UnloggedTable),
+            ("create temp table ul (v int)", P, Write),
+            ("select * from ul", P, TempTable),
+        ],
+    );
+}
+
+#[test]
+fn a_call_the_catalog_calls_volatile_is_a_write_even_under_a_built_in_name() {
+    run(
+        Always,
+        &[
+            ("select lower('x')", R, LoadBalance),
+            ("select * from t", R, LoadBalance),
+            ("select abs('q'::text)", P, VolatileFunction),
+            ("select * from t", P, WroteInSession),
         ],
     );
 }

@@ -3,8 +3,9 @@
 //! Done by hand rather than by sqlparser because it must never fail: sqlparser rejects
 //! `BEGIN … DEFERRABLE`, and a missed BEGIN would desynchronise the replica's transaction.
 
-use super::classify::{SetEffect, StmtKind};
+use super::classify::{Facts, SetEffect, StmtKind};
 use super::fast::{unquote, Cur};
+use super::lexer::TokKind;
 
 /// BEGIN/START/COMMIT/END/ROLLBACK/ABORT/SAVEPOINT/RELEASE; anything else is `Unparseable`.
 pub(crate) fn transaction_control(c: &mut Cur, word: &str) -> StmtKind {
@@ -126,10 +127,14 @@ pub(crate) fn set_statement(c: &mut Cur) -> StmtKind {
         c.pos += 1;
     }
     let value = unquote(c.rest()).to_ascii_lowercase();
-    match name.as_str() {
-        "transaction_read_only"
-            if matches!(value.as_str(), "off" | "f" | "false" | "0" | "no" | "of") =>
-        {
+    set_value_kind(&name, &value)
+}
+
+/// What setting `name` (lower-cased) to `value` (lower-cased) for the session means for
+/// routing: SET and `set_config(…, false)` alike.
+fn set_value_kind(name: &str, value: &str) -> StmtKind {
+    match name {
+        "transaction_read_only" if matches!(value, "off" | "f" | "false" | "0" | "no" | "of") => {
             set_kind(true, SetEffect::TxnReadWrite)
         }
         "transaction_isolation" if value == "serializable" => {
@@ -141,6 +146,63 @@ pub(crate) fn set_statement(c: &mut Cur) -> StmtKind {
         }
         _ => set_kind(false, SetEffect::None),
     }
+}
+
+/// `SELECT [pg_catalog.]set_config('name', 'value', is_local)` alone, with literal
+/// arguments: with `is_local` false it is session state like SET (a `SessionSet`, run where
+/// SET runs, mirrored and replayed by its text); with `is_local` true a transaction-local
+/// call that needs nothing more. `None`: any other form (classified as a plain SELECT; the
+/// session pins itself to the primary if it calls `set_config`, see `pins_session`).
+/// Its verdict depends on literal values, so it is never shared by shape.
+pub(crate) fn set_config_call(c: &Cur) -> Option<Facts> {
+    let mut i = c.pos;
+    let mut func = String::from("set_config");
+    if c.kw_at(i, "pg_catalog") && c.is_punct(i + 1, b'.') {
+        i += 2;
+        func.insert_str(0, "pg_catalog.");
+    }
+    if !c.kw_at(i, "set_config") || !c.is_punct(i + 1, b'(') {
+        return None;
+    }
+    let plain_str = |j: usize| {
+        c.tok(j)
+            .filter(|t| t.kind == TokKind::Str && c.src(*t).starts_with('\''))
+            .map(|t| unquote(c.src(t)))
+    };
+    let name = plain_str(i + 2)?.to_ascii_lowercase();
+    let value = plain_str(i + 4)?;
+    if !c.is_punct(i + 3, b',') || !c.is_punct(i + 5, b',') || !c.is_punct(i + 7, b')') {
+        return None;
+    }
+    if c.toks.len() != i + 8 {
+        return None;
+    }
+    let flag = c.tok(i + 6)?;
+    let local = match (
+        flag.kind,
+        unquote(c.src(flag)).to_ascii_lowercase().as_str(),
+    ) {
+        (TokKind::Word, "false") | (TokKind::Number, "0") => false,
+        (TokKind::Word, "true") | (TokKind::Number, "1") => true,
+        (TokKind::Str, "f" | "fa" | "fal" | "fals" | "false" | "n" | "no" | "of" | "off" | "0") => {
+            false
+        }
+        (TokKind::Str, "t" | "tr" | "tru" | "true" | "y" | "ye" | "yes" | "on" | "1") => true,
+        _ => return None,
+    };
+    let facts = if local {
+        Facts {
+            local_set_config: true,
+            ..Facts::kind(StmtKind::Read)
+        }
+    } else {
+        Facts::kind(set_value_kind(&name, &value.to_ascii_lowercase()))
+    };
+    Some(Facts {
+        functions: vec![func],
+        literal_names: true,
+        ..facts
+    })
 }
 
 /// RESET ALL / RESET default_transaction_isolation undo a session-wide SERIALIZABLE.

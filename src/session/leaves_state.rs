@@ -13,11 +13,25 @@ use crate::router::{Statement, StmtKind};
 /// nothing is clean — plain reads and INSERT/UPDATE/DELETE calling no function beyond the
 /// known side-effect-free built-ins, transaction control, unnamed extended statements — so a
 /// session made only of those returns its connection to the cache without a reset.
-pub fn leaves_state(req: &Request, stmts: &[Arc<Statement>]) -> bool {
+///
+/// `builtins_safe` says whether the primary's catalog has no VOLATILE function named like a
+/// built-in of the "safe" table (a user's overload such as `public.abs(text)` may set
+/// anything); while it is not known, calls under those names count as leaving state. Asked
+/// only when the answer matters.
+pub fn leaves_state(
+    req: &Request,
+    stmts: &[Arc<Statement>],
+    builtins_safe: impl FnOnce() -> bool,
+) -> bool {
+    leaves(req, stmts, false) && (!builtins_safe() || leaves(req, stmts, true))
+}
+
+fn leaves(req: &Request, stmts: &[Arc<Statement>], trust_builtins: bool) -> bool {
+    let stmt_leaves_state = |s: &Arc<Statement>| stmt_leaves_state(s, trust_builtins);
     match req {
         Request::Copy(_) => false,
         Request::FunctionCall(_) | Request::Terminate => true,
-        Request::Simple(_) => stmts.is_empty() || stmts.iter().any(|s| stmt_leaves_state(s)),
+        Request::Simple(_) => stmts.is_empty() || stmts.iter().any(stmt_leaves_state),
         Request::Extended { frames, .. } => {
             let executes = frames.iter().filter(|f| f.tag == tag::EXECUTE).count();
             // A named statement persists; an Execute the router could not attribute
@@ -25,16 +39,22 @@ pub fn leaves_state(req: &Request, stmts: &[Arc<Statement>]) -> bool {
             let named = frames.iter().any(|f| {
                 f.tag == tag::PARSE && decode_parse(&f.body).map_or(true, |p| !p.name.is_empty())
             });
-            named || executes != stmts.len() || stmts.iter().any(|s| stmt_leaves_state(s))
+            named || executes != stmts.len() || stmts.iter().any(stmt_leaves_state)
         }
     }
 }
 
-fn stmt_leaves_state(s: &Statement) -> bool {
-    *s.memo.leaves_state.get_or_init(|| compute_leaves_state(s))
+fn stmt_leaves_state(s: &Statement, trust_builtins: bool) -> bool {
+    *s.memo.leaves_state[usize::from(trust_builtins)]
+        .get_or_init(|| compute_leaves_state(s, trust_builtins))
 }
 
-fn compute_leaves_state(s: &Statement) -> bool {
+/// A call under a built-in "safe" name leaves nothing only if `trust_builtins`.
+fn safe_builtin(name: &str, trust_builtins: bool) -> bool {
+    trust_builtins && crate::router::builtin_volatility(name) == Some(false)
+}
+
+fn compute_leaves_state(s: &Statement, trust_builtins: bool) -> bool {
     use crate::stats::StmtClass;
     let clean_kind = match &s.kind {
         StmtKind::Read => true,
@@ -44,7 +64,7 @@ fn compute_leaves_state(s: &Statement) -> bool {
             matches!(
                 s.class(),
                 StmtClass::Insert | StmtClass::Update | StmtClass::Delete
-            ) && !calls_unknown_function(&s.text)
+            ) && !calls_unknown_function(&s.text, trust_builtins)
         }
         StmtKind::Begin { .. }
         | StmtKind::Commit
@@ -58,15 +78,13 @@ fn compute_leaves_state(s: &Statement) -> bool {
     !clean_kind
         || s.multi
         || !s.creates_temp.is_empty()
-        || s.functions
-            .iter()
-            .any(|f| crate::router::builtin_volatility(f) != Some(false))
+        || s.functions.iter().any(|f| !safe_builtin(f, trust_builtins))
 }
 
 /// Whether `sql` may call a function other than the known side-effect-free built-ins: a
 /// word right before `(` that is not a keyword taking a parenthesised list, nor the table
 /// of `INSERT INTO t (columns)`.
-fn calls_unknown_function(sql: &str) -> bool {
+fn calls_unknown_function(sql: &str, trust_builtins: bool) -> bool {
     use crate::router::TokKind;
     if !sql.contains('(') {
         return false;
@@ -137,7 +155,7 @@ fn calls_unknown_function(sql: &str) -> bool {
         if table_start >= 1 && is_kw(table_start - 1, "into") {
             continue;
         }
-        if crate::router::builtin_volatility(word(p)) != Some(false) {
+        if !safe_builtin(word(p), trust_builtins) {
             return true;
         }
     }
@@ -154,6 +172,7 @@ mod tests {
     #[test]
     fn only_statements_that_provably_leave_nothing_are_clean() {
         let classifier = Classifier::new(ClassifyOptions::default());
+        // (sql, leaves state once the catalog said the built-in names are safe)
         let cases = [
             ("select abalance from pgbench_accounts where aid = 1", false),
             ("SELECT count(*), max(v) FROM t", false),
@@ -200,11 +219,22 @@ mod tests {
             protocol::query(&mut body, sql);
             let frame = Frame::new(tag::QUERY, Bytes::copy_from_slice(&body[5..]));
             let stmts = [classifier.classify(sql)];
+            let req = Request::Simple(frame);
+            assert_eq!(leaves_state(&req, &stmts, || true), dirty, "{sql}");
+            // Not known yet (or a user overloaded one): a built-in name is no proof.
+            let strict = dirty || calls_a_builtin(sql);
             assert_eq!(
-                leaves_state(&Request::Simple(frame), &stmts),
-                dirty,
-                "{sql}"
+                leaves_state(&req, &stmts, || false),
+                strict,
+                "unknown: {sql}"
             );
         }
+    }
+
+    /// Whether a case of the table above calls a built-in of the "safe" table.
+    fn calls_a_builtin(sql: &str) -> bool {
+        ["count(", "max(", "lower("]
+            .iter()
+            .any(|f| sql.to_ascii_lowercase().contains(f))
     }
 }

@@ -2,6 +2,7 @@
 //! decide where it goes, forward it, stream the answer back) until the client leaves.
 
 mod auth;
+pub mod catalog;
 mod checkout;
 mod failover;
 mod identity;

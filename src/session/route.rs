@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use std::sync::Arc;
 
+use super::catalog::Questions;
 use super::request::Request;
 use super::slot::{Slot, Stmts};
 use super::statements::{Pending, Registry};
@@ -28,13 +29,15 @@ pub enum Target {
     Node(usize),
     /// A command the proxy answers itself.
     Admin(AdminCommand),
-    /// Ask the primary's catalog whether these functions write, then route again.
-    Lookup(Vec<String>),
+    /// Ask the primary's catalog about these names, then route again.
+    Lookup(Questions),
 }
 
 /// Routing state of one session.
 pub struct Router {
     params: Vec<(String, String)>,
+    /// The session's database (catalog facts are per database).
+    database: String,
     credential: Credential,
     /// Nodes that failed for this session: reads go to the primary instead.
     unusable: Vec<bool>,
@@ -55,8 +58,11 @@ pub struct Router {
     /// A session-state change the proxy cannot mirror (e.g. SET via the extended
     /// protocol): from then on everything runs on the primary.
     pinned: bool,
-    /// Functions whose volatility the last routing needed to know.
-    lookups: Vec<String>,
+    /// Catalog facts the last routing needed to know.
+    lookups: Questions,
+    /// A statement of the open transaction changed the catalog: clear the cached facts
+    /// again when it ends (sessions may have cached what they saw before the commit).
+    catalog_changed_in_txn: bool,
     /// Reason code of the last routing decision (per-reason metrics).
     last_reason: &'static str,
 }
@@ -82,6 +88,7 @@ impl Router {
             &healthy,
         );
         Router {
+            database: get("database").to_string(),
             unusable: vec![false; cfg.backends.len().max(1)],
             registry: Registry::new(),
             open_unit: None,
@@ -92,7 +99,8 @@ impl Router {
             verdicts: HashMap::default(),
             current: Stmts::new(),
             pinned: false,
-            lookups: Vec::new(),
+            lookups: Questions::default(),
+            catalog_changed_in_txn: false,
             last_reason: "primary_default",
             params,
             credential,
@@ -187,34 +195,47 @@ impl Router {
         self.rcfg.primary_node
     }
 
+    /// The session's database.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
     /// This session's load-balance node.
     pub fn lb_node(&self) -> usize {
         self.policy.lb_node()
     }
 
-    /// Functions whose volatility `PGPOOL EXPLAIN ROUTE <sql>` needs looked up first.
-    pub fn explain_lookups(&self, ctx: &Context, sql: &str) -> Vec<String> {
+    /// Catalog facts `PGPOOL EXPLAIN ROUTE <sql>` needs looked up first.
+    pub fn explain_lookups(&self, ctx: &Context, sql: &str) -> Questions {
         if self.open_unit.is_some() {
             // The node is set, and a look-up would run inside the client's open unit.
-            return Vec::new();
+            return Questions::default();
         }
         let stmt = self.classifier.classify_for(sql, &self.rcfg);
-        let known =
-            |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));
-        match self.policy.route(&stmt, &self.rcfg, &known) {
-            RouteResult::NeedVolatility(funcs) => funcs,
-            RouteResult::Decided(_) => Vec::new(),
+        match self
+            .policy
+            .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
+        {
+            RouteResult::NeedCatalog {
+                functions,
+                relations,
+            } => Questions {
+                functions,
+                relations,
+            },
+            RouteResult::Decided(_) => Questions::default(),
         }
     }
 
     /// Where `sql` would go now and why (`PGPOOL EXPLAIN ROUTE`); changes no state.
     pub fn explain(&self, ctx: &Context, sql: &str, in_txn: bool) -> crate::admin::Explained {
         let stmt = self.classifier.classify_for(sql, &self.rcfg);
-        let known =
-            |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));
-        let (decision, reason) = match self.policy.route(&stmt, &self.rcfg, &known) {
+        let (decision, reason) = match self
+            .policy
+            .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
+        {
             RouteResult::Decided(d) => (d.target, d.reason.code()),
-            RouteResult::NeedVolatility(_) => (PolicyTarget::Primary, "volatility_unknown"),
+            RouteResult::NeedCatalog { .. } => (PolicyTarget::Primary, "volatility_unknown"),
         };
         let (node, reason) = self.final_node(ctx, decision, in_txn, reason);
         crate::admin::Explained { node, reason }
@@ -244,16 +265,21 @@ impl Router {
     }
 
     fn decide(&mut self, ctx: &Context, stmt: &Statement) -> PolicyTarget {
-        let known =
-            |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));
-        match self.policy.route(stmt, &self.rcfg, &known) {
+        match self
+            .policy
+            .route(stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
+        {
             RouteResult::Decided(d) => {
                 tracing::debug!(reason = %d.reason, target = ?d.target, "routed");
                 self.last_reason = d.reason.code();
                 d.target
             }
-            RouteResult::NeedVolatility(funcs) => {
-                self.lookups.extend(funcs);
+            RouteResult::NeedCatalog {
+                functions,
+                relations,
+            } => {
+                self.lookups.functions.extend(functions);
+                self.lookups.relations.extend(relations);
                 PolicyTarget::Primary
             }
         }
@@ -325,13 +351,24 @@ impl Router {
         }
     }
 
-    /// The backend answered requests of this session: keep the transaction state current.
-    pub fn completed(&mut self, stmts: &[Arc<Statement>], ok: bool, status: u8) {
+    /// The backend answered requests of this session: keep the transaction state current,
+    /// and drop the cached catalog facts after DDL (again when its transaction ends).
+    pub fn completed(&mut self, ctx: &Context, stmts: &[Arc<Statement>], ok: bool, status: u8) {
         for stmt in stmts {
-            self.policy.after(stmt, &PolicyTarget::Primary, ok, status);
+            let db = &self.database;
+            let catalog = |k: crate::router::CatalogKey<'_>| ctx.catalog.get(db, k);
+            self.policy
+                .after(stmt, &PolicyTarget::Primary, ok, status, &catalog);
             if ok {
                 self.note_state(stmt);
+                if stmt.changes_catalog {
+                    ctx.catalog.clear();
+                    self.catalog_changed_in_txn = status != b'I';
+                }
             }
+        }
+        if status == b'I' && std::mem::take(&mut self.catalog_changed_in_txn) {
+            ctx.catalog.clear();
         }
     }
 
@@ -344,6 +381,10 @@ impl Router {
             StmtKind::Discard { .. } => self.state_log.clear(),
             StmtKind::Prepare { .. } => self.pinned = true,
             _ => {}
+        }
+        if stmt.pins_session {
+            // Session state (set_config) the proxy cannot replay elsewhere.
+            self.pinned = true;
         }
         if !stmt.creates_temp.is_empty() {
             // Temp tables exist only on the primary: keep the whole session there.

@@ -40,6 +40,7 @@ pub fn router_config(cfg: &Config) -> RouterConfig {
     rc.write_function_list = regexes(&cfg.write_function_list);
     rc.read_only_function_list = regexes(&cfg.read_only_function_list);
     rc.primary_routing_query_patterns = regexes(&cfg.primary_routing_query_pattern_list);
+    rc.check_unlogged_table = cfg.check_unlogged_table;
     rc.user_redirect = redirect(&cfg.user_redirect_preference_list);
     rc.database_redirect = redirect(&cfg.database_redirect_preference_list);
     rc.app_name_redirect = redirect(&cfg.app_name_redirect_preference_list);

@@ -6,18 +6,18 @@ use bytes::BytesMut;
 
 use super::Relay;
 use crate::backend::BackendError;
+use crate::router::CatalogKey;
+use crate::session::catalog::Questions;
 use crate::session::leaves_state::leaves_state;
 use crate::session::request::Request;
 use crate::session::route::Router;
 use crate::session::SessionError;
 
 impl Relay {
-    /// Asks the primary's catalog whether `funcs` are VOLATILE (writes) and caches the
-    /// answers for every session. Returns false when the primary is busy right now.
-    pub(super) async fn look_up_volatility(
-        &mut self,
-        funcs: &[String],
-    ) -> Result<bool, SessionError> {
+    /// Asks the primary's catalog whether functions are VOLATILE (writes) and relations
+    /// unlogged, and caches the answers for every session. Returns false when the primary is
+    /// busy right now.
+    pub(super) async fn look_up_catalog(&mut self, q: &Questions) -> Result<bool, SessionError> {
         let max = self.decoder.max_len;
         let node = self.primary();
         if self.active != node && !self.active_idle() {
@@ -30,21 +30,35 @@ impl Relay {
         if !primary.idle() {
             return Ok(false);
         }
-        for f in funcs {
-            let (err, value) = primary
-                .exec_collect(&crate::router::volatility_query(f), max)
-                .await?;
-            // No answer (an error) counts as a write: the primary is the safe side.
-            let writes = match (err, value) {
+        let asked_at = self.ctx.catalog.generation();
+        let functions = q
+            .functions
+            .iter()
+            .map(|f| (CatalogKey::Function(f), crate::router::volatility_query(f)));
+        let relations = q
+            .relations
+            .iter()
+            .map(|r| (CatalogKey::Relation(r), crate::router::unlogged_query(r)));
+        let db = self.router.database();
+        if self.ctx.catalog.builtins_unknown(db) {
+            let sql = crate::router::overloaded_builtins_query();
+            let (err, value) = primary.exec_collect(&sql, max).await?;
+            let overloaded = match (err, value) {
                 (None, Some(v)) => crate::router::parse_volatility_answer(&v).unwrap_or(true),
                 _ => true,
             };
-            let mut map = self
-                .ctx
-                .volatility
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            map.insert(f.clone(), writes);
+            self.ctx
+                .catalog
+                .set_builtins_overloaded(asked_at, db, overloaded);
+        }
+        for (key, sql) in functions.chain(relations) {
+            let (err, value) = primary.exec_collect(&sql, max).await?;
+            // No answer (an error) counts as "yes": the primary is the safe side.
+            let yes = match (err, value) {
+                (None, Some(v)) => crate::router::parse_volatility_answer(&v).unwrap_or(true),
+                _ => true,
+            };
+            self.ctx.catalog.insert(asked_at, db, key, yes);
         }
         Ok(true)
     }
@@ -181,7 +195,11 @@ impl Relay {
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
         crate::session::logstmt::log_sent(&self.ctx, &slot.conn, &req);
-        slot.dirty = slot.dirty || leaves_state(&req, &stmts);
+        let catalog = &self.ctx.catalog;
+        slot.dirty = slot.dirty
+            || leaves_state(&req, &stmts, || {
+                catalog.builtins_safe(self.router.database())
+            });
         let stmts = slot.join_unit(&req, n, stmts);
         if n > 0 {
             let now = std::time::Instant::now();

@@ -197,6 +197,7 @@ impl Relay {
                         active,
                         out,
                         router,
+                        ctx,
                         ..
                     } = self;
                     let mut broken = None;
@@ -205,7 +206,7 @@ impl Relay {
                             broken = Some(e);
                         }
                         for (stmts, ok, status) in slot.done.drain(..) {
-                            router.completed(&stmts, ok, status);
+                            router.completed(ctx, &stmts, ok, status);
                         }
                         for op in slot.stmts.settled.drain(..) {
                             router.settle(op);
@@ -401,8 +402,8 @@ impl Relay {
             let in_txn = self.in_txn();
             let node = match self.router.route(&self.ctx, req, in_txn) {
                 Target::Node(n) => n,
-                Target::Lookup(funcs) => {
-                    if !self.look_up_volatility(&funcs).await? {
+                Target::Lookup(questions) => {
+                    if !self.look_up_catalog(&questions).await? {
                         return Ok(()); // the primary is busy; try again when it answers
                     }
                     continue;
@@ -413,9 +414,9 @@ impl Relay {
                     }
                     if let AdminCommand::ExplainRoute(sql) = &cmd {
                         // Explain with the same catalog knowledge the real routing uses.
-                        let funcs = self.router.explain_lookups(&self.ctx, sql);
-                        if !funcs.is_empty() {
-                            if !self.look_up_volatility(&funcs).await? {
+                        let questions = self.router.explain_lookups(&self.ctx, sql);
+                        if !questions.is_empty() {
+                            if !self.look_up_catalog(&questions).await? {
                                 return Ok(());
                             }
                             continue;
