@@ -10,7 +10,8 @@
 //!
 //! CI runs the regression cases (`differential/cases.rs`) and then a fixed seed for
 //! [`CI_SEQUENCES`] sequences. `PGRS_DIFF_SECONDS` runs for that long instead and
-//! `PGRS_DIFF_SEED` picks the seed (`scripts/difffuzz.sh SECONDS [SEED]`).
+//! `PGRS_DIFF_SEED` picks the seed (`scripts/difffuzz.sh SECONDS [SEED]`);
+//! `PGRS_DIFF_SEQUENCES` runs that many sequences (one seed, with the seed: a replay).
 
 #[path = "differential/cases.rs"]
 mod cases;
@@ -393,12 +394,13 @@ async fn every_sequence_answers_through_the_proxy_as_on_the_primary() {
 
     let seed = env_u64("PGRS_DIFF_SEED").unwrap_or(DEFAULT_SEED);
     let limit = env_u64("PGRS_DIFF_SECONDS").map(Duration::from_secs);
+    let count = env_u64("PGRS_DIFF_SEQUENCES").unwrap_or(CI_SEQUENCES);
     let mut runs = 0u64;
     let mut repeats = 0u64;
     loop {
         let done = match limit {
             Some(limit) => started.elapsed() >= limit,
-            None => runs >= CI_SEQUENCES,
+            None => runs >= count,
         };
         if done || findings.len() - from_cases >= MAX_FINDINGS {
             break;

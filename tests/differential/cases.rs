@@ -34,4 +34,70 @@ pub const CASES: &[(&str, &str)] = &[
 'Y'
 "#,
     ),
+    (
+        // Found by the fuzzer: a named Parse ended by Flush, then Sync — the proxy answered
+        // ReadyForQuery without the ParseComplete.
+        "parse_flush_sync_answers_parse_complete",
+        r#"
+'P' "s3" "SELECT id, n, note FROM acct WHERE id = $1" 0
+'H'
+'S'
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer: a read batch ended by Flush fails on the replica; PostgreSQL
+        // skips everything up to Sync, the proxy lost the error, ran BEGIN on the primary
+        // and left the replica's batch without its Sync.
+        "error_before_flush_skips_the_next_batch_until_sync",
+        r#"
+'P' "s1" "SELECT count(*) FROM tmp" 0
+'H'
+'P' "s2" "BEGIN" 0
+'B' "p3" "s2" 0 0 0
+'E' "p3" 0
+'S'
+'Y'
+'Q' "COPY log FROM STDIN"
+'d' "1\t1\tcopied\n"
+'c'
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer: a second Parse of a name the session already prepared (a read,
+        // on the replica) is 42P05 in PostgreSQL; the proxy sent the new text (a DELETE) to
+        // the primary, which ran it.
+        "parse_of_a_name_already_prepared_is_42p05",
+        r#"
+'P' "s1" "SELECT id, n, note FROM acct WHERE id = $1" 0
+'S'
+'Y'
+'P' "s1" "DELETE FROM acct WHERE id = $1" 0
+'B' "" "s1" 0 1 1 "3" 0
+'E' "" 0
+'S'
+'Y'
+"#,
+    ),
+    (
+        // Nothing a session prepared may be left on a cached connection for the next one.
+        "a_new_session_does_not_inherit_prepared_statements",
+        r#"
+'P' "s1" "SELECT 1" 0
+'S'
+'Y'
+'P' "" "INSERT INTO log VALUES (7, 7, 'x')" 0
+'B' "" "" 0 0 0
+'E' "" 0
+'B' "" "s1" 0 0 0
+'E' "" 0
+'S'
+'Y'
+'X'  # and log in again
+'P' "s1" "SELECT 3" 0
+'S'
+'Y'
+"#,
+    ),
 ];

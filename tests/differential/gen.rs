@@ -256,9 +256,14 @@ pub fn sequence(seed: u64) -> Sequence {
     let pipelined = b.rng.chance(25);
     for _ in 0..2 + b.rng.below(5) {
         match b.rng.below(100) {
-            0..=49 => b.extended_round(),
-            50..=89 => b.simple_round(),
-            90..=97 => b.copy_in_round(),
+            0..=47 => b.extended_round(),
+            48..=86 => b.simple_round(),
+            87..=93 => b.copy_in_round(),
+            94..=97 => {
+                // A new session: nothing of the old one may show (cached connections).
+                b.msgs.push(Msg::Terminate);
+                b.named.clear();
+            }
             _ => b.msgs.push(Msg::Cancel("SELECT pg_sleep(10)".into())),
         }
     }

@@ -10,7 +10,7 @@ use crate::common::wire::{error_fields, send_cancel, BackendMsg, ReadEnd, Wire};
 use crate::script::{Msg, Sequence};
 
 /// How long one round may take before the run counts as hung (a difference of its own).
-const ROUND_BOUND: Duration = Duration::from_secs(10);
+const ROUND_BOUND: Duration = Duration::from_secs(5);
 /// A cancelled query sleeps for 10 s; its answer must come well before that.
 const CANCEL_BOUND: Duration = Duration::from_secs(8);
 
@@ -25,6 +25,19 @@ pub async fn run(port: u16, db: &str, seq: &Sequence) -> Vec<String> {
     for chunk in chunks(seq) {
         let ok = if let [Msg::Cancel(sql)] = chunk.as_slice() {
             run_cancel(&mut wire, port, sql, &mut oids, &mut out).await
+        } else if let [Msg::Terminate] = chunk.as_slice() {
+            wire.terminate().await;
+            out.push("-- new session".into());
+            match Wire::login(port, "postgres", db, ROUND_BOUND).await {
+                Ok(w) => {
+                    wire = w;
+                    continue;
+                }
+                Err(e) => {
+                    out.push(format!("!! {e}"));
+                    return out;
+                }
+            }
         } else {
             let mut bytes = Vec::new();
             chunk.iter().for_each(|m| m.encode(&mut bytes));
@@ -49,12 +62,8 @@ pub async fn run(port: u16, db: &str, seq: &Sequence) -> Vec<String> {
 fn chunks(seq: &Sequence) -> Vec<Vec<Msg>> {
     let mut out: Vec<Vec<Msg>> = Vec::new();
     for round in seq.rounds() {
-        let cancel = matches!(round, [Msg::Cancel(_)]);
-        let join = seq.pipelined
-            && !cancel
-            && out
-                .last()
-                .is_some_and(|last| !matches!(last.as_slice(), [Msg::Cancel(_)]));
+        let alone = |r: &[Msg]| matches!(r, [Msg::Cancel(_)] | [Msg::Terminate]);
+        let join = seq.pipelined && !alone(round) && out.last().is_some_and(|last| !alone(last));
         match out.last_mut() {
             Some(last) if join => last.extend_from_slice(round),
             _ => out.push(round.to_vec()),

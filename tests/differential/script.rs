@@ -37,6 +37,8 @@ pub enum Msg {
     CopyFail(String),
     /// A simple Query, then CancelRequests until it answers (not in pgproto: `'K'`).
     Cancel(String),
+    /// Terminate, then log in again: the next messages go on a new session.
+    Terminate,
 }
 
 /// A whole sequence as one client sends it on one connection.
@@ -95,6 +97,7 @@ impl Msg {
                 (b'E', b)
             }
             Msg::Flush => (b'H', b),
+            Msg::Terminate => (b'X', b),
             Msg::Sync => (b'S', b),
             Msg::CopyData(data) => (b'd', data.as_bytes().to_vec()),
             Msg::CopyDone => (b'c', b),
@@ -153,6 +156,7 @@ impl Msg {
             Msg::Execute { portal, max_rows } => format!("'E' {} {max_rows}", q(portal)),
             Msg::Close { kind, name } => format!("'C' '{kind}' {}", q(name)),
             Msg::Flush => "'H'".into(),
+            Msg::Terminate => "'X'  # and log in again".into(),
             Msg::Sync => "'S'".into(),
             Msg::CopyData(data) => format!("'d' {}", q(data)),
             Msg::CopyDone => "'c'".into(),
@@ -173,7 +177,7 @@ impl Sequence {
         for (i, m) in msgs.iter().enumerate() {
             let next_is_copy = msgs.get(i + 1).is_some_and(Msg::is_copy);
             let ends = match m {
-                Msg::Sync | Msg::Cancel(_) => true,
+                Msg::Sync | Msg::Cancel(_) | Msg::Terminate => true,
                 Msg::Query(_) | Msg::CopyData(_) | Msg::CopyDone | Msg::CopyFail(_) => {
                     !next_is_copy
                 }
@@ -202,7 +206,7 @@ impl Sequence {
                 s.push_str(&m.pgproto());
                 s.push('\n');
             }
-            if !self.pipelined {
+            if !self.pipelined && round.last() != Some(&Msg::Terminate) {
                 s.push_str("'Y'\n");
             }
         }
@@ -228,7 +232,10 @@ impl Sequence {
             if m.is_copy() && !in_copy {
                 continue;
             }
-            if matches!(m, Msg::Query(_) | Msg::Cancel(_)) && open {
+            if m == Msg::Terminate && matches!(out.last(), None | Some(Msg::Terminate)) {
+                continue;
+            }
+            if matches!(m, Msg::Query(_) | Msg::Cancel(_) | Msg::Terminate) && open {
                 out.push(Msg::Sync);
                 open = false;
             }
@@ -246,6 +253,9 @@ impl Sequence {
         }
         if open {
             out.push(Msg::Sync);
+        }
+        while out.last() == Some(&Msg::Terminate) {
+            out.pop();
         }
         self.msgs = out;
         self
@@ -294,12 +304,13 @@ impl Sequence {
                 "d" => Msg::CopyData(s(1)),
                 "c" => Msg::CopyDone,
                 "f" => Msg::CopyFail(s(1)),
-                "Y" | "X" => continue,
+                "X" => Msg::Terminate,
+                "Y" => continue,
                 other => panic!("unknown pgproto line {other:?}: {line}"),
             };
             seq.msgs.push(m);
         }
-        seq
+        seq.fixed_up()
     }
 }
 
