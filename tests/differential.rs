@@ -211,7 +211,7 @@ impl Rig {
              WHERE datname = '{PROXY_DB}' AND {STUCK}"
         );
         let mut found = Vec::new();
-        for _ in 0..30 {
+        for _ in 0..15 {
             found = rows(&self.primary, &sql).await;
             found.extend(
                 rows(&self.replica, &sql)
@@ -397,6 +397,7 @@ async fn every_sequence_answers_through_the_proxy_as_on_the_primary() {
     let count = env_u64("PGRS_DIFF_SEQUENCES").unwrap_or(CI_SEQUENCES);
     let mut runs = 0u64;
     let mut repeats = 0u64;
+    let mut checking = Duration::ZERO; // random sequences only, without shrinking
     loop {
         let done = match limit {
             Some(limit) => started.elapsed() >= limit,
@@ -413,7 +414,10 @@ async fn every_sequence_answers_through_the_proxy_as_on_the_primary() {
             eprintln!("{runs} sequences, {:?}", started.elapsed());
         }
         let seq = gen::sequence(seq_seed);
-        let Some(f) = rig.check(which, &seq).await else {
+        let check_started = Instant::now();
+        let found = rig.check(which, &seq).await;
+        checking += check_started.elapsed();
+        let Some(f) = found else {
             continue;
         };
         if seen.contains(&f.signature()) {
@@ -429,7 +433,8 @@ async fn every_sequence_answers_through_the_proxy_as_on_the_primary() {
     }
     eprintln!(
         "differential fuzzer: seed {seed:#x}, {} regression cases in {cases_done:?}, \
-         {runs} random sequences, {} differences ({repeats} more of a kind seen), {:?} in all",
+         {runs} random sequences in {checking:?}, {} differences ({repeats} more of a kind \
+         seen), {:?} in all",
         cases::CASES.len(),
         findings.len(),
         started.elapsed()

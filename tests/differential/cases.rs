@@ -100,4 +100,31 @@ pub const CASES: &[(&str, &str)] = &[
 'Y'
 "#,
     ),
+    (
+        // Found by the fuzzer: Execute of a portal that does not exist, ended by Flush, is
+        // 34000 and the rest up to Sync is skipped; the proxy answered the next Parse.
+        "execute_of_a_missing_portal_before_flush_is_34000",
+        r#"
+'E' "" 0
+'H'
+'P' "s4" "SELECT id, n FROM acct ORDER BY id" 0
+'S'
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer (seed 0x5eed001c, shrunk by hand): Bind/Execute of a prepared
+        // read ended by Flush, then a bare Sync — the proxy answered only ReadyForQuery.
+        "bind_execute_flush_then_sync_answers_the_execute",
+        r#"
+'P' "s1" "SELECT id, n, note FROM acct WHERE id = $1" 0
+'S'
+'Y'
+'B' "" "s1" 0 1 1 "2" 0
+'E' "" 0
+'H'
+'S'
+'Y'
+"#,
+    ),
 ];
