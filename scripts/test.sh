@@ -98,6 +98,17 @@ install_python_parser() {
         printf 'test.sh: prometheus_client not installed; the strict metrics check is skipped\n' >&2
 }
 
+# The libpq pipeline test drives psycopg 3 (its binary wheel bundles a libpq with pipeline
+# mode); without it that one test says it is skipped.
+install_psycopg() {
+    command -v python3 >/dev/null 2>&1 || return 0
+    python3 -c 'import psycopg' 2>/dev/null && return 0
+    log "installing psycopg 3 for the libpq pipeline test (optional)"
+    python3 -m pip install -q --user 'psycopg[binary]' 2>/dev/null ||
+        python3 -m pip install -q --user --break-system-packages 'psycopg[binary]' 2>/dev/null ||
+        printf 'test.sh: psycopg not installed; the libpq pipeline test is skipped\n' >&2
+}
+
 ensure_rust() {
     if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
         # shellcheck disable=SC1091
@@ -146,6 +157,7 @@ main() {
     ensure_rust
     install_missing_packages
     install_python_parser
+    install_psycopg
     start_cluster
 
     local failed=()

@@ -232,6 +232,7 @@ pub const ROUTE_REASONS: &[&str] = &[
     "primary_default",
     "in_transaction",
     "session_pinned",
+    "unsynced_batch",
     "node_unusable",
     "replica_unavailable",
     "volatility_unknown",

@@ -290,7 +290,10 @@ async fn adopt_application_name(
 /// when it is idle and cacheable, closed otherwise (never cached inside a transaction).
 pub async fn release(ctx: &Context, mut slot: Slot) {
     let node = slot.conn.node;
-    let reusable = slot.idle() && !slot.fatal && slot.conn.txn_status == b'I';
+    // Only a connection whose last ReadyForQuery said idle, with nothing sent since (a
+    // batch ended by Flush leaves an implicit transaction open), may serve another client;
+    // closing the others rolls back what they hold.
+    let reusable = slot.at_rest() && !slot.fatal;
     let Some(key) = slot.pool_key.take().filter(|_| reusable) else {
         if !slot.idle() {
             let c = &slot.conn;

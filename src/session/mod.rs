@@ -4,12 +4,14 @@
 mod auth;
 mod checkout;
 mod failover;
+mod leaves_state;
 mod relay;
 mod request;
 mod route;
 mod routecfg;
 mod slot;
 mod startup;
+mod statements;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Groups client messages into requests, the unit the proxy routes: a simple Query, an
 //! extended-protocol batch up to Sync (or Flush), a FunctionCall, COPY data, or Terminate.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use crate::protocol::{tag, Frame, PgError};
 
@@ -44,6 +44,8 @@ impl Request {
 #[derive(Default)]
 pub struct Assembler {
     batch: Vec<Frame>,
+    /// Wire bytes of `batch`, kept as frames come (re-summing per frame is quadratic).
+    bytes: usize,
 }
 
 impl Assembler {
@@ -52,12 +54,14 @@ impl Assembler {
         let req = match f.tag {
             tag::QUERY => Request::Simple(f),
             tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE => {
+                self.bytes += f.wire_len();
                 self.batch.push(f);
                 return Ok(None);
             }
             tag::SYNC | tag::FLUSH => {
                 let sync = f.tag == tag::SYNC;
                 self.batch.push(f);
+                self.bytes = 0;
                 Request::Extended {
                     frames: std::mem::take(&mut self.batch),
                     sync,
@@ -78,20 +82,14 @@ impl Assembler {
 
     /// Total bytes held, to bound what a client can make the proxy buffer.
     pub fn pending_bytes(&self) -> usize {
-        self.batch.iter().map(|f| f.wire_len()).sum()
-    }
-
-    #[allow(dead_code)]
-    pub fn take_raw(&mut self) -> Bytes {
-        let mut out = BytesMut::new();
-        self.batch.drain(..).for_each(|f| f.encode(&mut out));
-        out.freeze()
+        self.bytes
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn f(t: u8) -> Frame {
         Frame::new(t, Bytes::new())
@@ -107,7 +105,11 @@ mod tests {
             Some(Request::Extended { frames, sync: true }) => assert_eq!(frames.len(), 4),
             other => panic!("{other:?}"),
         }
-        assert!(a.push(f(b'P')).unwrap().is_none());
+        assert!(a
+            .push(Frame::new(b'P', Bytes::from_static(b"abc")))
+            .unwrap()
+            .is_none());
+        assert_eq!(a.pending_bytes(), 5 + 3);
         assert!(matches!(
             a.push(f(b'H')).unwrap(),
             Some(Request::Extended { sync: false, .. })

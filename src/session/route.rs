@@ -10,15 +10,18 @@ use std::sync::Arc;
 
 use super::request::Request;
 use super::slot::{Slot, Stmts};
+use super::statements::{Pending, Registry};
 use crate::backend::{BackendError, Credential};
-use crate::protocol::{
-    self, decode_bind, decode_parse, decode_query, decode_target, tag, Frame, PgError,
-};
+use crate::protocol::{self, decode_bind, decode_parse, decode_query, tag, Frame, PgError};
 use crate::router::{
     AdminCommand, Classifier, RouteResult, RouterConfig, SessionRouting, Statement, StmtKind,
     Target as PolicyTarget,
 };
 use crate::server::Context;
+
+/// Routing reason: the request belongs to an implicit transaction still open on a backend
+/// (a batch ended by Flush, not yet by Sync), or opens one.
+const UNSYNCED: &str = "unsynced_batch";
 
 /// Where a request goes.
 pub enum Target {
@@ -29,20 +32,17 @@ pub enum Target {
     Lookup(Vec<String>),
 }
 
-/// What the session knows about a statement the client prepared.
-struct Prepared {
-    generation: u64,
-    parse: Frame,
-}
-
 /// Routing state of one session.
 pub struct Router {
     params: Vec<(String, String)>,
     credential: Credential,
     /// Nodes that failed for this session: reads go to the primary instead.
     unusable: Vec<bool>,
-    statements: HashMap<String, Prepared>,
-    next_generation: u64,
+    /// The client's statements, as the servers prepared them.
+    registry: Registry,
+    /// The backend that received messages since its last sync point (a batch ended by
+    /// Flush): what follows, up to and including the next sync point, goes there too.
+    open_unit: Option<usize>,
     /// Session-state commands (SET …) to replay on a backend opened later.
     state_log: Vec<String>,
     classifier: Arc<Classifier>,
@@ -83,8 +83,8 @@ impl Router {
         );
         Router {
             unusable: vec![false; cfg.backends.len().max(1)],
-            statements: HashMap::default(),
-            next_generation: 1,
+            registry: Registry::new(),
+            open_unit: None,
             state_log: Vec::new(),
             classifier: ctx.classifier.clone(),
             rcfg,
@@ -105,7 +105,9 @@ impl Router {
         self.lookups.clear();
         self.last_reason = "primary_default";
         let target = self.route_inner(ctx, req, in_txn);
-        if self.lookups.is_empty() {
+        // No catalog look-up when the node is set already: it would run on that node
+        // inside the client's open implicit transaction.
+        if self.lookups.is_empty() || self.last_reason == UNSYNCED {
             target
         } else {
             Target::Lookup(std::mem::take(&mut self.lookups))
@@ -125,7 +127,17 @@ impl Router {
                 }
                 Err(_) => PolicyTarget::Primary,
             },
-            Request::Extended { frames, .. } => self.route_batch(ctx, frames),
+            Request::Extended { frames, sync } => {
+                let verdict = self.route_batch(ctx, frames);
+                if *sync {
+                    verdict
+                } else {
+                    // What comes after a Flush joins this batch's implicit transaction, and
+                    // it may write: the unit starts on the primary.
+                    self.last_reason = UNSYNCED;
+                    PolicyTarget::Primary
+                }
+            }
             _ => PolicyTarget::Primary,
         };
         let (node, reason) = self.final_node(ctx, decision, in_txn, self.last_reason);
@@ -143,6 +155,9 @@ impl Router {
         reason: &'static str,
     ) -> (usize, &'static str) {
         let primary = self.rcfg.primary_node;
+        if let Some(node) = self.open_unit {
+            return (node, UNSYNCED);
+        }
         let (node, reason) = match decision {
             // Transactions stay on the primary, so a transaction never spans two servers.
             PolicyTarget::Node(n) if !in_txn && !self.pinned => (n, reason),
@@ -387,249 +402,33 @@ impl Router {
         }
     }
 
-    /// Before an extended batch goes to `slot`: statements it binds or describes but that
-    /// backend has not prepared (or holds an older version of) are prepared first, and the
-    /// answers to those injected messages are dropped.
+    /// Before an extended batch goes to `slot`: statements it needs that the backend lacks
+    /// are prepared there first.
     pub fn prepare_for(&self, req: &Request, slot: &mut Slot) {
-        let Request::Extended { frames, .. } = req else {
-            return;
-        };
-        let mut inject = BytesMut::new();
-        let mut parsed_here: Vec<&str> = Vec::new();
-        for f in frames {
-            let needed = match f.tag {
-                tag::PARSE => {
-                    if let Ok(p) = decode_parse(&f.body) {
-                        parsed_here.push(p.name);
-                        // A name the client closed earlier may linger on this backend.
-                        if !p.name.is_empty()
-                            && slot.prepared.contains_key(p.name)
-                            && !self.statements.contains_key(p.name)
-                        {
-                            protocol::close(&mut inject, protocol::Target::Statement, p.name);
-                            slot.expect_injected(protocol::btag::CLOSE_COMPLETE);
-                            slot.prepared.remove(p.name);
-                        }
-                    }
-                    None
-                }
-                tag::BIND => decode_bind(&f.body).ok().map(|b| b.statement),
-                tag::DESCRIBE => match decode_target(&f.body, "Describe") {
-                    Ok((protocol::Target::Statement, name)) => Some(name),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let Some(name) = needed else { continue };
-            if parsed_here.contains(&name) {
-                continue;
-            }
-            let Some(p) = self.statements.get(name) else {
-                continue; // unknown: the server answers 26000 itself
-            };
-            if slot.prepared.get(name) == Some(&p.generation) {
-                continue;
-            }
-            if slot.prepared.contains_key(name) && !name.is_empty() {
-                protocol::close(&mut inject, protocol::Target::Statement, name);
-                slot.expect_injected(protocol::btag::CLOSE_COMPLETE);
-            }
-            p.parse.encode(&mut inject);
-            slot.expect_injected(protocol::btag::PARSE_COMPLETE);
-            slot.prepared.insert(name.to_string(), p.generation);
-            parsed_here.push(name);
-        }
-        slot.bout.extend_from_slice(&inject);
+        self.registry.prepare_for(req, slot);
     }
 
-    /// After `req` went to `node`: remember the statements it prepared or closed.
-    pub fn after_send(&mut self, req: &Request, node: usize) {
-        let _ = node;
-        let Request::Extended { frames, .. } = req else {
-            return;
-        };
-        for f in frames {
-            match f.tag {
-                tag::PARSE => {
-                    if let Ok(p) = decode_parse(&f.body) {
-                        let generation = self.next_generation;
-                        self.next_generation += 1;
-                        self.statements.insert(
-                            p.name.to_string(),
-                            Prepared {
-                                generation,
-                                parse: f.clone(),
-                            },
-                        );
-                    }
-                }
-                tag::CLOSE => {
-                    if let Ok((protocol::Target::Statement, name)) = decode_target(&f.body, "Close")
-                    {
-                        self.statements.remove(name);
-                    }
-                }
-                _ => {}
-            }
+    /// `req` went to `node` (on `slot`): its statements wait for their answers there, and an
+    /// open implicit transaction (a batch not ended by Sync) keeps what follows on `node`.
+    pub fn sent(&mut self, req: &Request, node: usize, slot: &mut Slot) {
+        self.registry.track(req, slot);
+        if req.expected_ready() > 0 {
+            self.open_unit = None;
+        } else if let Request::Extended { .. } = req {
+            self.open_unit = Some(node);
         }
     }
 
-    /// Marks, on the slot that ran them, the statements a batch prepared.
-    pub fn record_prepared(&self, req: &Request, slot: &mut Slot) {
-        let Request::Extended { frames, .. } = req else {
-            return;
-        };
-        for f in frames {
-            if f.tag == tag::PARSE {
-                if let Ok(p) = decode_parse(&f.body) {
-                    if let Some(s) = self.statements.get(p.name) {
-                        slot.prepared.insert(p.name.to_string(), s.generation);
-                    }
-                }
-            } else if f.tag == tag::CLOSE {
-                if let Ok((protocol::Target::Statement, name)) = decode_target(&f.body, "Close") {
-                    slot.prepared.remove(name);
-                }
-            }
-        }
+    /// A backend carried out a Parse or Close of the client's.
+    pub fn settle(&mut self, op: Pending) {
+        self.registry.settle(op);
     }
-}
 
-/// Whether running `req` (whose executed statements are `stmts`) may leave session state on
-/// the backend that the next client must not inherit: settings, prepared statements,
-/// cursors, LISTEN, temp tables, or anything a function might do. Only what provably leaves
-/// nothing is clean — plain reads and INSERT/UPDATE/DELETE calling no function beyond the
-/// known side-effect-free built-ins, transaction control, unnamed extended statements — so a
-/// session made only of those returns its connection to the cache without a reset.
-pub fn leaves_state(req: &Request, stmts: &[Arc<Statement>]) -> bool {
-    match req {
-        Request::Copy(_) => false,
-        Request::FunctionCall(_) | Request::Terminate => true,
-        Request::Simple(_) => stmts.is_empty() || stmts.iter().any(|s| stmt_leaves_state(s)),
-        Request::Extended { frames, .. } => {
-            let executes = frames.iter().filter(|f| f.tag == tag::EXECUTE).count();
-            // A named statement persists; an Execute the router could not attribute
-            // (a portal bound earlier) runs something unknown.
-            let named = frames.iter().any(|f| {
-                f.tag == tag::PARSE && decode_parse(&f.body).map_or(true, |p| !p.name.is_empty())
-            });
-            named || executes != stmts.len() || stmts.iter().any(|s| stmt_leaves_state(s))
-        }
+    /// Messages went to a backend since its last sync point: until the next one (Sync, a
+    /// simple Query), everything goes there (PostgreSQL runs them as one transaction).
+    pub fn unit_open(&self) -> bool {
+        self.open_unit.is_some()
     }
-}
-
-fn stmt_leaves_state(s: &Statement) -> bool {
-    *s.memo.leaves_state.get_or_init(|| compute_leaves_state(s))
-}
-
-fn compute_leaves_state(s: &Statement) -> bool {
-    use crate::stats::StmtClass;
-    let clean_kind = match &s.kind {
-        StmtKind::Read => true,
-        // The classifier does not list the functions a write calls (it goes to the primary
-        // whatever they are): look for calls here.
-        StmtKind::Write => {
-            matches!(
-                s.class(),
-                StmtClass::Insert | StmtClass::Update | StmtClass::Delete
-            ) && !calls_unknown_function(&s.text)
-        }
-        StmtKind::Begin { .. }
-        | StmtKind::Commit
-        | StmtKind::Rollback
-        | StmtKind::Savepoint
-        | StmtKind::Release
-        | StmtKind::RollbackToSavepoint
-        | StmtKind::Empty => true,
-        _ => false,
-    };
-    !clean_kind
-        || s.multi
-        || !s.creates_temp.is_empty()
-        || s.functions
-            .iter()
-            .any(|f| crate::router::builtin_volatility(f) != Some(false))
-}
-
-/// Whether `sql` may call a function other than the known side-effect-free built-ins: a
-/// word right before `(` that is not a keyword taking a parenthesised list, nor the table
-/// of `INSERT INTO t (columns)`.
-fn calls_unknown_function(sql: &str) -> bool {
-    use crate::router::TokKind;
-    if !sql.contains('(') {
-        return false;
-    }
-    const NOT_CALLS: &[&str] = &[
-        "values",
-        "in",
-        "and",
-        "or",
-        "not",
-        "where",
-        "set",
-        "exists",
-        "any",
-        "all",
-        "some",
-        "cast",
-        "on",
-        "using",
-        "returning",
-        "select",
-        "from",
-        "join",
-        "conflict",
-        "when",
-        "then",
-        "else",
-        "as",
-        "by",
-        "is",
-        "between",
-        "like",
-        "ilike",
-    ];
-    let lexed = crate::router::lex(sql);
-    if lexed.unterminated {
-        return true;
-    }
-    let toks = &lexed.tokens;
-    let word = |i: usize| sql.get(toks[i].start..toks[i].end).unwrap_or("");
-    let is_kw =
-        |i: usize, k: &str| toks[i].kind == TokKind::Word && word(i).eq_ignore_ascii_case(k);
-    for i in 1..toks.len() {
-        if toks[i].kind != TokKind::Punct(b'(') {
-            continue;
-        }
-        let p = i - 1;
-        match toks[p].kind {
-            TokKind::Word => {}
-            TokKind::QuotedIdent => {
-                // `INSERT INTO "T" (…)` names a table; elsewhere a quoted function.
-                if p >= 1 && is_kw(p - 1, "into") {
-                    continue;
-                }
-                return true;
-            }
-            _ => continue, // grouping, not a call
-        }
-        if NOT_CALLS.iter().any(|k| is_kw(p, k)) {
-            continue;
-        }
-        // INSERT INTO [schema.]table (columns)
-        let table_start = if p >= 2 && toks[p - 1].kind == TokKind::Punct(b'.') {
-            p - 2
-        } else {
-            p
-        };
-        if table_start >= 1 && is_kw(table_start - 1, "into") {
-            continue;
-        }
-        if crate::router::builtin_volatility(word(p)) != Some(false) {
-            return true;
-        }
-    }
-    false
 }
 
 /// An ErrorResponse plus ReadyForQuery, for requests the proxy refuses itself.
@@ -639,67 +438,4 @@ pub fn error_answer(e: &PgError, status: u8) -> Bytes {
     e.encode(&mut out);
     protocol::ready_for_query(&mut out, status);
     out.freeze()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::router::ClassifyOptions;
-
-    #[test]
-    fn only_statements_that_provably_leave_nothing_are_clean() {
-        let classifier = Classifier::new(ClassifyOptions::default());
-        let cases = [
-            ("select abalance from pgbench_accounts where aid = 1", false),
-            ("SELECT count(*), max(v) FROM t", false),
-            ("insert into t values (1)", false),
-            ("update t set v = v + 1 where id = 2", false),
-            ("delete from t", false),
-            ("begin", false),
-            ("commit", false),
-            ("rollback", false),
-            ("savepoint a", false),
-            ("", false),
-            ("set work_mem = '1MB'", true),
-            ("select set_config('work_mem', '1MB', false)", true),
-            ("select pg_advisory_lock(1)", true),
-            ("select nextval('s')", true),
-            ("select my_function()", true),
-            ("insert into t values (my_function())", true),
-            ("insert into t (a, b) values (1, lower('X'))", false),
-            ("insert into s.t (a) values (1), (2)", false),
-            (
-                "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) \
-                 VALUES (1, 2, 3, -5, CURRENT_TIMESTAMP)",
-                false,
-            ),
-            ("update t set v = (v + 1) where id in (1, 2)", false),
-            ("update t set v = nextval('s')", true),
-            ("delete from t where id = any(f())", true),
-            ("insert into t select * from \"F\"(1)", true),
-            ("update t set v = 'unterminated", true),
-            ("do $$ begin perform 1; end $$", true),
-            ("declare c cursor with hold for select 1", true),
-            ("listen x", true),
-            ("prepare p as select 1", true),
-            ("create temp table x(v int)", true),
-            ("select 1 into temp x", true),
-            ("select 1; select 2", true),
-            ("create table x(v int)", true),
-            ("load 'auto_explain'", true),
-            ("discard all", true),
-            ("not even sql", true),
-        ];
-        for (sql, dirty) in cases {
-            let mut body = BytesMut::new();
-            protocol::query(&mut body, sql);
-            let frame = Frame::new(tag::QUERY, Bytes::copy_from_slice(&body[5..]));
-            let stmts = [classifier.classify(sql)];
-            assert_eq!(
-                leaves_state(&Request::Simple(frame), &stmts),
-                dirty,
-                "{sql}"
-            );
-        }
-    }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
+use super::request::Request;
 use crate::backend::{set_param, AuthMemo, BackendConn, BackendError, Credential, Idle, PoolKey};
 use crate::protocol::{self, btag, decode_parameter_status, decode_ready, PgError, HEADER_LEN};
 use crate::router::Statement;
@@ -34,6 +35,13 @@ pub struct Slot {
     swallow: VecDeque<VecDeque<u8>>,
     /// Named statements prepared on this backend, by the session's generation number.
     pub prepared: HashMap<String, u64>,
+    /// Parses and Closes sent here, until the server answers them.
+    pub stmts: super::statements::Tracker,
+    /// Messages went here since the last sync point (a batch ended by Flush): the backend
+    /// holds an open implicit transaction even though its last ReadyForQuery said idle.
+    pub unsynced: bool,
+    /// Statements of the Flush-ended batches of that open unit, reported with its Sync.
+    pub unit_stmts: Stmts,
     /// The backend sent a FATAL error and will close.
     pub fatal: bool,
     /// Something sent may have left session state behind (see `route::leaves_state`):
@@ -91,6 +99,9 @@ impl Slot {
             passthrough: 0,
             swallow: VecDeque::from([VecDeque::new()]),
             prepared: HashMap::default(),
+            stmts: Default::default(),
+            unsynced: false,
+            unit_stmts: Stmts::new(),
             fatal: false,
             dirty: false,
             in_copy: false,
@@ -135,6 +146,33 @@ impl Slot {
     /// Nothing sent to this backend is still unanswered.
     pub fn idle(&self) -> bool {
         self.outstanding == 0 && self.bout.is_empty() && self.passthrough == 0 && !self.in_copy
+    }
+
+    /// Keeps the open implicit transaction's books: a Flush-ended batch opens or extends it
+    /// and its statements wait; a request that ends in ReadyForQuery closes it and reports
+    /// them with its own.
+    pub fn join_unit(&mut self, req: &Request, stmts: Stmts) -> Stmts {
+        if req.expected_ready() > 0 {
+            self.unsynced = false;
+            if self.unit_stmts.is_empty() {
+                return stmts;
+            }
+            let mut all = std::mem::take(&mut self.unit_stmts);
+            all.extend(stmts);
+            all
+        } else {
+            if let Request::Extended { .. } = req {
+                self.unsynced = true;
+                self.unit_stmts.extend(stmts.iter().cloned());
+            }
+            stmts
+        }
+    }
+
+    /// Idle, and nothing was sent since a ReadyForQuery that said idle (`I`): no
+    /// transaction, explicit or implicit, is open. Only such a connection may be cached.
+    pub fn at_rest(&self) -> bool {
+        self.idle() && !self.unsynced && self.conn.txn_status == b'I'
     }
 
     /// Copies whole or opaque messages from the backend's buffer to `out`, noting the few
@@ -182,6 +220,7 @@ impl Slot {
             if let Some(seg) = self.swallow.front_mut() {
                 if seg.front() == Some(&tag) {
                     seg.pop_front();
+                    self.stmts.answered(tag, &mut self.prepared);
                     rbuf.advance(total);
                     continue;
                 }
@@ -193,6 +232,7 @@ impl Slot {
                     self.conn.txn_status = decode_ready(body).unwrap_or(b'I');
                     self.in_copy = false;
                     end_swallow_segment(&mut self.swallow);
+                    self.stmts.synced();
                     if let Some((stmts, failed)) = self.inflight.pop_front() {
                         self.done.push((stmts, !failed, self.conn.txn_status));
                     }
@@ -239,6 +279,9 @@ impl Slot {
                     }
                 }
                 btag::COPY_IN | btag::COPY_BOTH => self.in_copy = true,
+                btag::PARSE_COMPLETE | btag::CLOSE_COMPLETE => {
+                    self.stmts.answered(tag, &mut self.prepared)
+                }
                 _ => {}
             }
             if forward {

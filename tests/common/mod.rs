@@ -673,6 +673,7 @@ impl Drop for Proxy {
     }
 }
 
+pub mod frontend;
 mod private;
 pub mod wire;
 #[allow(unused_imports)] // only the fault-injection tests use it

@@ -1,183 +1,216 @@
-//! A frontend speaking the v3 protocol by hand (see [`Wire`]): for tests that must send
-//! exact message sequences — pipelined, with Flush where they like, COPY data right after
-//! its Query — and see every backend message, never hanging.
+//! A raw protocol-v3 client for tests that must control every message (Flush vs Sync, what
+//! follows an error): build frontend messages, read whole backend messages.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// One backend message: its type byte and its body (without the length word).
-#[derive(Debug, Clone)]
-pub struct BackendMsg {
-    pub tag: u8,
-    pub body: Vec<u8>,
-}
-
-/// Why no message came.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadEnd {
-    /// Nothing complete arrived before the deadline.
-    Timeout,
-    /// The server closed the connection (or reading failed).
-    Closed,
-}
-
-/// A logged-in raw connection.
-pub struct Wire {
-    s: TcpStream,
-    buf: Vec<u8>,
-    /// BackendKeyData (process id, secret key), for a CancelRequest.
-    pub key: Option<(i32, i32)>,
-}
-
-/// A frontend message with its length word.
-pub fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+/// One frontend message: tag, length, body.
+pub fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut m = vec![tag];
     m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
     m.extend_from_slice(body);
     m
 }
 
-/// Appends `s` and its terminating zero byte.
-pub fn put_cstr(out: &mut Vec<u8>, s: &str) {
+fn cstr(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
     out.push(0);
 }
 
-/// A v3 StartupMessage with the given parameters.
-pub fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    for (k, v) in params {
-        put_cstr(&mut body, k);
-        put_cstr(&mut body, v);
+/// Parse `sql` as statement `name` (no parameter types).
+pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    cstr(&mut b, name);
+    cstr(&mut b, sql);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    msg(b'P', &b)
+}
+
+/// Bind statement `stmt` to portal `portal`, no parameters, text results.
+pub fn bind(portal: &str, stmt: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    cstr(&mut b, portal);
+    cstr(&mut b, stmt);
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    msg(b'B', &b)
+}
+
+/// Describe a statement (`b'S'`) or portal (`b'P'`).
+pub fn describe(kind: u8, name: &str) -> Vec<u8> {
+    let mut b = vec![kind];
+    cstr(&mut b, name);
+    msg(b'D', &b)
+}
+
+/// Close a statement (`b'S'`) or portal (`b'P'`).
+pub fn close(kind: u8, name: &str) -> Vec<u8> {
+    let mut b = vec![kind];
+    cstr(&mut b, name);
+    msg(b'C', &b)
+}
+
+/// Execute `portal`, all rows.
+pub fn execute(portal: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    cstr(&mut b, portal);
+    b.extend_from_slice(&0i32.to_be_bytes());
+    msg(b'E', &b)
+}
+
+pub fn sync() -> Vec<u8> {
+    msg(b'S', b"")
+}
+
+pub fn flush() -> Vec<u8> {
+    msg(b'H', b"")
+}
+
+/// A simple Query.
+pub fn query(sql: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    cstr(&mut b, sql);
+    msg(b'Q', &b)
+}
+
+/// The messages of a request joined into one write.
+pub fn batch(parts: &[Vec<u8>]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// A backend message: tag and body.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub tag: u8,
+    pub body: Vec<u8>,
+}
+
+impl Msg {
+    /// SQLSTATE of an ErrorResponse.
+    pub fn sqlstate(&self) -> Option<String> {
+        (self.tag == b'E')
+            .then(|| field(&self.body, b'C'))
+            .flatten()
     }
-    body.push(0);
-    let mut p = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    p.extend_from_slice(&body);
-    p
+
+    /// First column of a DataRow, as text.
+    pub fn first_value(&self) -> Option<String> {
+        if self.tag != b'D' || self.body.len() < 6 {
+            return None;
+        }
+        let len = i32::from_be_bytes(self.body[2..6].try_into().ok()?);
+        let v = self.body.get(6..6 + usize::try_from(len).ok()?)?;
+        Some(String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+fn field(body: &[u8], code: u8) -> Option<String> {
+    let mut rest = body;
+    while let Some((&c, tail)) = rest.split_first() {
+        let end = tail.iter().position(|&b| b == 0)?;
+        if c == code {
+            return Some(String::from_utf8_lossy(&tail[..end]).into_owned());
+        }
+        rest = &tail[end + 1..];
+    }
+    None
+}
+
+/// A logged-in connection (trust auth) speaking raw protocol.
+pub struct Wire {
+    s: TcpStream,
+    buf: Vec<u8>,
 }
 
 impl Wire {
-    /// Connects to 127.0.0.1:`port` and logs in as a trust user, up to the first
-    /// ReadyForQuery, all within `bound`.
-    pub async fn login(port: u16, user: &str, db: &str, bound: Duration) -> Result<Wire, String> {
-        let deadline = Instant::now() + bound;
-        let s = tokio::time::timeout(bound, TcpStream::connect(("127.0.0.1", port)))
-            .await
-            .map_err(|_| format!("connect to port {port} timed out"))?
-            .map_err(|e| format!("connect to port {port}: {e}"))?;
-        let _ = s.set_nodelay(true);
-        let mut w = Wire {
-            s,
-            buf: Vec::new(),
-            key: None,
-        };
-        w.send(&startup_packet(&[("user", user), ("database", db)]))
-            .await?;
-        loop {
-            let m = w
-                .next(deadline)
-                .await
-                .map_err(|e| format!("login on port {port}: {e:?}"))?;
-            match m.tag {
-                b'K' if m.body.len() >= 8 => {
-                    let b = &m.body;
-                    w.key = Some((
-                        i32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-                        i32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-                    ));
+    /// Connects as `user` to `db` and waits for the first ReadyForQuery.
+    pub async fn connect(port: u16, user: &str, db: &str) -> Wire {
+        let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut w = Wire { s, buf: Vec::new() };
+        let mut body = 196608i32.to_be_bytes().to_vec();
+        body.extend_from_slice(format!("user\0{user}\0database\0{db}\0\0").as_bytes());
+        let mut pkt = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        pkt.extend_from_slice(&body);
+        w.s.write_all(&pkt).await.unwrap();
+        let got = w.read_until_ready().await;
+        assert!(
+            got.iter().any(|m| m.tag == b'R'),
+            "no authentication answer: {got:?}"
+        );
+        w
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one whole message (bounded by a timeout).
+    pub async fn read_msg(&mut self) -> Msg {
+        let read = async {
+            loop {
+                if self.buf.len() >= 5 {
+                    let len = i32::from_be_bytes(self.buf[1..5].try_into().unwrap()) as usize;
+                    if self.buf.len() > len {
+                        let body = self.buf[5..len + 1].to_vec();
+                        let tag = self.buf[0];
+                        self.buf.drain(..len + 1);
+                        return Msg { tag, body };
+                    }
                 }
-                b'E' => return Err(format!("login on port {port} refused: {}", fields(&m))),
-                b'Z' => return Ok(w),
-                _ => {}
-            }
-        }
-    }
-
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.s
-            .write_all(bytes)
-            .await
-            .map_err(|e| format!("write: {e}"))
-    }
-
-    /// The next whole message, unless `deadline` passes or the stream ends first.
-    pub async fn next(&mut self, deadline: Instant) -> Result<BackendMsg, ReadEnd> {
-        loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
-                let total = len as usize + 1;
-                if self.buf.len() >= total {
-                    let m: Vec<u8> = self.buf.drain(..total).collect();
-                    return Ok(BackendMsg {
-                        tag: m[0],
-                        body: m[5..].to_vec(),
-                    });
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let mut chunk = [0u8; 8192];
-            match tokio::time::timeout(left, self.s.read(&mut chunk)).await {
-                Err(_) => return Err(ReadEnd::Timeout),
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadEnd::Closed),
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    /// Whether a message (or part of one) is waiting to be read, looking for at most `wait`.
-    pub async fn has_input(&mut self, wait: Duration) -> bool {
-        if !self.buf.is_empty() {
-            return true;
-        }
-        let mut chunk = [0u8; 8192];
-        match tokio::time::timeout(wait, self.s.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => {
+                let mut chunk = [0u8; 64 * 1024];
+                let n = self.s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "connection closed");
                 self.buf.extend_from_slice(&chunk[..n]);
-                true
             }
-            Ok(_) => true, // end of stream: let `next` report it
-            Err(_) => false,
+        };
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .expect("no answer within 60 s")
+    }
+
+    /// Messages up to and including the first one with `tag`.
+    pub async fn read_until(&mut self, tag: u8) -> Vec<Msg> {
+        let mut got = Vec::new();
+        loop {
+            let m = self.read_msg().await;
+            let done = m.tag == tag;
+            got.push(m);
+            if done {
+                return got;
+            }
+        }
+    }
+
+    /// Messages up to and including the next ReadyForQuery.
+    pub async fn read_until_ready(&mut self) -> Vec<Msg> {
+        self.read_until(b'Z').await
+    }
+
+    /// Nothing more arrives within `wait` (e.g. no second ReadyForQuery).
+    pub async fn quiet_for(&mut self, wait: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut chunk = [0u8; 1024];
+        match tokio::time::timeout(wait, self.s.read(&mut chunk)).await {
+            Err(_) => true,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                false
+            }
+            Ok(Err(_)) => false,
         }
     }
 
     /// Sends Terminate and closes.
     pub async fn terminate(mut self) {
-        let _ = self.send(&frame(b'X', &[])).await;
+        let _ = self.s.write_all(&msg(b'X', b"")).await;
         let _ = self.s.shutdown().await;
     }
 }
 
-/// Sends a CancelRequest for `key` to 127.0.0.1:`port` on a new connection.
-pub async fn send_cancel(port: u16, key: (i32, i32)) -> Result<(), String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("connect for cancel: {e}"))?;
-    let mut p = 16i32.to_be_bytes().to_vec();
-    p.extend_from_slice(&80877102i32.to_be_bytes());
-    p.extend_from_slice(&key.0.to_be_bytes());
-    p.extend_from_slice(&key.1.to_be_bytes());
-    s.write_all(&p).await.map_err(|e| format!("cancel: {e}"))?;
-    // The server closes the connection once it has handled the request.
-    let mut sink = [0u8; 16];
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut sink)).await;
-    Ok(())
-}
-
-/// The fields of an ErrorResponse or NoticeResponse as `code=value` pairs.
-pub fn fields(m: &BackendMsg) -> String {
-    error_fields(&m.body)
-        .iter()
-        .map(|(c, v)| format!("{}={v}", *c as char))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The (code, value) fields of an ErrorResponse or NoticeResponse body.
-pub fn error_fields(body: &[u8]) -> Vec<(u8, String)> {
-    body.split(|&b| b == 0)
-        .filter(|f| !f.is_empty())
-        .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).into_owned()))
-        .collect()
+/// Tags of `msgs`, as a string (`"12CZ"`) for assertions.
+pub fn tags(msgs: &[Msg]) -> String {
+    msgs.iter().map(|m| m.tag as char).collect()
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::common::wire::{error_fields, send_cancel, BackendMsg, ReadEnd, Wire};
+use crate::common::frontend::{error_fields, send_cancel, BackendMsg, ReadEnd, Wire};
 use crate::script::{Msg, Sequence};
 
 /// How long one round may take before the run counts as hung (a difference of its own).

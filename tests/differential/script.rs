@@ -2,7 +2,7 @@
 //! Pgpool-II's pgproto script format (`'P' "s1" "SELECT 1" 0`, `'S'`, …), printed for a
 //! difference and parsed back for the regression cases.
 
-use crate::common::wire::{frame, put_cstr};
+use crate::common::frontend::{frame, put_cstr};
 
 /// One client message (or, for [`Msg::Cancel`], a query and a CancelRequest while it runs).
 #[derive(Debug, Clone, PartialEq, Eq)]

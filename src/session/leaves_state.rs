@@ -1,0 +1,210 @@
+//! Whether a request may leave session state on its backend that the next client must not
+//! inherit: only what provably leaves nothing lets a connection skip `reset_query_list`.
+
+use std::sync::Arc;
+
+use super::request::Request;
+use crate::protocol::{decode_parse, tag};
+use crate::router::{Statement, StmtKind};
+
+/// Whether running `req` (whose executed statements are `stmts`) may leave session state on
+/// the backend that the next client must not inherit: settings, prepared statements,
+/// cursors, LISTEN, temp tables, or anything a function might do. Only what provably leaves
+/// nothing is clean — plain reads and INSERT/UPDATE/DELETE calling no function beyond the
+/// known side-effect-free built-ins, transaction control, unnamed extended statements — so a
+/// session made only of those returns its connection to the cache without a reset.
+pub fn leaves_state(req: &Request, stmts: &[Arc<Statement>]) -> bool {
+    match req {
+        Request::Copy(_) => false,
+        Request::FunctionCall(_) | Request::Terminate => true,
+        Request::Simple(_) => stmts.is_empty() || stmts.iter().any(|s| stmt_leaves_state(s)),
+        Request::Extended { frames, .. } => {
+            let executes = frames.iter().filter(|f| f.tag == tag::EXECUTE).count();
+            // A named statement persists; an Execute the router could not attribute
+            // (a portal bound earlier) runs something unknown.
+            let named = frames.iter().any(|f| {
+                f.tag == tag::PARSE && decode_parse(&f.body).map_or(true, |p| !p.name.is_empty())
+            });
+            named || executes != stmts.len() || stmts.iter().any(|s| stmt_leaves_state(s))
+        }
+    }
+}
+
+fn stmt_leaves_state(s: &Statement) -> bool {
+    *s.memo.leaves_state.get_or_init(|| compute_leaves_state(s))
+}
+
+fn compute_leaves_state(s: &Statement) -> bool {
+    use crate::stats::StmtClass;
+    let clean_kind = match &s.kind {
+        StmtKind::Read => true,
+        // The classifier does not list the functions a write calls (it goes to the primary
+        // whatever they are): look for calls here.
+        StmtKind::Write => {
+            matches!(
+                s.class(),
+                StmtClass::Insert | StmtClass::Update | StmtClass::Delete
+            ) && !calls_unknown_function(&s.text)
+        }
+        StmtKind::Begin { .. }
+        | StmtKind::Commit
+        | StmtKind::Rollback
+        | StmtKind::Savepoint
+        | StmtKind::Release
+        | StmtKind::RollbackToSavepoint
+        | StmtKind::Empty => true,
+        _ => false,
+    };
+    !clean_kind
+        || s.multi
+        || !s.creates_temp.is_empty()
+        || s.functions
+            .iter()
+            .any(|f| crate::router::builtin_volatility(f) != Some(false))
+}
+
+/// Whether `sql` may call a function other than the known side-effect-free built-ins: a
+/// word right before `(` that is not a keyword taking a parenthesised list, nor the table
+/// of `INSERT INTO t (columns)`.
+fn calls_unknown_function(sql: &str) -> bool {
+    use crate::router::TokKind;
+    if !sql.contains('(') {
+        return false;
+    }
+    const NOT_CALLS: &[&str] = &[
+        "values",
+        "in",
+        "and",
+        "or",
+        "not",
+        "where",
+        "set",
+        "exists",
+        "any",
+        "all",
+        "some",
+        "cast",
+        "on",
+        "using",
+        "returning",
+        "select",
+        "from",
+        "join",
+        "conflict",
+        "when",
+        "then",
+        "else",
+        "as",
+        "by",
+        "is",
+        "between",
+        "like",
+        "ilike",
+    ];
+    let lexed = crate::router::lex(sql);
+    if lexed.unterminated {
+        return true;
+    }
+    let toks = &lexed.tokens;
+    let word = |i: usize| sql.get(toks[i].start..toks[i].end).unwrap_or("");
+    let is_kw =
+        |i: usize, k: &str| toks[i].kind == TokKind::Word && word(i).eq_ignore_ascii_case(k);
+    for i in 1..toks.len() {
+        if toks[i].kind != TokKind::Punct(b'(') {
+            continue;
+        }
+        let p = i - 1;
+        match toks[p].kind {
+            TokKind::Word => {}
+            TokKind::QuotedIdent => {
+                // `INSERT INTO "T" (…)` names a table; elsewhere a quoted function.
+                if p >= 1 && is_kw(p - 1, "into") {
+                    continue;
+                }
+                return true;
+            }
+            _ => continue, // grouping, not a call
+        }
+        if NOT_CALLS.iter().any(|k| is_kw(p, k)) {
+            continue;
+        }
+        // INSERT INTO [schema.]table (columns)
+        let table_start = if p >= 2 && toks[p - 1].kind == TokKind::Punct(b'.') {
+            p - 2
+        } else {
+            p
+        };
+        if table_start >= 1 && is_kw(table_start - 1, "into") {
+            continue;
+        }
+        if crate::router::builtin_volatility(word(p)) != Some(false) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{self, Frame};
+    use crate::router::{Classifier, ClassifyOptions};
+    use bytes::{Bytes, BytesMut};
+
+    #[test]
+    fn only_statements_that_provably_leave_nothing_are_clean() {
+        let classifier = Classifier::new(ClassifyOptions::default());
+        let cases = [
+            ("select abalance from pgbench_accounts where aid = 1", false),
+            ("SELECT count(*), max(v) FROM t", false),
+            ("insert into t values (1)", false),
+            ("update t set v = v + 1 where id = 2", false),
+            ("delete from t", false),
+            ("begin", false),
+            ("commit", false),
+            ("rollback", false),
+            ("savepoint a", false),
+            ("", false),
+            ("set work_mem = '1MB'", true),
+            ("select set_config('work_mem', '1MB', false)", true),
+            ("select pg_advisory_lock(1)", true),
+            ("select nextval('s')", true),
+            ("select my_function()", true),
+            ("insert into t values (my_function())", true),
+            ("insert into t (a, b) values (1, lower('X'))", false),
+            ("insert into s.t (a) values (1), (2)", false),
+            (
+                "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) \
+                 VALUES (1, 2, 3, -5, CURRENT_TIMESTAMP)",
+                false,
+            ),
+            ("update t set v = (v + 1) where id in (1, 2)", false),
+            ("update t set v = nextval('s')", true),
+            ("delete from t where id = any(f())", true),
+            ("insert into t select * from \"F\"(1)", true),
+            ("update t set v = 'unterminated", true),
+            ("do $$ begin perform 1; end $$", true),
+            ("declare c cursor with hold for select 1", true),
+            ("listen x", true),
+            ("prepare p as select 1", true),
+            ("create temp table x(v int)", true),
+            ("select 1 into temp x", true),
+            ("select 1; select 2", true),
+            ("create table x(v int)", true),
+            ("load 'auto_explain'", true),
+            ("discard all", true),
+            ("not even sql", true),
+        ];
+        for (sql, dirty) in cases {
+            let mut body = BytesMut::new();
+            protocol::query(&mut body, sql);
+            let frame = Frame::new(tag::QUERY, Bytes::copy_from_slice(&body[5..]));
+            let stmts = [classifier.classify(sql)];
+            assert_eq!(
+                leaves_state(&Request::Simple(frame), &stmts),
+                dirty,
+                "{sql}"
+            );
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The client's named statements as PostgreSQL sees them. A statement exists from the
+//! server's ParseComplete to its CloseComplete: a Parse the server skipped (it came after an
+//! error, before the Sync) or rejected created nothing, and a skipped Close dropped nothing.
+//! The session keeps each statement's Parse so a backend that lacks it gets it first.
+
+use std::collections::VecDeque;
+
+use bytes::BytesMut;
+use foldhash::{HashMap, HashSet};
+
+use super::request::Request;
+use super::slot::Slot;
+use crate::protocol::{self, btag, decode_bind, decode_parse, decode_target, tag, Frame};
+
+/// A statement the server prepared for the client.
+struct Prepared {
+    generation: u64,
+    parse: Frame,
+}
+
+/// The session's statements, by name (the unnamed one too).
+#[derive(Default)]
+pub struct Registry {
+    statements: HashMap<String, Prepared>,
+    next_generation: u64,
+}
+
+/// A message sent to one backend whose effect on statements waits for the server's answer;
+/// `Sync` stands for every ReadyForQuery due (what is still unanswered then was skipped).
+pub enum Pending {
+    /// `injected`: the proxy's own re-prepare; it changes what the backend holds, not what
+    /// the client has.
+    Parse {
+        frame: Frame,
+        generation: u64,
+        injected: bool,
+    },
+    Close {
+        frame: Frame,
+        injected: bool,
+    },
+    Sync,
+}
+
+/// What one backend was asked to prepare or close and has not answered yet, in order, and
+/// what it answered since the session last looked.
+#[derive(Default)]
+pub struct Tracker {
+    pending: VecDeque<Pending>,
+    /// Client Parses and Closes the server carried out, for the session's registry.
+    pub settled: Vec<Pending>,
+}
+
+impl Tracker {
+    /// The backend answered with `tag`: a ParseComplete or CloseComplete settles the oldest
+    /// Parse or Close still pending; `prepared` (what the backend holds) follows.
+    pub fn answered(&mut self, tag: u8, prepared: &mut HashMap<String, u64>) {
+        let parse = match tag {
+            btag::PARSE_COMPLETE => true,
+            btag::CLOSE_COMPLETE => false,
+            _ => return,
+        };
+        while let Some(front) = self.pending.front() {
+            let matches = match front {
+                Pending::Sync => return,
+                Pending::Parse { .. } => parse,
+                Pending::Close { .. } => !parse,
+            };
+            let Some(op) = self.pending.pop_front() else {
+                return;
+            };
+            if !matches {
+                continue; // not answered in order: the server skipped it
+            }
+            let client_op = match &op {
+                Pending::Parse {
+                    frame,
+                    generation,
+                    injected,
+                } => {
+                    if let Ok(p) = decode_parse(&frame.body) {
+                        prepared.insert(p.name.to_string(), *generation);
+                    }
+                    !injected
+                }
+                Pending::Close { frame, injected } => {
+                    if let Ok((protocol::Target::Statement, name)) =
+                        decode_target(&frame.body, "Close")
+                    {
+                        prepared.remove(name);
+                    }
+                    !injected
+                }
+                Pending::Sync => false,
+            };
+            if client_op {
+                self.settled.push(op);
+            }
+            return;
+        }
+    }
+
+    /// A ReadyForQuery: what its request asked and got no answer for never happened.
+    pub fn synced(&mut self) {
+        while let Some(op) = self.pending.pop_front() {
+            if let Pending::Sync = op {
+                return;
+            }
+        }
+    }
+
+    fn push(&mut self, op: Pending) {
+        self.pending.push_back(op);
+    }
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry {
+            statements: HashMap::default(),
+            next_generation: 1,
+        }
+    }
+
+    /// Applies what a backend carried out (see [`Tracker::settled`]).
+    pub fn settle(&mut self, op: Pending) {
+        match op {
+            Pending::Parse {
+                frame, generation, ..
+            } => {
+                if let Ok(p) = decode_parse(&frame.body) {
+                    let name = p.name.to_string();
+                    self.statements.insert(
+                        name,
+                        Prepared {
+                            generation,
+                            parse: frame,
+                        },
+                    );
+                }
+            }
+            Pending::Close { frame, .. } => {
+                if let Ok((protocol::Target::Statement, name)) = decode_target(&frame.body, "Close")
+                {
+                    self.statements.remove(name);
+                }
+            }
+            Pending::Sync => {}
+        }
+    }
+
+    /// `req` goes to `slot`: its Parses and Closes wait there for their answers.
+    pub fn track(&mut self, req: &Request, slot: &mut Slot) {
+        if let Request::Extended { frames, .. } = req {
+            for f in frames {
+                match f.tag {
+                    tag::PARSE => {
+                        let generation = self.next_generation;
+                        self.next_generation += 1;
+                        slot.stmts.push(Pending::Parse {
+                            frame: f.clone(),
+                            generation,
+                            injected: false,
+                        });
+                    }
+                    tag::CLOSE => slot.stmts.push(Pending::Close {
+                        frame: f.clone(),
+                        injected: false,
+                    }),
+                    _ => {}
+                }
+            }
+        }
+        for _ in 0..req.expected_ready() {
+            slot.stmts.push(Pending::Sync);
+        }
+    }
+
+    /// Before an extended batch goes to `slot`: statements it binds or describes but that
+    /// backend has not prepared (or holds an older version of) are prepared first, and the
+    /// answers to those injected messages are dropped.
+    pub fn prepare_for(&self, req: &Request, slot: &mut Slot) {
+        let Request::Extended { frames, .. } = req else {
+            return;
+        };
+        let mut inject = BytesMut::new();
+        let mut parsed_here = Names::default();
+        for f in frames {
+            let needed = match f.tag {
+                tag::PARSE => {
+                    if let Ok(p) = decode_parse(&f.body) {
+                        parsed_here.insert(p.name);
+                        // A name the client closed earlier may linger on this backend.
+                        if !p.name.is_empty()
+                            && slot.prepared.contains_key(p.name)
+                            && !self.statements.contains_key(p.name)
+                        {
+                            inject_close(&mut inject, slot, p.name);
+                        }
+                    }
+                    None
+                }
+                tag::BIND => decode_bind(&f.body).ok().map(|b| b.statement),
+                tag::DESCRIBE => match decode_target(&f.body, "Describe") {
+                    Ok((protocol::Target::Statement, name)) => Some(name),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(name) = needed else { continue };
+            if parsed_here.contains(name) {
+                continue;
+            }
+            let Some(p) = self.statements.get(name) else {
+                continue; // unknown: the server answers 26000 itself
+            };
+            if slot.prepared.get(name) == Some(&p.generation) {
+                continue;
+            }
+            if slot.prepared.contains_key(name) && !name.is_empty() {
+                inject_close(&mut inject, slot, name);
+            }
+            p.parse.encode(&mut inject);
+            slot.expect_injected(btag::PARSE_COMPLETE);
+            slot.stmts.push(Pending::Parse {
+                frame: p.parse.clone(),
+                generation: p.generation,
+                injected: true,
+            });
+            parsed_here.insert(name);
+        }
+        slot.bout.extend_from_slice(&inject);
+    }
+}
+
+/// Statement names a batch parses: inline for the usual few, a set past that (a batch may
+/// hold many thousand messages, and a list would make the check quadratic).
+#[derive(Default)]
+struct Names<'a> {
+    few: smallvec::SmallVec<[&'a str; 8]>,
+    many: HashSet<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn insert(&mut self, name: &'a str) {
+        if self.many.is_empty() && self.few.len() < self.few.inline_size() {
+            if !self.few.contains(&name) {
+                self.few.push(name);
+            }
+            return;
+        }
+        if self.many.is_empty() {
+            self.many.extend(self.few.drain(..));
+        }
+        self.many.insert(name);
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.few.contains(&name) || self.many.contains(name)
+    }
+}
+
+/// Closes `name` on `slot` ahead of the client's messages; the answer is dropped.
+fn inject_close(inject: &mut BytesMut, slot: &mut Slot, name: &str) {
+    let start = inject.len();
+    protocol::close(inject, protocol::Target::Statement, name);
+    let frame = Frame::new(tag::CLOSE, inject[start + 5..].to_vec());
+    slot.expect_injected(btag::CLOSE_COMPLETE);
+    slot.stmts.push(Pending::Close {
+        frame,
+        injected: true,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str) -> Frame {
+        protocol::parse_frame(name, "SELECT 1", &[])
+    }
+
+    fn close(name: &str) -> Frame {
+        let mut b = BytesMut::new();
+        protocol::close(&mut b, protocol::Target::Statement, name);
+        Frame::new(tag::CLOSE, b[5..].to_vec())
+    }
+
+    fn sent(t: &mut Tracker, ops: Vec<Frame>) {
+        for (i, f) in ops.into_iter().enumerate() {
+            t.push(match f.tag {
+                tag::PARSE => Pending::Parse {
+                    frame: f,
+                    generation: i as u64 + 1,
+                    injected: false,
+                },
+                _ => Pending::Close {
+                    frame: f,
+                    injected: false,
+                },
+            });
+        }
+        t.push(Pending::Sync);
+    }
+
+    #[test]
+    fn batch_names_are_found_however_many() {
+        let names: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+        let mut set = Names::default();
+        for (i, n) in names.iter().enumerate() {
+            set.insert(n);
+            assert!(names[..=i].iter().all(|m| set.contains(m)), "{i}");
+            assert!(!set.contains("other"));
+        }
+    }
+
+    #[test]
+    fn a_parse_without_parse_complete_prepares_nothing() {
+        let mut t = Tracker::default();
+        let mut held = HashMap::default();
+        // P(a) P(b) S: the server answered only the first (an error came after it).
+        sent(&mut t, vec![parse("a"), parse("b")]);
+        t.answered(btag::PARSE_COMPLETE, &mut held);
+        t.synced();
+        // The next request's Parse is not mistaken for the skipped one.
+        sent(&mut t, vec![parse("c")]);
+        t.answered(btag::PARSE_COMPLETE, &mut held);
+        t.synced();
+        let mut names: Vec<_> = held.keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(t.settled.len(), 2);
+    }
+
+    #[test]
+    fn a_skipped_close_drops_nothing_an_answered_one_does() {
+        let mut t = Tracker::default();
+        let mut held = HashMap::default();
+        sent(&mut t, vec![parse("a")]);
+        t.answered(btag::PARSE_COMPLETE, &mut held);
+        t.synced();
+        sent(&mut t, vec![close("a")]);
+        t.synced();
+        assert!(held.contains_key("a"));
+        sent(&mut t, vec![close("a")]);
+        t.answered(btag::CLOSE_COMPLETE, &mut held);
+        t.synced();
+        assert!(held.is_empty());
+        let mut reg = Registry::new();
+        for op in t.settled.drain(..) {
+            reg.settle(op);
+        }
+        assert!(reg.statements.is_empty());
+    }
+}
