@@ -30,7 +30,7 @@ use script::Sequence;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// Random sequences per CI run (after the regression cases).
-const CI_SEQUENCES: u64 = 300;
+const CI_SEQUENCES: u64 = 500;
 const DEFAULT_SEED: u64 = 0x5EED_0016;
 /// Distinct differences reported before the run stops (each one is shrunk first).
 const MAX_FINDINGS: usize = 4;
@@ -82,6 +82,8 @@ struct Rig {
     proxy_db: Client,
     /// (name, extra pgpool.conf lines, the running proxy)
     proxies: Vec<(&'static str, &'static str, Proxy)>,
+    /// The sequence each proxy ran last (a difference may need what it left behind).
+    last: Vec<Option<Sequence>>,
 }
 
 /// What differed for one sequence.
@@ -181,6 +183,7 @@ impl Rig {
             replica,
             direct_db,
             proxy_db,
+            last: vec![None; PROXIES.len()],
             proxies,
         }
     }
@@ -246,9 +249,9 @@ impl Rig {
             // The proxy may still hold (or have cached) the stuck connection: start the
             // next sequence with a fresh proxy, so one difference does not cause others.
             self.end_leftovers().await;
-            let (_, extra, _) = self.proxies[which];
-            self.proxies[which].2 = start_proxy(&self.cluster, extra);
+            self.fresh_proxy(which);
         }
+        self.last[which] = Some(seq.clone());
         let (t_direct, t_proxy) = (
             rows(&self.direct_db, DUMP).await,
             rows(&self.proxy_db, DUMP).await,
@@ -263,7 +266,36 @@ impl Rig {
         (finding.kind() != (false, false, false)).then_some(finding)
     }
 
-    /// Deletes rounds, then single messages, while the same kind of difference persists.
+    /// Replaces proxy `which` by a new process: nothing cached, nothing remembered.
+    fn fresh_proxy(&mut self, which: usize) {
+        let (_, extra, _) = self.proxies[which];
+        self.proxies[which].2 = start_proxy(&self.cluster, extra);
+    }
+
+    /// Checks `seq` on a fresh proxy; if it differs only after what the previous sequence
+    /// left in the proxy (a cached connection, say), checks both as one sequence with a
+    /// new session in between. Returns the sequence that reproduces on a fresh proxy.
+    async fn reproduce(&mut self, which: usize, seq: Sequence) -> Option<(Sequence, Finding)> {
+        let prev = self.last[which].clone();
+        self.fresh_proxy(which);
+        if let Some(f) = self.check(which, &seq).await {
+            return Some((seq, f));
+        }
+        let mut msgs = prev?.msgs;
+        msgs.push(script::Msg::Terminate);
+        msgs.extend(seq.msgs);
+        let joined = Sequence {
+            pipelined: seq.pipelined,
+            msgs,
+        }
+        .fixed_up();
+        self.fresh_proxy(which);
+        let f = self.check(which, &joined).await?;
+        Some((joined, f))
+    }
+
+    /// Deletes rounds, then single messages, while the same kind of difference persists
+    /// (each try on a fresh proxy, so a try cannot depend on the one before).
     async fn shrink(&mut self, which: usize, seq: Sequence, kind: (bool, bool, bool)) -> Sequence {
         let deadline = Instant::now() + SHRINK_TIME;
         let mut best = seq;
@@ -303,6 +335,7 @@ impl Rig {
                     break 'outer;
                 }
                 tries += 1;
+                self.fresh_proxy(which);
                 if let Some(f) = self.check(which, &cand).await {
                     if f.kind() == kind {
                         best = cand;
@@ -383,6 +416,7 @@ async fn every_sequence_answers_through_the_proxy_as_on_the_primary() {
         let seq = Sequence::parse(text);
         for which in 0..rig.proxies.len() {
             let pname = rig.proxies[which].0;
+            rig.fresh_proxy(which); // a case must not depend on the one before
             if let Some(f) = rig.check(which, &seq).await {
                 seen.push(f.signature());
                 findings.push(report(&format!("regression case {name}"), pname, &seq, &f));
@@ -425,11 +459,21 @@ async fn every_sequence_answers_through_the_proxy_as_on_the_primary() {
             continue;
         }
         seen.push(f.signature());
-        let small = rig.shrink(which, seq, f.kind()).await;
-        let f = rig.check(which, &small).await.unwrap_or(f);
-        let title = format!("seed {seq_seed:#x}");
-        eprintln!("{}", report(&title, pname, &small, &f));
-        findings.push(report(&title, pname, &small, &f));
+        let mut title = format!("seed {seq_seed:#x}");
+        let (seq, f) = match rig.reproduce(which, seq.clone()).await {
+            Some((seq, f)) => {
+                let small = rig.shrink(which, seq, f.kind()).await;
+                rig.fresh_proxy(which);
+                let f2 = rig.check(which, &small).await;
+                (small, f2.unwrap_or(f))
+            }
+            None => {
+                title.push_str(", NOT reproduced on a fresh proxy, not shrunk");
+                (seq, f)
+            }
+        };
+        eprintln!("{}", report(&title, pname, &seq, &f));
+        findings.push(report(&title, pname, &seq, &f));
     }
     eprintln!(
         "differential fuzzer: seed {seed:#x}, {} regression cases in {cases_done:?}, \

@@ -1,5 +1,5 @@
 //! Differences the fuzzer found, kept as fixed sequences (pgproto scripts as it prints them)
-//! and replayed before the random ones, against every proxy configuration.
+//! and replayed before the random ones, each on a fresh proxy of every configuration.
 
 pub const CASES: &[(&str, &str)] = &[
     (
@@ -123,6 +123,29 @@ pub const CASES: &[(&str, &str)] = &[
 'B' "" "s1" 0 1 1 "2" 0
 'E' "" 0
 'H'
+'S'
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer (seed 0x5eed0016 run after the case above on the same proxy):
+        // the DELETE the proxy let the primary prepare under a name the session already had
+        // stayed on the cached connection, so the next session's first Parse of that name
+        // got 42P05.
+        "a_statement_does_not_outlive_its_session",
+        r#"
+'P' "s1" "SELECT id, n, note FROM acct WHERE id = $1" 0
+'S'
+'Y'
+'P' "s1" "DELETE FROM acct WHERE id = $1" 0
+'B' "" "s1" 0 1 1 "3" 0
+'E' "" 0
+'S'
+'Y'
+'X'  # and log in again
+'P' "s1" "COMMIT" 0
+'B' "" "s1" 0 0 0
+'E' "" 0
 'S'
 'Y'
 "#,
