@@ -27,6 +27,9 @@ pub async fn run(port: u16, db: &str, seq: &Sequence) -> Vec<String> {
             run_cancel(&mut wire, port, sql, &mut oids, &mut out).await
         } else if let [Msg::Terminate] = chunk.as_slice() {
             wire.terminate().await;
+            // Give the proxy time to put the old session's backend connections back in its
+            // cache, so the new session really may get one of them.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             out.push("-- new session".into());
             match Wire::login(port, "postgres", db, ROUND_BOUND).await {
                 Ok(w) => {
