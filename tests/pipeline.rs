@@ -39,7 +39,11 @@ async fn committed(t: &str) -> i64 {
         .get(0)
 }
 
-/// One request and what ends its answer (`b'Z'`, or a tag of a Flush-ended batch's answer).
+/// A request the server leaves unanswered.
+const NOTHING: u8 = 0;
+
+/// One request and what ends its answer (`b'Z'`, a tag of a Flush-ended batch's answer, or
+/// [`NOTHING`]).
 struct Step {
     send: Vec<u8>,
     until: u8,
@@ -72,7 +76,12 @@ async fn run(port: u16, t: &str, steps: &dyn Fn(&str) -> Vec<Step>) -> (Vec<Stri
     let mut seen = Vec::new();
     for s in steps(t) {
         w.send(&s.send).await;
-        seen.push(transcript(&w.read_until(s.until).await));
+        if s.until == NOTHING {
+            let quiet = w.quiet_for(Duration::from_millis(300)).await;
+            seen.push(if quiet { "(nothing)" } else { "(an answer)" }.to_string());
+        } else {
+            seen.push(transcript(&w.read_until(s.until).await));
+        }
     }
     // One ReadyForQuery per sync point, no more.
     assert!(
@@ -228,6 +237,33 @@ async fn an_open_unit_shows_in_explain_and_metrics() {
     );
     let series = r#"pgpool_rs_queries_routed_total{node="0",reason="unsynced_batch"}"#;
     assert_eq!(common::metric(proxy.metrics_port, series), Some(2.0));
+}
+
+/// While the server skips to Sync after an error in a Flush-ended batch it ignores a simple
+/// Query outright (no answer at all); the Sync then ends the unit, and the session goes on,
+/// reads on the replica included.
+#[tokio::test]
+async fn a_simple_query_while_skipping_to_sync_is_ignored() {
+    let steps = |t: &str| {
+        vec![
+            step(&[insert(t, 1), bind("", ""), execute(""), flush()], b'C'),
+            step(
+                &[parse("", "SELECT 1/0"), bind("", ""), execute(""), flush()],
+                b'E',
+            ),
+            step(&[wire::query("SELECT 42")], NOTHING),
+            step(&[sync()], b'Z'),
+            step(
+                &[parse("", "SELECT 7"), bind("", ""), execute(""), sync()],
+                b'Z',
+            ),
+            step(&[wire::close(b'S', "never_prepared"), sync()], b'Z'),
+        ]
+    };
+    let (seen, rows) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert_eq!(rows, 0, "{seen:?}");
+    assert_eq!(seen[2], "(nothing)");
+    assert!(seen[4].contains("D[7]"), "{seen:?}");
 }
 
 /// A backend left with an implicit transaction open (Flush, then the client went away) is

@@ -408,11 +408,12 @@ impl Router {
         self.registry.prepare_for(req, slot);
     }
 
-    /// `req` went to `node` (on `slot`): its statements wait for their answers there, and an
-    /// open implicit transaction (a batch not ended by Sync) keeps what follows on `node`.
-    pub fn sent(&mut self, req: &Request, node: usize, slot: &mut Slot) {
-        self.registry.track(req, slot);
-        if req.expected_ready() > 0 {
+    /// `req` went to `node` (on `slot`), to be answered with `ready` ReadyForQuery: its
+    /// statements wait for their answers there, and an open implicit transaction (a batch
+    /// not ended by Sync) keeps what follows on `node`.
+    pub fn sent(&mut self, req: &Request, ready: usize, node: usize, slot: &mut Slot) {
+        self.registry.track(req, ready, slot);
+        if ready > 0 {
             self.open_unit = None;
         } else if let Request::Extended { .. } = req {
             self.open_unit = Some(node);

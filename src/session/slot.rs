@@ -40,6 +40,8 @@ pub struct Slot {
     /// Messages went here since the last sync point (a batch ended by Flush): the backend
     /// holds an open implicit transaction even though its last ReadyForQuery said idle.
     pub unsynced: bool,
+    /// An error answered a Flush-ended batch: the server ignores everything up to Sync.
+    pub skipping: bool,
     /// Statements of the Flush-ended batches of that open unit, reported with its Sync.
     pub unit_stmts: Stmts,
     /// The backend sent a FATAL error and will close.
@@ -101,6 +103,7 @@ impl Slot {
             prepared: HashMap::default(),
             stmts: Default::default(),
             unsynced: false,
+            skipping: false,
             unit_stmts: Stmts::new(),
             fatal: false,
             dirty: false,
@@ -148,12 +151,23 @@ impl Slot {
         self.outstanding == 0 && self.bout.is_empty() && self.passthrough == 0 && !self.in_copy
     }
 
+    /// How many ReadyForQuery `req` will get here: none for a simple Query or FunctionCall
+    /// while the server skips to Sync after an error in a Flush-ended batch (it ignores
+    /// them, unanswered).
+    pub fn ready_due(&self, req: &Request) -> usize {
+        match req {
+            Request::Simple(_) | Request::FunctionCall(_) if self.skipping => 0,
+            _ => req.expected_ready(),
+        }
+    }
+
     /// Keeps the open implicit transaction's books: a Flush-ended batch opens or extends it
     /// and its statements wait; a request that ends in ReadyForQuery closes it and reports
     /// them with its own.
-    pub fn join_unit(&mut self, req: &Request, stmts: Stmts) -> Stmts {
-        if req.expected_ready() > 0 {
+    pub fn join_unit(&mut self, req: &Request, ready: usize, stmts: Stmts) -> Stmts {
+        if ready > 0 {
             self.unsynced = false;
+            self.skipping = false;
             if self.unit_stmts.is_empty() {
                 return stmts;
             }
@@ -252,6 +266,11 @@ impl Slot {
                     }
                 }
                 btag::ERROR_RESPONSE => {
+                    // Nothing awaiting a ReadyForQuery is in flight: the error answers a
+                    // Flush-ended batch.
+                    if self.unsynced && self.outstanding == 0 {
+                        self.skipping = true;
+                    }
                     // After an error the server skips to Sync: this request's injected
                     // answers won't come.
                     if let Some(seg) = self.swallow.front_mut() {

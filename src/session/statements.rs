@@ -149,8 +149,9 @@ impl Registry {
         }
     }
 
-    /// `req` goes to `slot`: its Parses and Closes wait there for their answers.
-    pub fn track(&mut self, req: &Request, slot: &mut Slot) {
+    /// `req` goes to `slot`, to be answered with `ready` ReadyForQuery: its Parses and
+    /// Closes wait there for their answers.
+    pub fn track(&mut self, req: &Request, ready: usize, slot: &mut Slot) {
         if let Request::Extended { frames, .. } = req {
             for f in frames {
                 match f.tag {
@@ -171,7 +172,7 @@ impl Registry {
                 }
             }
         }
-        for _ in 0..req.expected_ready() {
+        for _ in 0..ready {
             slot.stmts.push(Pending::Sync);
         }
     }

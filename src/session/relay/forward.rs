@@ -164,12 +164,12 @@ impl Relay {
         let slot = self.slots[node]
             .as_mut()
             .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
+        let n = slot.ready_due(&req);
         self.router.prepare_for(&req, slot);
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
         slot.dirty = slot.dirty || leaves_state(&req, &stmts);
-        let stmts = slot.join_unit(&req, stmts);
-        let n = req.expected_ready();
+        let stmts = slot.join_unit(&req, n, stmts);
         if n > 0 {
             let now = std::time::Instant::now();
             for _ in 1..n {
@@ -179,13 +179,13 @@ impl Relay {
             slot.inflight.push_back((stmts, false));
             slot.sent_at.push_back(now);
         }
-        slot.outstanding += req.expected_ready();
-        slot.sent_request(req.expected_ready());
+        slot.outstanding += n;
+        slot.sent_request(n);
         req.encode(&mut slot.bout);
         if let Some(watch) = slot.replica.as_mut() {
             watch.sent(&req);
         }
-        self.router.sent(&req, node, slot);
+        self.router.sent(&req, n, node, slot);
         Ok(())
     }
 }
