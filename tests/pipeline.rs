@@ -202,8 +202,8 @@ async fn an_error_after_a_flush_discards_the_unit_up_to_sync() {
     assert_eq!(rows, 0, "{seen:?}");
 }
 
-/// The override shows: while a unit is open `PGPOOL EXPLAIN ROUTE` names it, and its
-/// requests are counted under their own routing reason.
+/// The override shows: while a unit is open `PGPOOL EXPLAIN ROUTE` names it (and runs no
+/// catalog look-up inside it), and its requests are counted under their own routing reason.
 #[tokio::test]
 async fn an_open_unit_shows_in_explain_and_metrics() {
     let t = new_table().await;
@@ -215,11 +215,19 @@ async fn an_open_unit_shows_in_explain_and_metrics() {
     w.send(&batch(&[insert(&t, 1), bind("", ""), execute(""), flush()]))
         .await;
     w.read_until(b'C').await;
-    w.send(&wire::query("PGPOOL EXPLAIN ROUTE SELECT 1")).await;
+    // A function the proxy has never looked up: outside a unit it would ask the primary's
+    // catalog, which inside the unit would commit the client's INSERT early.
+    let unknown = unique_name("fn");
+    w.send(&wire::query(&format!(
+        "PGPOOL EXPLAIN ROUTE SELECT {unknown}()"
+    )))
+    .await;
     let during = w.read_until_ready().await;
+    assert_eq!(committed(&t).await, 0, "the unit is still open");
     w.send(&batch(&[count(&t), bind("", ""), execute(""), sync()]))
         .await;
     w.read_until_ready().await;
+    assert_eq!(committed(&t).await, 1);
     let text = |m: &[Msg]| {
         m.iter()
             .map(|m| String::from_utf8_lossy(&m.body).into_owned())
@@ -299,7 +307,7 @@ async fn a_connection_left_without_sync_is_not_cached() {
 /// statement still exists.
 #[tokio::test]
 async fn statements_exist_only_when_the_server_prepared_them() {
-    let steps = |_: &str| {
+    let steps = |t: &str| {
         let failing = || vec![parse("", "SELECT 1/0"), bind("", ""), execute("")];
         vec![
             step(
@@ -315,11 +323,23 @@ async fn statements_exist_only_when_the_server_prepared_them() {
             ),
             step(&[describe(b'S', "kept"), sync()], b'Z'),
             step(&[bind("", "kept"), execute(""), sync()], b'Z'),
+            step(&[wire::close(b'S', "no_such_name"), sync()], b'Z'),
+            // A name that exists cannot be parsed again (42P05), on whichever server.
+            step(
+                &[
+                    parse("dup", &format!("INSERT INTO {t} (v) VALUES (1)")),
+                    sync(),
+                ],
+                b'Z',
+            ),
+            step(&[parse("dup", "SELECT 4"), sync()], b'Z'),
+            step(&[describe(b'S', "dup"), sync()], b'Z'),
         ]
     };
     let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
     assert!(seen[1].contains("E[26000]"), "{seen:?}");
     assert!(seen[6].contains("D[3]"), "{seen:?}");
+    assert!(seen[9].contains("E[42P05]"), "{seen:?}");
 }
 
 /// CPU seconds (user + system) the process `pid` has used.
@@ -348,6 +368,7 @@ async fn a_long_batch_costs_linear_time() {
     w.send(&req).await;
     let got = w.read_until_ready().await;
     let spent = cpu_seconds(proxy.pid()) - before;
+    eprintln!("{N} Parse messages before a Sync: {spent:.2} s of proxy CPU");
     assert_eq!(got.len(), N + 1);
     assert!(got[..N].iter().all(|m| m.tag == b'1'));
     assert!(

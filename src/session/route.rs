@@ -189,6 +189,10 @@ impl Router {
 
     /// Functions whose volatility `PGPOOL EXPLAIN ROUTE <sql>` needs looked up first.
     pub fn explain_lookups(&self, ctx: &Context, sql: &str) -> Vec<String> {
+        if self.open_unit.is_some() {
+            // The node is set, and a look-up would run inside the client's open unit.
+            return Vec::new();
+        }
         let stmt = self.classifier.classify_for(sql, &self.rcfg);
         let known =
             |f: &str| crate::router::builtin_volatility(f).or_else(|| ctx.known_volatility(f));

@@ -189,15 +189,27 @@ impl Registry {
         for f in frames {
             let needed = match f.tag {
                 tag::PARSE => {
-                    if let Ok(p) = decode_parse(&f.body) {
-                        parsed_here.insert(p.name);
-                        // A name the client closed earlier may linger on this backend.
-                        if !p.name.is_empty()
-                            && slot.prepared.contains_key(p.name)
-                            && !self.statements.contains_key(p.name)
-                        {
-                            inject_close(&mut inject, slot, p.name);
+                    let Ok(p) = decode_parse(&f.body) else {
+                        continue;
+                    };
+                    let fresh = !p.name.is_empty() && !parsed_here.contains(p.name);
+                    parsed_here.insert(p.name);
+                    if !fresh {
+                        continue;
+                    }
+                    let held = slot.prepared.get(p.name);
+                    match self.statements.get(p.name) {
+                        // PostgreSQL refuses a Parse of a name that exists (42P05): this
+                        // backend gets the existing statement first, so it refuses too.
+                        Some(existing) if held != Some(&existing.generation) => {
+                            if held.is_some() {
+                                inject_close(&mut inject, slot, p.name);
+                            }
+                            inject_parse(&mut inject, slot, existing);
                         }
+                        // A name the client closed earlier may linger on this backend.
+                        None if held.is_some() => inject_close(&mut inject, slot, p.name),
+                        _ => {}
                     }
                     None
                 }
@@ -221,13 +233,7 @@ impl Registry {
             if slot.prepared.contains_key(name) && !name.is_empty() {
                 inject_close(&mut inject, slot, name);
             }
-            p.parse.encode(&mut inject);
-            slot.expect_injected(btag::PARSE_COMPLETE);
-            slot.stmts.push(Pending::Parse {
-                frame: p.parse.clone(),
-                generation: p.generation,
-                injected: true,
-            });
+            inject_parse(&mut inject, slot, p);
             parsed_here.insert(name);
         }
         slot.bout.extend_from_slice(&inject);
@@ -259,6 +265,17 @@ impl<'a> Names<'a> {
     fn contains(&self, name: &str) -> bool {
         self.few.contains(&name) || self.many.contains(name)
     }
+}
+
+/// Prepares `p` on `slot` ahead of the client's messages; the answer is dropped.
+fn inject_parse(inject: &mut BytesMut, slot: &mut Slot, p: &Prepared) {
+    p.parse.encode(inject);
+    slot.expect_injected(btag::PARSE_COMPLETE);
+    slot.stmts.push(Pending::Parse {
+        frame: p.parse.clone(),
+        generation: p.generation,
+        injected: true,
+    });
 }
 
 /// Closes `name` on `slot` ahead of the client's messages; the answer is dropped.
