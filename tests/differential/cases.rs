@@ -153,4 +153,45 @@ pub const CASES: &[(&str, &str)] = &[
 'Y'
 "#,
     ),
+    (
+        // Found by the fuzzer (seeds 0x69304abd, 0x69304d7e): Parse, then Execute of a portal
+        // that does not exist, ended by Flush — PostgreSQL answers ParseComplete before the
+        // 34000; the proxy lost the ParseComplete.
+        "parse_then_missing_portal_before_flush_answers_parse_complete",
+        r#"
+'P' "s3" "SELECT count(*), sum(n) FROM acct" 0
+'E' "p3" 1
+'H'
+'S'
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer (seeds 0x69305b58, 0x69305af9, 0x69305834): a Bind ended by
+        // Flush, then more for the same statement up to Sync — the proxy prepared the
+        // statement on that backend a second time and answered 42P05.
+        "bind_flush_bind_sync_prepares_once",
+        r#"
+'P' "s1" "SELECT id, n FROM acct ORDER BY id" 0
+'S'
+'Y'
+'B' "" "s1" 0 0 0
+'H'
+'B' "" "s1" 0 0 0
+'S'
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer (seeds 0x6930649c, 0x693070f4): a temporary table created by a
+        // later statement of a multi-statement Query is not known as temporary, so a read of
+        // it goes to the replica (42P01).
+        "temp_table_created_in_a_multi_statement_query_is_read_on_the_primary",
+        r#"
+'Q' "SHOW work_mem; CREATE TEMP TABLE IF NOT EXISTS tmp (id int)"
+'Y'
+'Q' "SELECT count(*) FROM tmp"
+'Y'
+"#,
+    ),
 ];
