@@ -194,4 +194,37 @@ pub const CASES: &[(&str, &str)] = &[
 'Y'
 "#,
     ),
+    (
+        // Found by the fuzzer (seeds 0x693052fc, 0x693058a5, after the protocol fixes): the
+        // same with the unnamed statement, when a named one follows the Flush — its
+        // ParseComplete is lost before the 34000.
+        "unnamed_parse_then_missing_portal_before_flush_answers_parse_complete",
+        r#"
+'P' "s1" "SHOW work_mem" 0
+'S'
+'Y'
+'P' "" "SELECT id, acct, msg FROM log ORDER BY id" 0
+'E' "" 0
+'H'
+'B' "" "s1" 0 0 0
+'S'
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer (seed 0x6930541e): Parse of a write, Close of a portal, Flush,
+        // then a named statement — the proxy answered CloseComplete before ParseComplete.
+        "answers_keep_the_order_of_the_messages_before_flush",
+        r#"
+'P' "s1" "SELECT id, n, note FROM acct WHERE id = $1" 0
+'S'
+'Y'
+'P' "" "INSERT INTO log VALUES ($1, $1, 'log')" 0
+'C' 'P' "p2"
+'H'
+'D' 'S' "s1"
+'S'
+'Y'
+"#,
+    ),
 ];
