@@ -253,3 +253,19 @@ fn a_call_the_catalog_calls_volatile_is_a_write_even_under_a_built_in_name() {
         ],
     );
 }
+
+#[test]
+fn a_temp_table_made_by_any_statement_of_a_multi_statement_text_is_known() {
+    run(
+        Transaction,
+        &[
+            (
+                "show work_mem; create temp table tmp (id int)",
+                P,
+                MultiStatement,
+            ),
+            ("select count(*) from tmp", P, TempTable),
+            ("select count(*) from t", R, LoadBalance),
+        ],
+    );
+}
