@@ -289,7 +289,7 @@ pub async fn connect_str(conn: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(conn, NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            eprintln!("connection ended with an error: {e}");
+            eprintln!("connection ended with an error: {e:?}");
         }
     });
     Ok(client)
@@ -673,6 +673,7 @@ impl Drop for Proxy {
     }
 }
 
+pub mod frontend;
 mod private;
 pub mod wire;
 #[allow(unused_imports)] // only the fault-injection tests use it
