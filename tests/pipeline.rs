@@ -421,3 +421,30 @@ async fn psycopg_pipeline_with_interleaved_writes_and_reads_commits_every_write(
         (2 * N, N * (N - 1))
     );
 }
+
+/// The proxy re-prepares `s1` on the primary inside a unit whose first batch fails: the
+/// client's own ParseComplete, answered before the error, still reaches it.
+#[tokio::test]
+async fn an_injected_parse_after_an_error_does_not_eat_the_clients_parse_complete() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[parse("s1", &format!("SELECT count(*) FROM {t}")), sync()],
+                b'Z',
+            ),
+            // Pipelined: the second request is sent before the first one's answers arrive.
+            step(
+                &[
+                    parse("s2", "SELECT 2"),
+                    execute("p3"),
+                    flush(),
+                    bind("", "s1"),
+                    sync(),
+                ],
+                b'Z',
+            ),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert_eq!(seen[1], "1 E[34000] Z[I]");
+}

@@ -28,14 +28,10 @@ pub struct Slot {
     pub outstanding: usize,
     /// Body bytes of an opaque message still to copy through.
     passthrough: usize,
-    /// Tags of answers to requests the proxy injected (re-Parse, Close), dropped in order.
-    /// One segment per ReadyForQuery still due (plus the open one at the back, for requests
-    /// not ended by Sync yet). A segment ends at its RFQ, so what an error leaves unanswered
-    /// in one request never eats another request's answers.
-    swallow: VecDeque<VecDeque<u8>>,
     /// Named statements prepared on this backend, by the session's generation number.
     pub prepared: HashMap<String, u64>,
-    /// Parses and Closes sent here, until the server answers them.
+    /// Parses and Closes sent here, until the server answers them; it also tells which
+    /// answers belong to the proxy's own re-Parses and Closes (dropped, not relayed).
     pub stmts: super::statements::Tracker,
     /// Messages went here since the last sync point (a batch ended by Flush): the backend
     /// holds an open implicit transaction even though its last ReadyForQuery said idle.
@@ -99,7 +95,6 @@ impl Slot {
             bout: BytesMut::new(),
             outstanding: 0,
             passthrough: 0,
-            swallow: VecDeque::from([VecDeque::new()]),
             prepared: HashMap::default(),
             stmts: Default::default(),
             unsynced: false,
@@ -129,21 +124,6 @@ impl Slot {
     /// hidden, nor even reported inside the protocol.
     pub fn mid_message(&self) -> bool {
         self.passthrough > 0
-    }
-
-    /// The answer (`tag`) to a message the proxy put in front of the request being sent:
-    /// it is dropped instead of reaching the client.
-    pub fn expect_injected(&mut self, tag: u8) {
-        if let Some(open) = self.swallow.back_mut() {
-            open.push_back(tag);
-        }
-    }
-
-    /// A request that ends with `n` ReadyForQuery messages was sent: close its segment(s).
-    pub fn sent_request(&mut self, n: usize) {
-        for _ in 0..n {
-            self.swallow.push_back(VecDeque::new());
-        }
     }
 
     /// Nothing sent to this backend is still unanswered.
@@ -231,13 +211,13 @@ impl Slot {
             }
             // Looked at in place: copied to `out` (or dropped), then consumed.
             let body = &rbuf[HEADER_LEN..total];
-            if let Some(seg) = self.swallow.front_mut() {
-                if seg.front() == Some(&tag) {
-                    seg.pop_front();
-                    self.stmts.answered(tag, &mut self.prepared);
-                    rbuf.advance(total);
-                    continue;
-                }
+            // ParseComplete and CloseComplete answer the oldest Parse or Close still pending,
+            // in order: one the proxy injected is dropped.
+            if matches!(tag, btag::PARSE_COMPLETE | btag::CLOSE_COMPLETE)
+                && self.stmts.answered(tag, &mut self.prepared)
+            {
+                rbuf.advance(total);
+                continue;
             }
             let mut forward = true;
             match tag {
@@ -245,7 +225,6 @@ impl Slot {
                     self.outstanding = self.outstanding.saturating_sub(1);
                     self.conn.txn_status = decode_ready(body).unwrap_or(b'I');
                     self.in_copy = false;
-                    end_swallow_segment(&mut self.swallow);
                     self.stmts.synced();
                     if let Some((stmts, failed)) = self.inflight.pop_front() {
                         self.done.push((stmts, !failed, self.conn.txn_status));
@@ -271,11 +250,6 @@ impl Slot {
                     if self.unsynced && self.outstanding == 0 {
                         self.skipping = true;
                     }
-                    // After an error the server skips to Sync: this request's injected
-                    // answers won't come.
-                    if let Some(seg) = self.swallow.front_mut() {
-                        seg.clear();
-                    }
                     self.in_copy = false;
                     if let Some(front) = self.inflight.front_mut() {
                         front.1 = true;
@@ -298,9 +272,6 @@ impl Slot {
                     }
                 }
                 btag::COPY_IN | btag::COPY_BOTH => self.in_copy = true,
-                btag::PARSE_COMPLETE | btag::CLOSE_COMPLETE => {
-                    self.stmts.answered(tag, &mut self.prepared)
-                }
                 _ => {}
             }
             if forward {
@@ -357,14 +328,5 @@ impl Slot {
                 _ => {}
             }
         }
-    }
-}
-
-/// A ReadyForQuery ends the front request: what it left of its injected answers goes.
-fn end_swallow_segment(swallow: &mut VecDeque<VecDeque<u8>>) {
-    if swallow.len() > 1 {
-        swallow.pop_front();
-    } else if let Some(only) = swallow.front_mut() {
-        only.clear();
     }
 }

@@ -53,21 +53,22 @@ pub struct Tracker {
 
 impl Tracker {
     /// The backend answered with `tag`: a ParseComplete or CloseComplete settles the oldest
-    /// Parse or Close still pending; `prepared` (what the backend holds) follows.
-    pub fn answered(&mut self, tag: u8, prepared: &mut HashMap<String, u64>) {
+    /// Parse or Close still pending; `prepared` (what the backend holds) follows. True when
+    /// that Parse or Close was the proxy's own: its answer is not the client's.
+    pub fn answered(&mut self, tag: u8, prepared: &mut HashMap<String, u64>) -> bool {
         let parse = match tag {
             btag::PARSE_COMPLETE => true,
             btag::CLOSE_COMPLETE => false,
-            _ => return,
+            _ => return false,
         };
         while let Some(front) = self.pending.front() {
             let matches = match front {
-                Pending::Sync => return,
+                Pending::Sync => return false,
                 Pending::Parse { .. } => parse,
                 Pending::Close { .. } => !parse,
             };
             let Some(op) = self.pending.pop_front() else {
-                return;
+                return false;
             };
             if !matches {
                 continue; // not answered in order: the server skipped it
@@ -96,8 +97,9 @@ impl Tracker {
             if client_op {
                 self.settled.push(op);
             }
-            return;
+            return !client_op;
         }
+        false
     }
 
     /// A ReadyForQuery: what its request asked and got no answer for never happened.
@@ -270,7 +272,6 @@ impl<'a> Names<'a> {
 /// Prepares `p` on `slot` ahead of the client's messages; the answer is dropped.
 fn inject_parse(inject: &mut BytesMut, slot: &mut Slot, p: &Prepared) {
     p.parse.encode(inject);
-    slot.expect_injected(btag::PARSE_COMPLETE);
     slot.stmts.push(Pending::Parse {
         frame: p.parse.clone(),
         generation: p.generation,
@@ -283,7 +284,6 @@ fn inject_close(inject: &mut BytesMut, slot: &mut Slot, name: &str) {
     let start = inject.len();
     protocol::close(inject, protocol::Target::Statement, name);
     let frame = Frame::new(tag::CLOSE, inject[start + 5..].to_vec());
-    slot.expect_injected(btag::CLOSE_COMPLETE);
     slot.stmts.push(Pending::Close {
         frame,
         injected: true,

@@ -211,7 +211,6 @@ impl Relay {
             slot.sent_at.push_back(now);
         }
         slot.outstanding += n;
-        slot.sent_request(n);
         req.encode(&mut slot.bout);
         if let Some(watch) = slot.replica.as_mut() {
             watch.sent(&req);
