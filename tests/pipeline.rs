@@ -448,3 +448,29 @@ async fn an_injected_parse_after_an_error_does_not_eat_the_clients_parse_complet
     let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
     assert_eq!(seen[1], "1 E[34000] Z[I]");
 }
+
+/// A statement re-prepared on the primary for a Flush-ended batch is there for the rest of
+/// the unit: it is not prepared twice (42P05) when the next batch follows at once.
+#[tokio::test]
+async fn a_statement_reprepared_in_a_unit_is_prepared_once() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[parse("s1", &format!("SELECT id, v FROM {t}")), sync()],
+                b'Z',
+            ),
+            step(
+                &[
+                    describe(b'S', "s1"),
+                    flush(),
+                    bind("", "s1"),
+                    execute(""),
+                    sync(),
+                ],
+                b'Z',
+            ),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert!(!seen[1].contains('E'), "{seen:?}");
+}

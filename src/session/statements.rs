@@ -42,6 +42,17 @@ pub enum Pending {
     Sync,
 }
 
+/// What a backend holds (or will, once it answered what was sent) under a statement name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Holds {
+    /// The statement of that generation, or none.
+    Version(Option<u64>),
+    /// What the client's own pending Parse or Close of the name leaves.
+    AsClientLeftIt,
+    /// The proxy's own Parse or Close of it may have been skipped by an error.
+    Unsure,
+}
+
 /// What one backend was asked to prepare or close and has not answered yet, in order, and
 /// what it answered since the session last looked.
 #[derive(Default)]
@@ -109,6 +120,49 @@ impl Tracker {
                 return;
             }
         }
+    }
+
+    /// What this backend will hold under `name` once it has answered what was sent: the
+    /// statements it confirmed, changed by the newest Parse or Close of the name still
+    /// pending. An injected one counts as carried out while no sync point follows it (were it
+    /// skipped, an error came first and the server skips everything after it up to that sync
+    /// point); past a sync point it may have been skipped.
+    pub fn holds(&self, name: &str, prepared: &HashMap<String, u64>) -> Holds {
+        let mut sync_after = false;
+        for op in self.pending.iter().rev() {
+            let (of_name, generation, injected) = match op {
+                Pending::Sync => {
+                    sync_after = true;
+                    continue;
+                }
+                Pending::Parse {
+                    frame,
+                    generation,
+                    injected,
+                    ..
+                } => (
+                    decode_parse(&frame.body).is_ok_and(|p| p.name == name),
+                    Some(*generation),
+                    *injected,
+                ),
+                Pending::Close { frame, injected } => (
+                    matches!(decode_target(&frame.body, "Close"),
+                        Ok((protocol::Target::Statement, n)) if n == name),
+                    None,
+                    *injected,
+                ),
+            };
+            if !of_name {
+                continue;
+            }
+            return match (injected, sync_after) {
+                // Whatever the client's message does there, PostgreSQL does the same.
+                (false, _) => Holds::AsClientLeftIt,
+                (true, false) => Holds::Version(generation),
+                (true, true) => Holds::Unsure,
+            };
+        }
+        Holds::Version(prepared.get(name).copied())
     }
 
     fn push(&mut self, op: Pending) {
@@ -199,18 +253,24 @@ impl Registry {
                     if !fresh {
                         continue;
                     }
-                    let held = slot.prepared.get(p.name);
-                    match self.statements.get(p.name) {
+                    let held = slot.stmts.holds(p.name, &slot.prepared);
+                    match (self.statements.get(p.name), held) {
+                        // The client's own Parse or Close of it is on its way there.
+                        (_, Holds::AsClientLeftIt) => {}
                         // PostgreSQL refuses a Parse of a name that exists (42P05): this
                         // backend gets the existing statement first, so it refuses too.
-                        Some(existing) if held != Some(&existing.generation) => {
-                            if held.is_some() {
+                        (Some(existing), held)
+                            if held != Holds::Version(Some(existing.generation)) =>
+                        {
+                            if held != Holds::Version(None) {
                                 inject_close(&mut inject, slot, p.name);
                             }
                             inject_parse(&mut inject, slot, existing);
                         }
                         // A name the client closed earlier may linger on this backend.
-                        None if held.is_some() => inject_close(&mut inject, slot, p.name),
+                        (None, held) if held != Holds::Version(None) => {
+                            inject_close(&mut inject, slot, p.name)
+                        }
                         _ => {}
                     }
                     None
@@ -229,11 +289,13 @@ impl Registry {
             let Some(p) = self.statements.get(name) else {
                 continue; // unknown: the server answers 26000 itself
             };
-            if slot.prepared.get(name) == Some(&p.generation) {
-                continue;
-            }
-            if slot.prepared.contains_key(name) && !name.is_empty() {
-                inject_close(&mut inject, slot, name);
+            let held = slot.stmts.holds(name, &slot.prepared);
+            match held {
+                Holds::AsClientLeftIt => continue,
+                Holds::Version(Some(g)) if g == p.generation => continue,
+                Holds::Version(None) => {}
+                _ if name.is_empty() => {} // a Parse of the unnamed one replaces it
+                _ => inject_close(&mut inject, slot, name),
             }
             inject_parse(&mut inject, slot, p);
             parsed_here.insert(name);
