@@ -474,3 +474,29 @@ async fn a_statement_reprepared_in_a_unit_is_prepared_once() {
     let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
     assert!(!seen[1].contains('E'), "{seen:?}");
 }
+
+/// A named statement the proxy prepared on a backend by itself (the client prepared it on
+/// the replica, then used it in a unit on the primary) is gone before another client gets
+/// that cached connection: the next client can prepare the same name.
+#[tokio::test]
+async fn a_reprepared_statement_does_not_outlive_its_session() {
+    let t = new_table().await;
+    wait_replica_caught_up().await;
+    let proxy = Proxy::start(&format!("{READS_ON_REPLICA}connection_cache = on\n"));
+    let mut w = Wire::connect(proxy.port, "postgres", "postgres").await;
+    w.send(&batch(&[parse("s1", "SELECT 1"), sync()])).await;
+    w.read_until_ready().await;
+    w.send(&batch(&[describe(b'S', "s1"), flush()])).await;
+    w.read_until(b'T').await;
+    w.send(&sync()).await;
+    w.read_until_ready().await;
+    w.terminate().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A write: it goes to the primary, and gets the connection cached there.
+    let mut w = Wire::connect(proxy.port, "postgres", "postgres").await;
+    let insert = format!("INSERT INTO {t} (v) VALUES (1)");
+    w.send(&batch(&[parse("s1", &insert), sync()])).await;
+    let seen = transcript(&w.read_until_ready().await);
+    assert_eq!(seen, "1 Z[I]");
+    w.terminate().await;
+}

@@ -334,6 +334,8 @@ impl<'a> Names<'a> {
 /// Prepares `p` on `slot` ahead of the client's messages; the answer is dropped.
 fn inject_parse(inject: &mut BytesMut, slot: &mut Slot, p: &Prepared) {
     p.parse.encode(inject);
+    // A named statement outlives the session: the next client must not find it there.
+    slot.dirty |= decode_parse(&p.parse.body).map_or(true, |p| !p.name.is_empty());
     slot.stmts.push(Pending::Parse {
         frame: p.parse.clone(),
         generation: p.generation,
