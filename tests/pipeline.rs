@@ -500,3 +500,25 @@ async fn a_reprepared_statement_does_not_outlive_its_session() {
     assert_eq!(seen, "1 Z[I]");
     w.terminate().await;
 }
+
+/// A Parse of a name that exists is rejected (42P05): the statement keeps its first text,
+/// and a later Bind runs where that text must run (here FOR UPDATE: on the primary).
+#[tokio::test]
+async fn a_rejected_parse_does_not_change_where_its_name_runs() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[
+                    parse("s3", &format!("SELECT v FROM {t} FOR UPDATE")),
+                    parse("s3", "SELECT 10"),
+                    sync(),
+                ],
+                b'Z',
+            ),
+            step(&[bind("", "s3"), execute(""), sync()], b'Z'),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert!(seen[0].contains("E[42P05]"), "{seen:?}");
+    assert!(!seen[1].contains('E'), "{seen:?}");
+}

@@ -4,6 +4,7 @@
 //! The session keeps each statement's Parse so a backend that lacks it gets it first.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use foldhash::{HashMap, HashSet};
@@ -11,6 +12,7 @@ use foldhash::{HashMap, HashSet};
 use super::request::Request;
 use super::slot::Slot;
 use crate::protocol::{self, btag, decode_bind, decode_parse, decode_target, tag, Frame};
+use crate::router::Statement;
 
 /// A statement the server prepared for the client.
 struct Prepared {
@@ -30,10 +32,13 @@ pub struct Registry {
 pub enum Pending {
     /// `injected`: the proxy's own re-prepare; it changes what the backend holds, not what
     /// the client has.
+    /// `verdict`: how the router classified a client's Parse; it is the name's verdict
+    /// once the server accepted the Parse.
     Parse {
         frame: Frame,
         generation: u64,
         injected: bool,
+        verdict: Option<Arc<Statement>>,
     },
     Close {
         frame: Frame,
@@ -89,6 +94,7 @@ impl Tracker {
                     frame,
                     generation,
                     injected,
+                    ..
                 } => {
                     if let Ok(p) = decode_parse(&frame.body) {
                         prepared.insert(p.name.to_string(), *generation);
@@ -178,6 +184,11 @@ impl Registry {
         }
     }
 
+    /// Whether the server prepared a statement `name` for the client (and has not closed it).
+    pub fn contains(&self, name: &str) -> bool {
+        self.statements.contains_key(name)
+    }
+
     /// Applies what a backend carried out (see [`Tracker::settled`]).
     pub fn settle(&mut self, op: Pending) {
         match op {
@@ -206,8 +217,15 @@ impl Registry {
     }
 
     /// `req` goes to `slot`, to be answered with `ready` ReadyForQuery: its Parses and
-    /// Closes wait there for their answers.
-    pub fn track(&mut self, req: &Request, ready: usize, slot: &mut Slot) {
+    /// Closes wait there for their answers. `verdicts`: the router's, one per Parse.
+    pub fn track(
+        &mut self,
+        req: &Request,
+        ready: usize,
+        slot: &mut Slot,
+        verdicts: Vec<Arc<Statement>>,
+    ) {
+        let mut verdicts = verdicts.into_iter();
         if let Request::Extended { frames, .. } = req {
             for f in frames {
                 match f.tag {
@@ -218,6 +236,7 @@ impl Registry {
                             frame: f.clone(),
                             generation,
                             injected: false,
+                            verdict: verdicts.next(),
                         });
                     }
                     tag::CLOSE => slot.stmts.push(Pending::Close {
@@ -340,6 +359,7 @@ fn inject_parse(inject: &mut BytesMut, slot: &mut Slot, p: &Prepared) {
         frame: p.parse.clone(),
         generation: p.generation,
         injected: true,
+        verdict: None,
     });
 }
 
@@ -375,6 +395,7 @@ mod tests {
                     frame: f,
                     generation: i as u64 + 1,
                     injected: false,
+                    verdict: None,
                 },
                 _ => Pending::Close {
                     frame: f,
