@@ -522,3 +522,28 @@ async fn a_rejected_parse_does_not_change_where_its_name_runs() {
     assert!(seen[0].contains("E[42P05]"), "{seen:?}");
     assert!(!seen[1].contains('E'), "{seen:?}");
 }
+
+/// A simple Query pipelined right behind a Flush-ended batch that fails: PostgreSQL ignores
+/// it (it skips to Sync), and the proxy must not wait for its ReadyForQuery.
+#[tokio::test]
+async fn a_simple_query_pipelined_behind_a_failing_flush_batch_is_ignored() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[
+                    parse("", "SELECT 1/0"),
+                    bind("", ""),
+                    execute(""),
+                    flush(),
+                    wire::query("SELECT 42"),
+                ],
+                b'E',
+            ),
+            step(&[sync()], b'Z'),
+            step(&[wire::query(&format!("SELECT count(*) FROM {t}"))], b'Z'),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert_eq!(seen[1], "Z[I]", "{seen:?}");
+    assert!(seen[2].contains("D[0]"), "{seen:?}");
+}

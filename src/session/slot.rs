@@ -38,6 +38,9 @@ pub struct Slot {
     pub unsynced: bool,
     /// An error answered a Flush-ended batch: the server ignores everything up to Sync.
     pub skipping: bool,
+    /// Answers still due to the open unit's Flush-ended batches, one per message that gets
+    /// an answer of its own; counted down once nothing awaiting a ReadyForQuery is ahead.
+    unit_due: usize,
     /// Statements of the Flush-ended batches of that open unit, reported with its Sync.
     pub unit_stmts: Stmts,
     /// The backend sent a FATAL error and will close.
@@ -99,6 +102,7 @@ impl Slot {
             stmts: Default::default(),
             unsynced: false,
             skipping: false,
+            unit_due: 0,
             unit_stmts: Stmts::new(),
             fatal: false,
             dirty: false,
@@ -141,6 +145,21 @@ impl Slot {
         }
     }
 
+    /// A Flush-ended batch went here with `messages` messages that each get an answer (the
+    /// proxy's re-Parses included); while the server skips to Sync it answers none.
+    pub fn flush_batch_sent(&mut self, messages: usize) {
+        if !self.skipping {
+            self.unit_due += messages;
+        }
+    }
+
+    /// A simple Query or FunctionCall must not go here yet: a Flush-ended batch ahead of it
+    /// may still fail, and then the server ignores it (no ReadyForQuery), which the proxy
+    /// can only know once that batch has answered.
+    pub fn unit_unsettled(&self) -> bool {
+        self.unsynced && (self.outstanding > 0 || self.unit_due > 0)
+    }
+
     /// Keeps the open implicit transaction's books: a Flush-ended batch opens or extends it
     /// and its statements wait; a request that ends in ReadyForQuery closes it and reports
     /// them with its own.
@@ -148,6 +167,8 @@ impl Slot {
         if ready > 0 {
             self.unsynced = false;
             self.skipping = false;
+            // Whatever the unit's batches still answer comes before this request's own.
+            self.unit_due = 0;
             if self.unit_stmts.is_empty() {
                 return stmts;
             }
@@ -202,6 +223,7 @@ impl Slot {
                 tag,
                 btag::DATA_ROW | btag::COPY_DATA | btag::ROW_DESCRIPTION
             ) {
+                unit_answered(&mut self.unit_due, self.outstanding, tag);
                 self.passthrough = total;
                 continue;
             }
@@ -211,6 +233,7 @@ impl Slot {
             }
             // Looked at in place: copied to `out` (or dropped), then consumed.
             let body = &rbuf[HEADER_LEN..total];
+            unit_answered(&mut self.unit_due, self.outstanding, tag);
             // ParseComplete and CloseComplete answer the oldest Parse or Close still pending,
             // in order: one the proxy injected is dropped.
             if matches!(tag, btag::PARSE_COMPLETE | btag::CLOSE_COMPLETE)
@@ -249,6 +272,7 @@ impl Slot {
                     // Flush-ended batch.
                     if self.unsynced && self.outstanding == 0 {
                         self.skipping = true;
+                        self.unit_due = 0;
                     }
                     self.in_copy = false;
                     if let Some(front) = self.inflight.front_mut() {
@@ -328,5 +352,24 @@ impl Slot {
                 _ => {}
             }
         }
+    }
+}
+
+/// Counts down the open unit's answers (`due`): `tag` ends the answer to one message of a
+/// Flush-ended batch when nothing awaiting a ReadyForQuery is ahead of it (`outstanding`).
+fn unit_answered(due: &mut usize, outstanding: usize, tag: u8) {
+    let ends_one = matches!(
+        tag,
+        btag::PARSE_COMPLETE
+            | btag::BIND_COMPLETE
+            | btag::CLOSE_COMPLETE
+            | btag::NO_DATA
+            | btag::ROW_DESCRIPTION
+            | btag::COMMAND_COMPLETE
+            | btag::EMPTY_QUERY
+            | btag::PORTAL_SUSPENDED
+    );
+    if ends_one && outstanding == 0 {
+        *due = due.saturating_sub(1);
     }
 }

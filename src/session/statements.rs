@@ -171,6 +171,11 @@ impl Tracker {
         Holds::Version(prepared.get(name).copied())
     }
 
+    /// Parses, Closes and sync points sent and not answered yet.
+    pub fn pending_ops(&self) -> usize {
+        self.pending.len()
+    }
+
     fn push(&mut self, op: Pending) {
         self.pending.push_back(op);
     }
