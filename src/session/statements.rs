@@ -412,6 +412,32 @@ mod tests {
     }
 
     #[test]
+    fn a_sent_reparse_counts_as_held_until_a_sync_point_follows_it() {
+        let mut t = Tracker::default();
+        let mut held = HashMap::default();
+        held.insert("old".to_string(), 1);
+        assert_eq!(t.holds("old", &held), Holds::Version(Some(1)));
+        assert_eq!(t.holds("s1", &held), Holds::Version(None));
+        t.push(Pending::Parse {
+            frame: parse("s1"),
+            generation: 7,
+            injected: true,
+            verdict: None,
+        });
+        // The rest of the unit: the re-Parse is there (or an error skips all of it).
+        assert_eq!(t.holds("s1", &held), Holds::Version(Some(7)));
+        t.push(Pending::Sync);
+        // Past a sync point an error before it may have skipped it.
+        assert_eq!(t.holds("s1", &held), Holds::Unsure);
+        t.answered(btag::PARSE_COMPLETE, &mut held);
+        t.synced();
+        assert_eq!(t.holds("s1", &held), Holds::Version(Some(7)));
+        // The client's own Parse leaves the name as PostgreSQL would.
+        sent(&mut t, vec![parse("old")]);
+        assert_eq!(t.holds("old", &held), Holds::AsClientLeftIt);
+    }
+
+    #[test]
     fn batch_names_are_found_however_many() {
         let names: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
         let mut set = Names::default();
