@@ -527,13 +527,13 @@ impl Router {
     /// A backend carried out a Parse or Close of the client's: the name's verdict follows.
     pub fn settle(&mut self, op: Pending) {
         match &op {
-            Pending::Parse {
-                frame,
-                verdict: Some(v),
-                ..
-            } => {
+            Pending::Parse { frame, verdict, .. } => {
                 if let Ok(p) = decode_parse(&frame.body) {
-                    self.verdicts.insert(p.name.to_string(), v.clone());
+                    match verdict {
+                        Some(v) => self.verdicts.insert(p.name.to_string(), v.clone()),
+                        // Not classified (routing stopped early): no verdict, the primary.
+                        None => self.verdicts.remove(p.name),
+                    };
                 }
             }
             Pending::Close { frame, .. } => {
