@@ -547,3 +547,30 @@ async fn a_simple_query_pipelined_behind_a_failing_flush_batch_is_ignored() {
     assert_eq!(seen[1], "Z[I]", "{seen:?}");
     assert!(seen[2].contains("D[0]"), "{seen:?}");
 }
+
+/// A temp table created by a later statement of a multi-statement Query exists only on the
+/// primary: the session's reads stay there (else 42P01 on the replica).
+#[tokio::test]
+async fn a_temp_table_made_inside_a_multi_statement_query_keeps_reads_on_the_primary() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[wire::query(&format!(
+                    "UPDATE {t} SET v = 1; CREATE TEMP TABLE tmp_multi (id int); SELECT 1"
+                ))],
+                b'Z',
+            ),
+            step(
+                &[
+                    parse("", "SELECT count(*) FROM tmp_multi"),
+                    bind("", ""),
+                    execute(""),
+                    sync(),
+                ],
+                b'Z',
+            ),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert!(seen[1].contains("D[0]"), "{seen:?}");
+}
