@@ -421,3 +421,156 @@ async fn psycopg_pipeline_with_interleaved_writes_and_reads_commits_every_write(
         (2 * N, N * (N - 1))
     );
 }
+
+/// The proxy re-prepares `s1` on the primary inside a unit whose first batch fails: the
+/// client's own ParseComplete, answered before the error, still reaches it.
+#[tokio::test]
+async fn an_injected_parse_after_an_error_does_not_eat_the_clients_parse_complete() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[parse("s1", &format!("SELECT count(*) FROM {t}")), sync()],
+                b'Z',
+            ),
+            // Pipelined: the second request is sent before the first one's answers arrive.
+            step(
+                &[
+                    parse("s2", "SELECT 2"),
+                    execute("p3"),
+                    flush(),
+                    bind("", "s1"),
+                    sync(),
+                ],
+                b'Z',
+            ),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert_eq!(seen[1], "1 E[34000] Z[I]");
+}
+
+/// A statement re-prepared on the primary for a Flush-ended batch is there for the rest of
+/// the unit: it is not prepared twice (42P05) when the next batch follows at once.
+#[tokio::test]
+async fn a_statement_reprepared_in_a_unit_is_prepared_once() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[parse("s1", &format!("SELECT id, v FROM {t}")), sync()],
+                b'Z',
+            ),
+            step(
+                &[
+                    describe(b'S', "s1"),
+                    flush(),
+                    bind("", "s1"),
+                    execute(""),
+                    sync(),
+                ],
+                b'Z',
+            ),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert!(!seen[1].contains('E'), "{seen:?}");
+}
+
+/// A named statement the proxy prepared on a backend by itself (the client prepared it on
+/// the replica, then used it in a unit on the primary) is gone before another client gets
+/// that cached connection: the next client can prepare the same name.
+#[tokio::test]
+async fn a_reprepared_statement_does_not_outlive_its_session() {
+    let t = new_table().await;
+    wait_replica_caught_up().await;
+    let proxy = Proxy::start(&format!("{READS_ON_REPLICA}connection_cache = on\n"));
+    let mut w = Wire::connect(proxy.port, "postgres", "postgres").await;
+    w.send(&batch(&[parse("s1", "SELECT 1"), sync()])).await;
+    w.read_until_ready().await;
+    w.send(&batch(&[describe(b'S', "s1"), flush()])).await;
+    w.read_until(b'T').await;
+    w.send(&sync()).await;
+    w.read_until_ready().await;
+    w.terminate().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A write: it goes to the primary, and gets the connection cached there.
+    let mut w = Wire::connect(proxy.port, "postgres", "postgres").await;
+    let insert = format!("INSERT INTO {t} (v) VALUES (1)");
+    w.send(&batch(&[parse("s1", &insert), sync()])).await;
+    let seen = transcript(&w.read_until_ready().await);
+    assert_eq!(seen, "1 Z[I]");
+    w.terminate().await;
+}
+
+/// A Parse of a name that exists is rejected (42P05): the statement keeps its first text,
+/// and a later Bind runs where that text must run (here FOR UPDATE: on the primary).
+#[tokio::test]
+async fn a_rejected_parse_does_not_change_where_its_name_runs() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[
+                    parse("s3", &format!("SELECT v FROM {t} FOR UPDATE")),
+                    parse("s3", "SELECT 10"),
+                    sync(),
+                ],
+                b'Z',
+            ),
+            step(&[bind("", "s3"), execute(""), sync()], b'Z'),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert!(seen[0].contains("E[42P05]"), "{seen:?}");
+    assert!(!seen[1].contains('E'), "{seen:?}");
+}
+
+/// A simple Query pipelined right behind a Flush-ended batch that fails: PostgreSQL ignores
+/// it (it skips to Sync), and the proxy must not wait for its ReadyForQuery.
+#[tokio::test]
+async fn a_simple_query_pipelined_behind_a_failing_flush_batch_is_ignored() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[
+                    parse("", "SELECT 1/0"),
+                    bind("", ""),
+                    execute(""),
+                    flush(),
+                    wire::query("SELECT 42"),
+                ],
+                b'E',
+            ),
+            step(&[sync()], b'Z'),
+            step(&[wire::query(&format!("SELECT count(*) FROM {t}"))], b'Z'),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert_eq!(seen[1], "Z[I]", "{seen:?}");
+    assert!(seen[2].contains("D[0]"), "{seen:?}");
+}
+
+/// A temp table created by a later statement of a multi-statement Query exists only on the
+/// primary: the session's reads stay there (else 42P01 on the replica).
+#[tokio::test]
+async fn a_temp_table_made_inside_a_multi_statement_query_keeps_reads_on_the_primary() {
+    let steps = |t: &str| {
+        vec![
+            step(
+                &[wire::query(&format!(
+                    "UPDATE {t} SET v = 1; CREATE TEMP TABLE tmp_multi (id int); SELECT 1"
+                ))],
+                b'Z',
+            ),
+            step(
+                &[
+                    parse("", "SELECT count(*) FROM tmp_multi"),
+                    bind("", ""),
+                    execute(""),
+                    sync(),
+                ],
+                b'Z',
+            ),
+        ]
+    };
+    let (seen, _) = same_as_postgres(READS_ON_REPLICA, &steps).await;
+    assert!(seen[1].contains("D[0]"), "{seen:?}");
+}

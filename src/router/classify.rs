@@ -238,16 +238,15 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     stmt.writes = is_writing(&facts.kind);
     stmt.changes_catalog = changes_catalog(sql, first, &facts);
     stmt.pins_session = sets_state_elsewhere(&facts, stmt.multi);
-    // Temporary tables made by any statement of the text: later reads of them must find
-    // the primary (the text itself goes there, being several statements).
-    let mut later_temps = Vec::new();
+    let mut later_temp = Vec::new();
     if stmt.multi {
         for p in &parts[1..] {
-            let other = fast::classify_tokens(sql, p, nesting);
+            let mut other = fast::classify_tokens(sql, p, nesting);
+            // A temp table made anywhere in the text exists only where the text ran.
+            later_temp.append(&mut other.creates_temp);
             stmt.writes |= is_writing(&other.kind);
             stmt.changes_catalog |= changes_catalog(sql, p, &other);
             stmt.pins_session |= sets_state_elsewhere(&other, true);
-            later_temps.extend(other.creates_temp);
         }
         if matches!(facts.kind, StmtKind::Admin(_)) {
             return (stmt, facts.literal_names); // admin commands are only answered alone
@@ -257,7 +256,7 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     stmt.functions = facts.functions;
     stmt.relations = facts.relations;
     stmt.creates_temp = facts.creates_temp;
-    stmt.creates_temp.extend(later_temps);
+    stmt.creates_temp.append(&mut later_temp);
     (stmt, facts.literal_names)
 }
 

@@ -51,8 +51,12 @@ pub struct Router {
     classifier: Arc<Classifier>,
     rcfg: Arc<RouterConfig>,
     policy: SessionRouting,
-    /// Verdicts of the client's named statements (extended protocol), by name.
+    /// Verdicts of the client's statements (extended protocol), by name: the one of the
+    /// Parse the server accepted (see [`Router::settle`]); meanwhile the one of a Parse sent
+    /// that PostgreSQL cannot refuse for its name.
     verdicts: HashMap<String, Arc<Statement>>,
+    /// Verdicts of the Parses of the request being routed, in order.
+    parse_verdicts: Vec<Arc<Statement>>,
     /// Statements of the request being routed, handed to the slot that runs it.
     current: Stmts,
     /// A session-state change the proxy cannot mirror (e.g. SET via the extended
@@ -97,6 +101,7 @@ impl Router {
             rcfg,
             policy,
             verdicts: HashMap::default(),
+            parse_verdicts: Vec::new(),
             current: Stmts::new(),
             pinned: false,
             lookups: Questions::default(),
@@ -110,6 +115,7 @@ impl Router {
     /// Picks the backend for `req`. `in_txn`: the primary is inside a transaction.
     pub fn route(&mut self, ctx: &Context, req: &Request, in_txn: bool) -> Target {
         self.current.clear();
+        self.parse_verdicts.clear();
         self.lookups.clear();
         self.last_reason = "primary_default";
         let target = self.route_inner(ctx, req, in_txn);
@@ -290,6 +296,9 @@ impl Router {
     fn route_batch(&mut self, ctx: &Context, frames: &[Frame]) -> PolicyTarget {
         // Portals bound in this batch (a handful at most: a list beats a map).
         let mut portals: smallvec::SmallVec<[(&str, Arc<Statement>); 4]> = Default::default();
+        // Statements parsed in this batch: a Bind after them uses theirs (were a Parse
+        // refused, the server skips the rest of the batch anyway).
+        let mut parsed_here: smallvec::SmallVec<[(&str, Arc<Statement>); 4]> = Default::default();
         let mut target: Option<PolicyTarget> = None;
         let mut parsed: Option<Arc<Statement>> = None;
         for f in frames {
@@ -308,14 +317,20 @@ impl Router {
                         // Session state set with parameters cannot be replayed elsewhere.
                         self.pinned = true;
                     }
-                    self.verdicts.insert(p.name.to_string(), stmt.clone());
+                    self.parse_verdicts.push(stmt.clone());
+                    parsed_here.retain(|(n, _)| *n != p.name);
+                    parsed_here.push((p.name, stmt.clone()));
                     parsed = Some(stmt);
                 }
                 tag::BIND => {
                     let Ok(b) = decode_bind(&f.body) else {
                         return PolicyTarget::Primary;
                     };
-                    match self.verdicts.get(b.statement) {
+                    let here = parsed_here.iter().find(|(n, _)| *n == b.statement);
+                    match here
+                        .map(|(_, s)| s)
+                        .or_else(|| self.verdicts.get(b.statement))
+                    {
                         Some(s) => {
                             portals.retain(|(p, _)| *p != b.portal);
                             portals.push((b.portal, s.clone()));
@@ -462,7 +477,9 @@ impl Router {
     /// statements wait for their answers there, and an open implicit transaction (a batch
     /// not ended by Sync) keeps what follows on `node`.
     pub fn sent(&mut self, req: &Request, ready: usize, node: usize, slot: &mut Slot) {
-        self.registry.track(req, ready, slot);
+        self.note_sent_verdicts(req);
+        let verdicts = std::mem::take(&mut self.parse_verdicts);
+        self.registry.track(req, ready, slot, verdicts);
         if ready > 0 {
             self.open_unit = None;
         } else if let Request::Extended { .. } = req {
@@ -470,8 +487,64 @@ impl Router {
         }
     }
 
-    /// A backend carried out a Parse or Close of the client's.
+    /// Until their answers settle them, the batch's Parses give their names a verdict when
+    /// PostgreSQL cannot refuse them for the name: the first Parse of a name that does not
+    /// exist (or was closed earlier in the batch), and any of the unnamed statement.
+    fn note_sent_verdicts(&mut self, req: &Request) {
+        let Request::Extended { frames, .. } = req else {
+            return;
+        };
+        let mut verdicts = self.parse_verdicts.iter();
+        let mut exists: smallvec::SmallVec<[(&str, bool); 4]> = Default::default();
+        for f in frames {
+            let (name, parse) = match f.tag {
+                tag::PARSE => match decode_parse(&f.body) {
+                    Ok(p) => (p.name, true),
+                    Err(_) => return,
+                },
+                tag::CLOSE => match protocol::decode_target(&f.body, "Close") {
+                    Ok((protocol::Target::Statement, n)) => (n, false),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            let known = exists.iter().find(|(n, _)| *n == name).map(|(_, e)| *e);
+            let existed = known.unwrap_or_else(|| self.registry.contains(name));
+            exists.retain(|(n, _)| *n != name);
+            exists.push((name, parse));
+            if !parse {
+                continue;
+            }
+            let Some(verdict) = verdicts.next() else {
+                return;
+            };
+            if name.is_empty() || !existed {
+                self.verdicts.insert(name.to_string(), verdict.clone());
+            }
+        }
+    }
+
+    /// A backend carried out a Parse or Close of the client's: the name's verdict follows.
     pub fn settle(&mut self, op: Pending) {
+        match &op {
+            Pending::Parse { frame, verdict, .. } => {
+                if let Ok(p) = decode_parse(&frame.body) {
+                    match verdict {
+                        Some(v) => self.verdicts.insert(p.name.to_string(), v.clone()),
+                        // Not classified (routing stopped early): no verdict, the primary.
+                        None => self.verdicts.remove(p.name),
+                    };
+                }
+            }
+            Pending::Close { frame, .. } => {
+                if let Ok((protocol::Target::Statement, name)) =
+                    protocol::decode_target(&frame.body, "Close")
+                {
+                    self.verdicts.remove(name);
+                }
+            }
+            _ => {}
+        }
         self.registry.settle(op);
     }
 

@@ -28,20 +28,19 @@ pub struct Slot {
     pub outstanding: usize,
     /// Body bytes of an opaque message still to copy through.
     passthrough: usize,
-    /// Tags of answers to requests the proxy injected (re-Parse, Close), dropped in order.
-    /// One segment per ReadyForQuery still due (plus the open one at the back, for requests
-    /// not ended by Sync yet). A segment ends at its RFQ, so what an error leaves unanswered
-    /// in one request never eats another request's answers.
-    swallow: VecDeque<VecDeque<u8>>,
     /// Named statements prepared on this backend, by the session's generation number.
     pub prepared: HashMap<String, u64>,
-    /// Parses and Closes sent here, until the server answers them.
+    /// Parses and Closes sent here, until the server answers them; it also tells which
+    /// answers belong to the proxy's own re-Parses and Closes (dropped, not relayed).
     pub stmts: super::statements::Tracker,
     /// Messages went here since the last sync point (a batch ended by Flush): the backend
     /// holds an open implicit transaction even though its last ReadyForQuery said idle.
     pub unsynced: bool,
     /// An error answered a Flush-ended batch: the server ignores everything up to Sync.
     pub skipping: bool,
+    /// Answers still due to the open unit's Flush-ended batches, one per message that gets
+    /// an answer of its own; counted down once nothing awaiting a ReadyForQuery is ahead.
+    unit_due: usize,
     /// Statements of the Flush-ended batches of that open unit, reported with its Sync.
     pub unit_stmts: Stmts,
     /// The backend sent a FATAL error and will close.
@@ -99,11 +98,11 @@ impl Slot {
             bout: BytesMut::new(),
             outstanding: 0,
             passthrough: 0,
-            swallow: VecDeque::from([VecDeque::new()]),
             prepared: HashMap::default(),
             stmts: Default::default(),
             unsynced: false,
             skipping: false,
+            unit_due: 0,
             unit_stmts: Stmts::new(),
             fatal: false,
             dirty: false,
@@ -131,21 +130,6 @@ impl Slot {
         self.passthrough > 0
     }
 
-    /// The answer (`tag`) to a message the proxy put in front of the request being sent:
-    /// it is dropped instead of reaching the client.
-    pub fn expect_injected(&mut self, tag: u8) {
-        if let Some(open) = self.swallow.back_mut() {
-            open.push_back(tag);
-        }
-    }
-
-    /// A request that ends with `n` ReadyForQuery messages was sent: close its segment(s).
-    pub fn sent_request(&mut self, n: usize) {
-        for _ in 0..n {
-            self.swallow.push_back(VecDeque::new());
-        }
-    }
-
     /// Nothing sent to this backend is still unanswered.
     pub fn idle(&self) -> bool {
         self.outstanding == 0 && self.bout.is_empty() && self.passthrough == 0 && !self.in_copy
@@ -161,6 +145,21 @@ impl Slot {
         }
     }
 
+    /// A Flush-ended batch went here with `messages` messages that each get an answer (the
+    /// proxy's re-Parses included); while the server skips to Sync it answers none.
+    pub fn flush_batch_sent(&mut self, messages: usize) {
+        if !self.skipping {
+            self.unit_due += messages;
+        }
+    }
+
+    /// A simple Query or FunctionCall must not go here yet: a Flush-ended batch ahead of it
+    /// may still fail, and then the server ignores it (no ReadyForQuery), which the proxy
+    /// can only know once that batch has answered.
+    pub fn unit_unsettled(&self) -> bool {
+        self.unsynced && (self.outstanding > 0 || self.unit_due > 0)
+    }
+
     /// Keeps the open implicit transaction's books: a Flush-ended batch opens or extends it
     /// and its statements wait; a request that ends in ReadyForQuery closes it and reports
     /// them with its own.
@@ -168,6 +167,8 @@ impl Slot {
         if ready > 0 {
             self.unsynced = false;
             self.skipping = false;
+            // Whatever the unit's batches still answer comes before this request's own.
+            self.unit_due = 0;
             if self.unit_stmts.is_empty() {
                 return stmts;
             }
@@ -222,6 +223,7 @@ impl Slot {
                 tag,
                 btag::DATA_ROW | btag::COPY_DATA | btag::ROW_DESCRIPTION
             ) {
+                unit_answered(&mut self.unit_due, self.outstanding, tag);
                 self.passthrough = total;
                 continue;
             }
@@ -231,13 +233,14 @@ impl Slot {
             }
             // Looked at in place: copied to `out` (or dropped), then consumed.
             let body = &rbuf[HEADER_LEN..total];
-            if let Some(seg) = self.swallow.front_mut() {
-                if seg.front() == Some(&tag) {
-                    seg.pop_front();
-                    self.stmts.answered(tag, &mut self.prepared);
-                    rbuf.advance(total);
-                    continue;
-                }
+            unit_answered(&mut self.unit_due, self.outstanding, tag);
+            // ParseComplete and CloseComplete answer the oldest Parse or Close still pending,
+            // in order: one the proxy injected is dropped.
+            if matches!(tag, btag::PARSE_COMPLETE | btag::CLOSE_COMPLETE)
+                && self.stmts.answered(tag, &mut self.prepared)
+            {
+                rbuf.advance(total);
+                continue;
             }
             let mut forward = true;
             match tag {
@@ -245,7 +248,6 @@ impl Slot {
                     self.outstanding = self.outstanding.saturating_sub(1);
                     self.conn.txn_status = decode_ready(body).unwrap_or(b'I');
                     self.in_copy = false;
-                    end_swallow_segment(&mut self.swallow);
                     self.stmts.synced();
                     if let Some((stmts, failed)) = self.inflight.pop_front() {
                         self.done.push((stmts, !failed, self.conn.txn_status));
@@ -270,11 +272,7 @@ impl Slot {
                     // Flush-ended batch.
                     if self.unsynced && self.outstanding == 0 {
                         self.skipping = true;
-                    }
-                    // After an error the server skips to Sync: this request's injected
-                    // answers won't come.
-                    if let Some(seg) = self.swallow.front_mut() {
-                        seg.clear();
+                        self.unit_due = 0;
                     }
                     self.in_copy = false;
                     if let Some(front) = self.inflight.front_mut() {
@@ -298,9 +296,6 @@ impl Slot {
                     }
                 }
                 btag::COPY_IN | btag::COPY_BOTH => self.in_copy = true,
-                btag::PARSE_COMPLETE | btag::CLOSE_COMPLETE => {
-                    self.stmts.answered(tag, &mut self.prepared)
-                }
                 _ => {}
             }
             if forward {
@@ -360,11 +355,21 @@ impl Slot {
     }
 }
 
-/// A ReadyForQuery ends the front request: what it left of its injected answers goes.
-fn end_swallow_segment(swallow: &mut VecDeque<VecDeque<u8>>) {
-    if swallow.len() > 1 {
-        swallow.pop_front();
-    } else if let Some(only) = swallow.front_mut() {
-        only.clear();
+/// Counts down the open unit's answers (`due`): `tag` ends the answer to one message of a
+/// Flush-ended batch when nothing awaiting a ReadyForQuery is ahead of it (`outstanding`).
+fn unit_answered(due: &mut usize, outstanding: usize, tag: u8) {
+    let ends_one = matches!(
+        tag,
+        btag::PARSE_COMPLETE
+            | btag::BIND_COMPLETE
+            | btag::CLOSE_COMPLETE
+            | btag::NO_DATA
+            | btag::ROW_DESCRIPTION
+            | btag::COMMAND_COMPLETE
+            | btag::EMPTY_QUERY
+            | btag::PORTAL_SUSPENDED
+    );
+    if ends_one && outstanding == 0 {
+        *due = due.saturating_sub(1);
     }
 }

@@ -4,6 +4,7 @@
 //! The session keeps each statement's Parse so a backend that lacks it gets it first.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use foldhash::{HashMap, HashSet};
@@ -11,6 +12,7 @@ use foldhash::{HashMap, HashSet};
 use super::request::Request;
 use super::slot::Slot;
 use crate::protocol::{self, btag, decode_bind, decode_parse, decode_target, tag, Frame};
+use crate::router::Statement;
 
 /// A statement the server prepared for the client.
 struct Prepared {
@@ -30,16 +32,30 @@ pub struct Registry {
 pub enum Pending {
     /// `injected`: the proxy's own re-prepare; it changes what the backend holds, not what
     /// the client has.
+    /// `verdict`: how the router classified a client's Parse; it is the name's verdict
+    /// once the server accepted the Parse.
     Parse {
         frame: Frame,
         generation: u64,
         injected: bool,
+        verdict: Option<Arc<Statement>>,
     },
     Close {
         frame: Frame,
         injected: bool,
     },
     Sync,
+}
+
+/// What a backend holds (or will, once it answered what was sent) under a statement name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Holds {
+    /// The statement of that generation, or none.
+    Version(Option<u64>),
+    /// What the client's own pending Parse or Close of the name leaves.
+    AsClientLeftIt,
+    /// The proxy's own Parse or Close of it may have been skipped by an error.
+    Unsure,
 }
 
 /// What one backend was asked to prepare or close and has not answered yet, in order, and
@@ -53,21 +69,22 @@ pub struct Tracker {
 
 impl Tracker {
     /// The backend answered with `tag`: a ParseComplete or CloseComplete settles the oldest
-    /// Parse or Close still pending; `prepared` (what the backend holds) follows.
-    pub fn answered(&mut self, tag: u8, prepared: &mut HashMap<String, u64>) {
+    /// Parse or Close still pending; `prepared` (what the backend holds) follows. True when
+    /// that Parse or Close was the proxy's own: its answer is not the client's.
+    pub fn answered(&mut self, tag: u8, prepared: &mut HashMap<String, u64>) -> bool {
         let parse = match tag {
             btag::PARSE_COMPLETE => true,
             btag::CLOSE_COMPLETE => false,
-            _ => return,
+            _ => return false,
         };
         while let Some(front) = self.pending.front() {
             let matches = match front {
-                Pending::Sync => return,
+                Pending::Sync => return false,
                 Pending::Parse { .. } => parse,
                 Pending::Close { .. } => !parse,
             };
             let Some(op) = self.pending.pop_front() else {
-                return;
+                return false;
             };
             if !matches {
                 continue; // not answered in order: the server skipped it
@@ -77,6 +94,7 @@ impl Tracker {
                     frame,
                     generation,
                     injected,
+                    ..
                 } => {
                     if let Ok(p) = decode_parse(&frame.body) {
                         prepared.insert(p.name.to_string(), *generation);
@@ -96,8 +114,9 @@ impl Tracker {
             if client_op {
                 self.settled.push(op);
             }
-            return;
+            return !client_op;
         }
+        false
     }
 
     /// A ReadyForQuery: what its request asked and got no answer for never happened.
@@ -107,6 +126,54 @@ impl Tracker {
                 return;
             }
         }
+    }
+
+    /// What this backend will hold under `name` once it has answered what was sent: the
+    /// statements it confirmed, changed by the newest Parse or Close of the name still
+    /// pending. An injected one counts as carried out while no sync point follows it (were it
+    /// skipped, an error came first and the server skips everything after it up to that sync
+    /// point); past a sync point it may have been skipped.
+    pub fn holds(&self, name: &str, prepared: &HashMap<String, u64>) -> Holds {
+        let mut sync_after = false;
+        for op in self.pending.iter().rev() {
+            let (of_name, generation, injected) = match op {
+                Pending::Sync => {
+                    sync_after = true;
+                    continue;
+                }
+                Pending::Parse {
+                    frame,
+                    generation,
+                    injected,
+                    ..
+                } => (
+                    decode_parse(&frame.body).is_ok_and(|p| p.name == name),
+                    Some(*generation),
+                    *injected,
+                ),
+                Pending::Close { frame, injected } => (
+                    matches!(decode_target(&frame.body, "Close"),
+                        Ok((protocol::Target::Statement, n)) if n == name),
+                    None,
+                    *injected,
+                ),
+            };
+            if !of_name {
+                continue;
+            }
+            return match (injected, sync_after) {
+                // Whatever the client's message does there, PostgreSQL does the same.
+                (false, _) => Holds::AsClientLeftIt,
+                (true, false) => Holds::Version(generation),
+                (true, true) => Holds::Unsure,
+            };
+        }
+        Holds::Version(prepared.get(name).copied())
+    }
+
+    /// Parses, Closes and sync points sent and not answered yet.
+    pub fn pending_ops(&self) -> usize {
+        self.pending.len()
     }
 
     fn push(&mut self, op: Pending) {
@@ -120,6 +187,11 @@ impl Registry {
             statements: HashMap::default(),
             next_generation: 1,
         }
+    }
+
+    /// Whether the server prepared a statement `name` for the client (and has not closed it).
+    pub fn contains(&self, name: &str) -> bool {
+        self.statements.contains_key(name)
     }
 
     /// Applies what a backend carried out (see [`Tracker::settled`]).
@@ -150,8 +222,15 @@ impl Registry {
     }
 
     /// `req` goes to `slot`, to be answered with `ready` ReadyForQuery: its Parses and
-    /// Closes wait there for their answers.
-    pub fn track(&mut self, req: &Request, ready: usize, slot: &mut Slot) {
+    /// Closes wait there for their answers. `verdicts`: the router's, one per Parse.
+    pub fn track(
+        &mut self,
+        req: &Request,
+        ready: usize,
+        slot: &mut Slot,
+        verdicts: Vec<Arc<Statement>>,
+    ) {
+        let mut verdicts = verdicts.into_iter();
         if let Request::Extended { frames, .. } = req {
             for f in frames {
                 match f.tag {
@@ -162,6 +241,7 @@ impl Registry {
                             frame: f.clone(),
                             generation,
                             injected: false,
+                            verdict: verdicts.next(),
                         });
                     }
                     tag::CLOSE => slot.stmts.push(Pending::Close {
@@ -197,18 +277,24 @@ impl Registry {
                     if !fresh {
                         continue;
                     }
-                    let held = slot.prepared.get(p.name);
-                    match self.statements.get(p.name) {
+                    let held = slot.stmts.holds(p.name, &slot.prepared);
+                    match (self.statements.get(p.name), held) {
+                        // The client's own Parse or Close of it is on its way there.
+                        (_, Holds::AsClientLeftIt) => {}
                         // PostgreSQL refuses a Parse of a name that exists (42P05): this
                         // backend gets the existing statement first, so it refuses too.
-                        Some(existing) if held != Some(&existing.generation) => {
-                            if held.is_some() {
+                        (Some(existing), held)
+                            if held != Holds::Version(Some(existing.generation)) =>
+                        {
+                            if held != Holds::Version(None) {
                                 inject_close(&mut inject, slot, p.name);
                             }
                             inject_parse(&mut inject, slot, existing);
                         }
                         // A name the client closed earlier may linger on this backend.
-                        None if held.is_some() => inject_close(&mut inject, slot, p.name),
+                        (None, held) if held != Holds::Version(None) => {
+                            inject_close(&mut inject, slot, p.name)
+                        }
                         _ => {}
                     }
                     None
@@ -227,11 +313,13 @@ impl Registry {
             let Some(p) = self.statements.get(name) else {
                 continue; // unknown: the server answers 26000 itself
             };
-            if slot.prepared.get(name) == Some(&p.generation) {
-                continue;
-            }
-            if slot.prepared.contains_key(name) && !name.is_empty() {
-                inject_close(&mut inject, slot, name);
+            let held = slot.stmts.holds(name, &slot.prepared);
+            match held {
+                Holds::AsClientLeftIt => continue,
+                Holds::Version(Some(g)) if g == p.generation => continue,
+                Holds::Version(None) => {}
+                _ if name.is_empty() => {} // a Parse of the unnamed one replaces it
+                _ => inject_close(&mut inject, slot, name),
             }
             inject_parse(&mut inject, slot, p);
             parsed_here.insert(name);
@@ -270,11 +358,13 @@ impl<'a> Names<'a> {
 /// Prepares `p` on `slot` ahead of the client's messages; the answer is dropped.
 fn inject_parse(inject: &mut BytesMut, slot: &mut Slot, p: &Prepared) {
     p.parse.encode(inject);
-    slot.expect_injected(btag::PARSE_COMPLETE);
+    // A named statement outlives the session: the next client must not find it there.
+    slot.dirty |= decode_parse(&p.parse.body).map_or(true, |p| !p.name.is_empty());
     slot.stmts.push(Pending::Parse {
         frame: p.parse.clone(),
         generation: p.generation,
         injected: true,
+        verdict: None,
     });
 }
 
@@ -283,7 +373,6 @@ fn inject_close(inject: &mut BytesMut, slot: &mut Slot, name: &str) {
     let start = inject.len();
     protocol::close(inject, protocol::Target::Statement, name);
     let frame = Frame::new(tag::CLOSE, inject[start + 5..].to_vec());
-    slot.expect_injected(btag::CLOSE_COMPLETE);
     slot.stmts.push(Pending::Close {
         frame,
         injected: true,
@@ -311,6 +400,7 @@ mod tests {
                     frame: f,
                     generation: i as u64 + 1,
                     injected: false,
+                    verdict: None,
                 },
                 _ => Pending::Close {
                     frame: f,
@@ -319,6 +409,32 @@ mod tests {
             });
         }
         t.push(Pending::Sync);
+    }
+
+    #[test]
+    fn a_sent_reparse_counts_as_held_until_a_sync_point_follows_it() {
+        let mut t = Tracker::default();
+        let mut held = HashMap::default();
+        held.insert("old".to_string(), 1);
+        assert_eq!(t.holds("old", &held), Holds::Version(Some(1)));
+        assert_eq!(t.holds("s1", &held), Holds::Version(None));
+        t.push(Pending::Parse {
+            frame: parse("s1"),
+            generation: 7,
+            injected: true,
+            verdict: None,
+        });
+        // The rest of the unit: the re-Parse is there (or an error skips all of it).
+        assert_eq!(t.holds("s1", &held), Holds::Version(Some(7)));
+        t.push(Pending::Sync);
+        // Past a sync point an error before it may have skipped it.
+        assert_eq!(t.holds("s1", &held), Holds::Unsure);
+        t.answered(btag::PARSE_COMPLETE, &mut held);
+        t.synced();
+        assert_eq!(t.holds("s1", &held), Holds::Version(Some(7)));
+        // The client's own Parse leaves the name as PostgreSQL would.
+        sent(&mut t, vec![parse("old")]);
+        assert_eq!(t.holds("old", &held), Holds::AsClientLeftIt);
     }
 
     #[test]

@@ -191,7 +191,16 @@ impl Relay {
             .as_mut()
             .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
         let n = slot.ready_due(&req);
+        let injected_before = slot.stmts.pending_ops();
         self.router.prepare_for(&req, slot);
+        if let Request::Extended {
+            frames,
+            sync: false,
+        } = &req
+        {
+            let answered = frames.iter().filter(|f| answers_on_its_own(f.tag)).count();
+            slot.flush_batch_sent(answered + slot.stmts.pending_ops() - injected_before);
+        }
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
         crate::session::logstmt::log_sent(&self.ctx, &slot.conn, &req);
@@ -211,7 +220,6 @@ impl Relay {
             slot.sent_at.push_back(now);
         }
         slot.outstanding += n;
-        slot.sent_request(n);
         req.encode(&mut slot.bout);
         if let Some(watch) = slot.replica.as_mut() {
             watch.sent(&req);
@@ -219,4 +227,14 @@ impl Relay {
         self.router.sent(&req, n, node, slot);
         Ok(())
     }
+}
+
+/// Whether a message of an extended batch gets an answer of its own (Flush and Sync do
+/// not: Sync's is the ReadyForQuery).
+fn answers_on_its_own(t: u8) -> bool {
+    use crate::protocol::tag;
+    matches!(
+        t,
+        tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE
+    )
 }

@@ -432,6 +432,11 @@ impl Relay {
             if node != self.active && !self.active_idle() {
                 return Ok(()); // answers still due from the active backend
             }
+            if matches!(req, Request::Simple(_) | Request::FunctionCall(_))
+                && self.slots[node].as_ref().is_some_and(Slot::unit_unsettled)
+            {
+                return Ok(()); // whether the server runs or ignores it is not known yet
+            }
             if let Some(e) = crate::replication::primary_moved(&self.ctx, self.primary()) {
                 if self.between_transactions() {
                     return Err(SessionError::Client(e));
