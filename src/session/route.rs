@@ -467,19 +467,24 @@ impl Router {
         }
     }
 
-    /// Before an extended batch goes to `slot`: statements it needs that the backend lacks
-    /// are prepared there first.
-    pub fn prepare_for(&self, req: &Request, slot: &mut Slot) {
-        self.registry.prepare_for(req, slot);
+    /// Writes `req` to `slot`: an extended batch with the statements it needs that the
+    /// backend lacks prepared right before the messages that need them. Returns how many
+    /// messages the proxy added.
+    pub fn write_request(&mut self, req: &Request, slot: &mut Slot) -> usize {
+        let Request::Extended { frames, .. } = req else {
+            req.encode(&mut slot.bout);
+            return 0;
+        };
+        self.note_sent_verdicts(req);
+        let verdicts = std::mem::take(&mut self.parse_verdicts);
+        self.registry.write_batch(frames, slot, verdicts)
     }
 
     /// `req` went to `node` (on `slot`), to be answered with `ready` ReadyForQuery: its
     /// statements wait for their answers there, and an open implicit transaction (a batch
     /// not ended by Sync) keeps what follows on `node`.
     pub fn sent(&mut self, req: &Request, ready: usize, node: usize, slot: &mut Slot) {
-        self.note_sent_verdicts(req);
-        let verdicts = std::mem::take(&mut self.parse_verdicts);
-        self.registry.track(req, ready, slot, verdicts);
+        self.registry.track_syncs(ready, slot);
         if ready > 0 {
             self.open_unit = None;
         } else if let Request::Extended { .. } = req {

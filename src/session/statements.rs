@@ -9,7 +9,6 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use foldhash::{HashMap, HashSet};
 
-use super::request::Request;
 use super::slot::Slot;
 use crate::protocol::{self, btag, decode_bind, decode_parse, decode_target, tag, Frame};
 use crate::router::Statement;
@@ -221,110 +220,121 @@ impl Registry {
         }
     }
 
-    /// `req` goes to `slot`, to be answered with `ready` ReadyForQuery: its Parses and
-    /// Closes wait there for their answers. `verdicts`: the router's, one per Parse.
-    pub fn track(
-        &mut self,
-        req: &Request,
-        ready: usize,
-        slot: &mut Slot,
-        verdicts: Vec<Arc<Statement>>,
-    ) {
-        let mut verdicts = verdicts.into_iter();
-        if let Request::Extended { frames, .. } = req {
-            for f in frames {
-                match f.tag {
-                    tag::PARSE => {
-                        let generation = self.next_generation;
-                        self.next_generation += 1;
-                        slot.stmts.push(Pending::Parse {
-                            frame: f.clone(),
-                            generation,
-                            injected: false,
-                            verdict: verdicts.next(),
-                        });
-                    }
-                    tag::CLOSE => slot.stmts.push(Pending::Close {
-                        frame: f.clone(),
-                        injected: false,
-                    }),
-                    _ => {}
-                }
-            }
-        }
+    /// A request ended by `ready` sync points went to `slot`: what is still unanswered of it
+    /// when those arrive was skipped.
+    pub fn track_syncs(&mut self, ready: usize, slot: &mut Slot) {
         for _ in 0..ready {
             slot.stmts.push(Pending::Sync);
         }
     }
 
-    /// Before an extended batch goes to `slot`: statements it binds or describes but that
-    /// backend has not prepared (or holds an older version of) are prepared first, and the
-    /// answers to those injected messages are dropped.
-    pub fn prepare_for(&self, req: &Request, slot: &mut Slot) {
-        let Request::Extended { frames, .. } = req else {
-            return;
-        };
+    /// Writes an extended batch to `slot`. A statement the batch binds or describes but that
+    /// backend has not prepared (or holds an older version of) is prepared right before the
+    /// message that needs it — so an error earlier in the batch skips it, as PostgreSQL
+    /// skips the client's own messages — and the answers to those injected messages are
+    /// dropped. Every Parse and Close, the client's and the proxy's, waits for its answer
+    /// in wire order. `verdicts`: the router's, one per client Parse. Returns how many
+    /// messages the proxy added.
+    pub fn write_batch(
+        &mut self,
+        frames: &[Frame],
+        slot: &mut Slot,
+        verdicts: Vec<Arc<Statement>>,
+    ) -> usize {
+        let mut verdicts = verdicts.into_iter();
         let mut inject = BytesMut::new();
+        let mut injected = 0;
         let mut parsed_here = Names::default();
         for f in frames {
-            let needed = match f.tag {
+            let before = slot.stmts.pending_ops();
+            self.inject_needed(f, slot, &mut parsed_here, &mut inject);
+            injected += slot.stmts.pending_ops() - before;
+            slot.bout.extend_from_slice(&inject);
+            inject.clear();
+            match f.tag {
                 tag::PARSE => {
-                    let Ok(p) = decode_parse(&f.body) else {
-                        continue;
-                    };
-                    let fresh = !p.name.is_empty() && !parsed_here.contains(p.name);
-                    parsed_here.insert(p.name);
-                    if !fresh {
-                        continue;
-                    }
-                    let held = slot.stmts.holds(p.name, &slot.prepared);
-                    match (self.statements.get(p.name), held) {
-                        // The client's own Parse or Close of it is on its way there.
-                        (_, Holds::AsClientLeftIt) => {}
-                        // PostgreSQL refuses a Parse of a name that exists (42P05): this
-                        // backend gets the existing statement first, so it refuses too.
-                        (Some(existing), held)
-                            if held != Holds::Version(Some(existing.generation)) =>
-                        {
-                            if held != Holds::Version(None) {
-                                inject_close(&mut inject, slot, p.name);
-                            }
-                            inject_parse(&mut inject, slot, existing);
-                        }
-                        // A name the client closed earlier may linger on this backend.
-                        (None, held) if held != Holds::Version(None) => {
-                            inject_close(&mut inject, slot, p.name)
-                        }
-                        _ => {}
-                    }
-                    None
+                    let generation = self.next_generation;
+                    self.next_generation += 1;
+                    slot.stmts.push(Pending::Parse {
+                        frame: f.clone(),
+                        generation,
+                        injected: false,
+                        verdict: verdicts.next(),
+                    });
                 }
-                tag::BIND => decode_bind(&f.body).ok().map(|b| b.statement),
-                tag::DESCRIBE => match decode_target(&f.body, "Describe") {
-                    Ok((protocol::Target::Statement, name)) => Some(name),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let Some(name) = needed else { continue };
-            if parsed_here.contains(name) {
-                continue;
+                tag::CLOSE => slot.stmts.push(Pending::Close {
+                    frame: f.clone(),
+                    injected: false,
+                }),
+                _ => {}
             }
-            let Some(p) = self.statements.get(name) else {
-                continue; // unknown: the server answers 26000 itself
-            };
-            let held = slot.stmts.holds(name, &slot.prepared);
-            match held {
-                Holds::AsClientLeftIt => continue,
-                Holds::Version(Some(g)) if g == p.generation => continue,
-                Holds::Version(None) => {}
-                _ if name.is_empty() => {} // a Parse of the unnamed one replaces it
-                _ => inject_close(&mut inject, slot, name),
-            }
-            inject_parse(&mut inject, slot, p);
-            parsed_here.insert(name);
+            f.encode(&mut slot.bout);
         }
-        slot.bout.extend_from_slice(&inject);
+        injected
+    }
+
+    /// What `f` needs on `slot` first (see [`Registry::write_batch`]), written to `inject`.
+    fn inject_needed<'a>(
+        &self,
+        f: &'a Frame,
+        slot: &mut Slot,
+        parsed_here: &mut Names<'a>,
+        inject: &mut BytesMut,
+    ) {
+        let needed = match f.tag {
+            tag::PARSE => {
+                let Ok(p) = decode_parse(&f.body) else {
+                    return;
+                };
+                let fresh = !p.name.is_empty() && !parsed_here.contains(p.name);
+                parsed_here.insert(p.name);
+                if !fresh {
+                    return;
+                }
+                let held = slot.stmts.holds(p.name, &slot.prepared);
+                match (self.statements.get(p.name), held) {
+                    // The client's own Parse or Close of it is on its way there.
+                    (_, Holds::AsClientLeftIt) => {}
+                    // PostgreSQL refuses a Parse of a name that exists (42P05): this
+                    // backend gets the existing statement first, so it refuses too.
+                    (Some(existing), held) if held != Holds::Version(Some(existing.generation)) => {
+                        if held != Holds::Version(None) {
+                            inject_close(inject, slot, p.name);
+                        }
+                        inject_parse(inject, slot, existing);
+                    }
+                    // A name the client closed earlier may linger on this backend.
+                    (None, held) if held != Holds::Version(None) => {
+                        inject_close(inject, slot, p.name)
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            tag::BIND => decode_bind(&f.body).ok().map(|b| b.statement),
+            tag::DESCRIBE => match decode_target(&f.body, "Describe") {
+                Ok((protocol::Target::Statement, name)) => Some(name),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(name) = needed else { return };
+        if parsed_here.contains(name) {
+            return;
+        }
+        let Some(p) = self.statements.get(name) else {
+            return; // unknown: the server answers 26000 itself
+        };
+        let held = slot.stmts.holds(name, &slot.prepared);
+        match held {
+            Holds::AsClientLeftIt => return,
+            Holds::Version(Some(g)) if g == p.generation => return,
+            Holds::Version(None) => {}
+            _ if name.is_empty() => {} // a Parse of the unnamed one replaces it
+            _ => inject_close(inject, slot, name),
+        }
+        inject_parse(inject, slot, p);
+        parsed_here.insert(name);
     }
 }
 

@@ -227,4 +227,71 @@ pub const CASES: &[(&str, &str)] = &[
 'Y'
 "#,
     ),
+    (
+        // Found by the fuzzer (seed 0x1354c61): a SET inside a multi-statement Query ran on
+        // the primary only; a later read on the replica saw the old value.
+        "set_inside_a_multi_statement_query_follows_the_session",
+        r#"
+'Q' "INSERT INTO log VALUES ('1', '1', 'log'); SET work_mem = '3MB'"
+'Y'
+'P' "" "SHOW work_mem" 0
+'B' "" "" 0 0 0
+'E' "" 0
+'S'
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer (seed 0x1353924): in an aborted transaction, Execute of a
+        // missing portal is 34000 before anything else; a re-Parse the proxy put first for
+        // the Describe that follows must not answer 25P02 in its place.
+        "missing_portal_in_an_aborted_transaction_is_reported_before_a_reprepare",
+        r#"
+'P' "s1" "SELECT g FROM generate_series(1, 4) g" 0
+'S'
+'Y'
+'Q' "SELECT id, n, note FROM acct WHERE id = '2'; BEGIN; INSERT INTO tmp VALUES ('7')"
+'Y'
+'E' "" 0
+'D' 'S' "s1"
+'S'
+'Y'
+'Q' "ROLLBACK"
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer (seed 0x1352954): a statement the proxy re-prepared on a
+        // backend left that connection marked clean, so the next client found it there.
+        "a_reprepared_statement_does_not_outlive_its_session",
+        r#"
+'P' "s1" "SELECT 1" 0
+'S'
+'Y'
+'D' 'S' "s1"
+'H'
+'S'
+'Y'
+'X'  # and log in again
+'P' "s1" "SAVEPOINT sp" 0
+'S'
+'Y'
+"#,
+    ),
+    (
+        // A simple Query pipelined behind a Flush batch whose error has not arrived yet is
+        // ignored by PostgreSQL (it skips to Sync); the proxy waited for its ReadyForQuery.
+        "simple_query_behind_a_failing_flush_batch_is_skipped",
+        r#"
+# pipelined: every round is sent before any answer is read
+'P' "" "SELECT 1/0" 0
+'B' "" "" 0 0 0
+'E' "" 0
+'H'
+'Q' "SELECT 42"
+'S'
+'Q' "SELECT 1"
+'Y'
+"#,
+    ),
 ];

@@ -191,15 +191,14 @@ impl Relay {
             .as_mut()
             .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
         let n = slot.ready_due(&req);
-        let injected_before = slot.stmts.pending_ops();
-        self.router.prepare_for(&req, slot);
+        let injected = self.router.write_request(&req, slot);
         if let Request::Extended {
             frames,
             sync: false,
         } = &req
         {
             let answered = frames.iter().filter(|f| answers_on_its_own(f.tag)).count();
-            slot.flush_batch_sent(answered + slot.stmts.pending_ops() - injected_before);
+            slot.flush_batch_sent(answered + injected);
         }
         let stmts = self.router.take_current();
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
@@ -220,7 +219,6 @@ impl Relay {
             slot.sent_at.push_back(now);
         }
         slot.outstanding += n;
-        req.encode(&mut slot.bout);
         if let Some(watch) = slot.replica.as_mut() {
             watch.sent(&req);
         }
