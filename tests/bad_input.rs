@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::wire::startup;
 use common::Proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,21 +37,6 @@ fn sqlstate(reply: &[u8]) -> Option<String> {
         i += 1 + len;
     }
     None
-}
-
-fn startup(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&196608i32.to_be_bytes());
-    for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut p = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    p.extend_from_slice(&body);
-    p
 }
 
 async fn assert_healthy(proxy: &Proxy) {

@@ -7,131 +7,19 @@ mod common;
 
 use std::time::Duration;
 
+use common::wire::{Msg, Raw};
 use common::{primary_client, unique_name, Proxy};
 use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Sanity bound for anything the proxy should do promptly (not a timing assertion).
 const BOUND: Duration = Duration::from_secs(30);
-
-/// One backend message as a client sees it.
-#[derive(Debug)]
-struct Msg {
-    tag: u8,
-    body: Vec<u8>,
-}
-
-impl Msg {
-    /// The SQLSTATE of an ErrorResponse.
-    fn sqlstate(&self) -> Option<String> {
-        if self.tag != b'E' {
-            return None;
-        }
-        self.body
-            .split(|&b| b == 0)
-            .find_map(|f| f.strip_prefix(b"C"))
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-    }
-}
 
 fn is_valid_sqlstate(code: &str) -> bool {
     code.len() == 5
         && code
             .bytes()
             .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-}
-
-/// A client speaking the protocol by hand, so it can misbehave.
-struct Raw {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    async fn connect(port: u16) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| panic!("connect to the proxy: {e}"));
-        Raw { s, buf: Vec::new() }
-    }
-
-    /// Logs in as a trust user and reads up to the first ReadyForQuery.
-    async fn login(port: u16, params: &[(&str, &str)]) -> Raw {
-        let mut c = Raw::connect(port).await;
-        c.send(&startup(params)).await;
-        for m in c.until_ready().await {
-            assert!(m.tag != b'E', "login failed: {:?}", m.sqlstate());
-        }
-        c
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).await.expect("write to the proxy");
-    }
-
-    /// The next whole message, or `None` at end of stream.
-    async fn next(&mut self) -> Option<Msg> {
-        loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
-                let total = len as usize + 1;
-                if self.buf.len() >= total {
-                    let m: Vec<u8> = self.buf.drain(..total).collect();
-                    return Some(Msg {
-                        tag: m[0],
-                        body: m[5..].to_vec(),
-                    });
-                }
-            }
-            let mut chunk = [0u8; 8192];
-            let n = tokio::time::timeout(BOUND, self.s.read(&mut chunk))
-                .await
-                .expect("the proxy answered within the sanity bound")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Messages up to and including ReadyForQuery; panics if the stream ends first.
-    async fn until_ready(&mut self) -> Vec<Msg> {
-        let mut out = Vec::new();
-        loop {
-            let m = self.next().await;
-            let m = m.unwrap_or_else(|| panic!("connection closed; got {out:?}"));
-            let done = m.tag == b'Z';
-            out.push(m);
-            if done {
-                return out;
-            }
-        }
-    }
-
-    /// Everything until the proxy closes the connection.
-    async fn until_closed(&mut self) -> Vec<Msg> {
-        let mut out = Vec::new();
-        while let Some(m) = self.next().await {
-            out.push(m);
-        }
-        out
-    }
-}
-
-fn startup(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut p = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    p.extend_from_slice(&body);
-    p
 }
 
 const POSTGRES: &[(&str, &str)] = &[("user", "postgres"), ("database", "postgres")];

@@ -11,107 +11,11 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
+use common::wire::{startup, startup_version, Msg, Raw};
 use common::{primary_client, unique_name, Proxy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Sanity bound for anything the proxy should do promptly (not a timing assertion).
 const BOUND: Duration = Duration::from_secs(60);
-
-/// One backend message as a client sees it.
-#[derive(Debug)]
-struct Msg {
-    tag: u8,
-    body: Vec<u8>,
-}
-
-impl Msg {
-    fn sqlstate(&self) -> Option<String> {
-        if self.tag != b'E' {
-            return None;
-        }
-        self.body
-            .split(|&b| b == 0)
-            .find_map(|f| f.strip_prefix(b"C"))
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-    }
-}
-
-/// A client speaking the protocol by hand.
-struct Raw {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    async fn connect(port: u16) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| panic!("connect to the proxy: {e}"));
-        Raw { s, buf: Vec::new() }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).await.expect("write to the proxy");
-    }
-
-    async fn next(&mut self) -> Option<Msg> {
-        loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
-                let total = len as usize + 1;
-                if self.buf.len() >= total {
-                    let m: Vec<u8> = self.buf.drain(..total).collect();
-                    return Some(Msg {
-                        tag: m[0],
-                        body: m[5..].to_vec(),
-                    });
-                }
-            }
-            let mut chunk = [0u8; 8192];
-            let n = tokio::time::timeout(BOUND, self.s.read(&mut chunk))
-                .await
-                .expect("the proxy answered within the sanity bound")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Messages up to ReadyForQuery, or up to the end of the stream.
-    async fn until_ready_or_closed(&mut self) -> Vec<Msg> {
-        let mut out = Vec::new();
-        while let Some(m) = self.next().await {
-            let done = m.tag == b'Z';
-            out.push(m);
-            if done {
-                break;
-            }
-        }
-        out
-    }
-}
-
-fn startup_version(major: u16, minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
-    let code = (u32::from(major) << 16) | u32::from(minor);
-    let mut body = code.to_be_bytes().to_vec();
-    for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut p = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    p.extend_from_slice(&body);
-    p
-}
-
-fn startup(params: &[(&str, &str)]) -> Vec<u8> {
-    startup_version(3, 0, params)
-}
 
 fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut m = vec![tag];

@@ -39,19 +39,6 @@ pub fn put_cstr(out: &mut Vec<u8>, s: &str) {
     out.push(0);
 }
 
-/// A v3 StartupMessage with the given parameters.
-pub fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    for (k, v) in params {
-        put_cstr(&mut body, k);
-        put_cstr(&mut body, v);
-    }
-    body.push(0);
-    let mut p = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    p.extend_from_slice(&body);
-    p
-}
-
 impl Wire {
     /// Connects to 127.0.0.1:`port` and logs in as a trust user, up to the first
     /// ReadyForQuery, all within `bound`.
@@ -67,7 +54,7 @@ impl Wire {
             buf: Vec::new(),
             key: None,
         };
-        w.send(&startup_packet(&[("user", user), ("database", db)]))
+        w.send(&super::wire::startup(&[("user", user), ("database", db)]))
             .await?;
         loop {
             let m = w

@@ -117,22 +117,134 @@ fn field(body: &[u8], code: u8) -> Option<String> {
     None
 }
 
+/// Sanity bound for any answer (not a timing assertion).
+const BOUND: Duration = Duration::from_secs(60);
+
+/// A StartupMessage of protocol `major.minor` with `params`.
+pub fn startup_version(major: u16, minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
+    let code = (u32::from(major) << 16) | u32::from(minor);
+    let mut body = code.to_be_bytes().to_vec();
+    for (k, v) in params {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut p = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    p.extend_from_slice(&body);
+    p
+}
+
+/// A protocol 3.0 StartupMessage with `params`.
+pub fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+    startup_version(3, 0, params)
+}
+
+/// A connection that speaks the protocol by hand from its first byte, so a test can send
+/// any startup packet or misbehave (`s` is the socket itself).
+pub struct Raw {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub async fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("connect to the proxy: {e}"));
+        Raw { s, buf: Vec::new() }
+    }
+
+    /// Logs in as a trust user and reads up to the first ReadyForQuery.
+    pub async fn login(port: u16, params: &[(&str, &str)]) -> Raw {
+        let mut c = Raw::connect(port).await;
+        c.send(&startup(params)).await;
+        for m in c.until_ready().await {
+            assert!(m.tag != b'E', "login failed: {:?}", m.sqlstate());
+        }
+        c
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.expect("write to the proxy");
+    }
+
+    /// The next whole message, or `None` at end of stream.
+    pub async fn next(&mut self) -> Option<Msg> {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+                let total = len as usize + 1;
+                if self.buf.len() >= total {
+                    let m: Vec<u8> = self.buf.drain(..total).collect();
+                    return Some(Msg {
+                        tag: m[0],
+                        body: m[5..].to_vec(),
+                    });
+                }
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = tokio::time::timeout(BOUND, self.s.read(&mut chunk))
+                .await
+                .expect("the proxy answered within the sanity bound")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Messages up to and including ReadyForQuery; panics if the stream ends first.
+    pub async fn until_ready(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        loop {
+            let m = self.next().await;
+            let m = m.unwrap_or_else(|| panic!("connection closed; got {out:?}"));
+            let done = m.tag == b'Z';
+            out.push(m);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Messages up to ReadyForQuery, or up to the end of the stream.
+    pub async fn until_ready_or_closed(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        while let Some(m) = self.next().await {
+            let done = m.tag == b'Z';
+            out.push(m);
+            if done {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Everything until the proxy closes the connection.
+    pub async fn until_closed(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        while let Some(m) = self.next().await {
+            out.push(m);
+        }
+        out
+    }
+}
+
 /// A logged-in connection (trust auth) speaking raw protocol.
 pub struct Wire {
-    s: TcpStream,
-    buf: Vec<u8>,
+    raw: Raw,
 }
 
 impl Wire {
     /// Connects as `user` to `db` and waits for the first ReadyForQuery.
     pub async fn connect(port: u16, user: &str, db: &str) -> Wire {
-        let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut w = Wire { s, buf: Vec::new() };
-        let mut body = 196608i32.to_be_bytes().to_vec();
-        body.extend_from_slice(format!("user\0{user}\0database\0{db}\0\0").as_bytes());
-        let mut pkt = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        pkt.extend_from_slice(&body);
-        w.s.write_all(&pkt).await.unwrap();
+        let mut w = Wire {
+            raw: Raw::connect(port).await,
+        };
+        w.send(&startup(&[("user", user), ("database", db)])).await;
         let got = w.read_until_ready().await;
         assert!(
             got.iter().any(|m| m.tag == b'R'),
@@ -142,31 +254,12 @@ impl Wire {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).await.unwrap();
+        self.raw.send(bytes).await;
     }
 
-    /// Reads one whole message (bounded by a timeout).
+    /// Reads one whole message (bounded by a timeout); panics if the connection closed.
     pub async fn read_msg(&mut self) -> Msg {
-        let read = async {
-            loop {
-                if self.buf.len() >= 5 {
-                    let len = i32::from_be_bytes(self.buf[1..5].try_into().unwrap()) as usize;
-                    if self.buf.len() > len {
-                        let body = self.buf[5..len + 1].to_vec();
-                        let tag = self.buf[0];
-                        self.buf.drain(..len + 1);
-                        return Msg { tag, body };
-                    }
-                }
-                let mut chunk = [0u8; 64 * 1024];
-                let n = self.s.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "connection closed");
-                self.buf.extend_from_slice(&chunk[..n]);
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), read)
-            .await
-            .expect("no answer within 60 s")
+        self.raw.next().await.expect("connection closed")
     }
 
     /// Messages up to and including the first one with `tag`.
@@ -189,14 +282,14 @@ impl Wire {
 
     /// Nothing more arrives within `wait` (e.g. no second ReadyForQuery).
     pub async fn quiet_for(&mut self, wait: Duration) -> bool {
-        if !self.buf.is_empty() {
+        if !self.raw.buf.is_empty() {
             return false;
         }
         let mut chunk = [0u8; 1024];
-        match tokio::time::timeout(wait, self.s.read(&mut chunk)).await {
+        match tokio::time::timeout(wait, self.raw.s.read(&mut chunk)).await {
             Err(_) => true,
             Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
+                self.raw.buf.extend_from_slice(&chunk[..n]);
                 false
             }
             Ok(Err(_)) => false,
@@ -205,8 +298,8 @@ impl Wire {
 
     /// Sends Terminate and closes.
     pub async fn terminate(mut self) {
-        let _ = self.s.write_all(&msg(b'X', b"")).await;
-        let _ = self.s.shutdown().await;
+        let _ = self.raw.s.write_all(&msg(b'X', b"")).await;
+        let _ = self.raw.s.shutdown().await;
     }
 }
 
