@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::wire::{Msg, Raw};
+use common::wire::{msg, query, Msg, Raw};
 use common::{primary_client, unique_name, Proxy};
 use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,20 +23,6 @@ fn is_valid_sqlstate(code: &str) -> bool {
 }
 
 const POSTGRES: &[(&str, &str)] = &[("user", "postgres"), ("database", "postgres")];
-
-/// A frontend message with a correct length word.
-fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
-fn query(sql: &str) -> Vec<u8> {
-    let mut body = sql.as_bytes().to_vec();
-    body.push(0);
-    msg(b'Q', &body)
-}
 
 /// Small deterministic generator: a failing case can be replayed from its seed.
 struct XorShift(u64);

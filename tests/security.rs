@@ -11,24 +11,11 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::wire::{startup, startup_version, Msg, Raw};
+use common::wire::{msg, query, startup, startup_version, Msg, Raw};
 use common::{primary_client, unique_name, Proxy};
 
 /// Sanity bound for anything the proxy should do promptly (not a timing assertion).
 const BOUND: Duration = Duration::from_secs(60);
-
-fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
-fn query(sql: &str) -> Vec<u8> {
-    let mut body = sql.as_bytes().to_vec();
-    body.push(0);
-    msg(b'Q', &body)
-}
 
 /// The first DataRow's first column as text.
 fn first_value(msgs: &[Msg]) -> Option<String> {
