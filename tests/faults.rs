@@ -257,3 +257,61 @@ async fn backend_connection_limit_reaches_the_client_as_53300() {
     again.query_one("select 1", &[]).await.unwrap();
     second.query_one("select 1", &[]).await.unwrap();
 }
+
+#[tokio::test]
+async fn replica_backend_terminated_after_the_row_description_the_read_runs_on_the_primary() {
+    // The sleep runs after the server produced the RowDescription: the termination
+    // interrupts an answer that has begun. The client, which has seen none of it, gets the
+    // primary's answer. (A STABLE wrapper: pg_sleep itself is VOLATILE, a write.)
+    let sleep = unique_name("stable_sleep");
+    primary_client()
+        .await
+        .batch_execute(&format!(
+            "create function {sleep}(float8) returns int stable language sql \
+             as 'select 1 from pg_sleep($1)'"
+        ))
+        .await
+        .unwrap();
+    common::wait_replica_caught_up().await;
+    let proxy = Proxy::start("backend_weight0 = 0\nbackend_weight1 = 1\n");
+    let app = unique_name("rowdesc");
+    let client = connect_str(&format!(
+        "{} application_name={app}",
+        proxy.conn_str("postgres", "postgres")
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    let running = tokio::spawn(async move {
+        client
+            .query_one(&format!("select inet_server_port(), {sleep}(2)"), &[])
+            .await
+            .map(|r| r.get::<_, i32>(0))
+    });
+    let replica = common::replica_client().await;
+    let sql = "select pid from pg_stat_activity \
+               where application_name = $1 and query like '%sleep%' and state = 'active'";
+    let deadline = tokio::time::Instant::now() + BOUND;
+    let pid: i32 = loop {
+        if let Some(row) = replica.query_opt(sql, &[&app]).await.unwrap() {
+            break row.get(0);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sleep never started on the replica\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ok: bool = replica
+        .query_one("select pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ok, "pg_terminate_backend({pid})");
+    let port = tokio::time::timeout(BOUND, running)
+        .await
+        .expect("the read ended within the bound")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the read failed: {e}\n{}", proxy.log()));
+    assert_eq!(i32::from(common::cluster().primary_port), port);
+}

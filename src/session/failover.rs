@@ -27,18 +27,42 @@ pub struct ReplicaWatch {
     pending: VecDeque<Request>,
     /// Some message of the oldest pending request's answer went to the client.
     pub answer_started: bool,
+    /// The start of the oldest pending request's answer, not yet given to the client.
+    held: BytesMut,
     /// The FATAL the server sent before closing, kept from the client.
     pub fatal: Option<PgError>,
 }
+
+/// How much of a replica's answer is held back before it streams to the client.
+const HOLD_BACK: usize = 16 * 1024;
 
 impl ReplicaWatch {
     pub fn sent(&mut self, req: &Request) {
         self.pending.push_back(req.clone());
     }
 
-    /// A ReadyForQuery arrived: the oldest request that expects one is done (with any
-    /// Flush-only batches before it).
-    pub fn answered(&mut self) {
+    /// Answer bytes for the client. The start of each answer (up to [`HOLD_BACK`] bytes, so
+    /// any short answer whole) waits for its ReadyForQuery: a server that goes away before
+    /// then (shutdown may interrupt a query after its RowDescription) has shown the client
+    /// nothing, and the request runs again on the primary instead of failing.
+    pub fn hold(&mut self, out: &mut BytesMut, bytes: &[u8]) {
+        if self.answer_started {
+            out.extend_from_slice(bytes);
+            return;
+        }
+        self.held.extend_from_slice(bytes);
+        if self.held.len() > HOLD_BACK {
+            out.extend_from_slice(&self.held);
+            self.held = BytesMut::new();
+            self.answer_started = true;
+        }
+    }
+
+    /// A ReadyForQuery arrived (the caller relays it next): the held answer goes first, and
+    /// the oldest request that expects one is done (with any Flush-only batches before it).
+    pub fn answered(&mut self, out: &mut BytesMut) {
+        out.extend_from_slice(&self.held);
+        self.held.clear();
         self.answer_started = false;
         while let Some(req) = self.pending.pop_front() {
             if req.expected_ready() > 0 {
@@ -212,10 +236,42 @@ mod tests {
         w.sent(&flush_batch());
         w.sent(&simple());
         w.sent(&simple());
-        w.answered();
+        w.answered(&mut BytesMut::new());
         let (lost, retry) = w.split();
         assert!(lost.is_empty());
         assert_eq!(retry.len(), 1);
+    }
+
+    #[test]
+    fn a_short_answer_reaches_the_client_only_with_its_ready_for_query() {
+        let mut w = ReplicaWatch::default();
+        let mut out = BytesMut::new();
+        w.sent(&simple());
+        w.hold(&mut out, b"T-row-description");
+        assert!(out.is_empty());
+        // The server went away here: nothing was shown, the read runs again.
+        let (lost, retry) = std::mem::take(&mut w).split();
+        assert!(lost.is_empty());
+        assert_eq!(retry.len(), 1);
+
+        w.sent(&simple());
+        w.hold(&mut out, b"T-row-description");
+        w.answered(&mut out);
+        assert_eq!(&out[..], b"T-row-description");
+    }
+
+    #[test]
+    fn a_long_answer_streams_and_then_cannot_be_retried() {
+        let mut w = ReplicaWatch::default();
+        let mut out = BytesMut::new();
+        w.sent(&simple());
+        w.hold(&mut out, &vec![b'D'; HOLD_BACK + 1]);
+        assert_eq!(out.len(), HOLD_BACK + 1);
+        w.hold(&mut out, b"D");
+        assert_eq!(out.len(), HOLD_BACK + 2);
+        let (lost, retry) = w.split();
+        assert_eq!(lost.len(), 1);
+        assert!(retry.is_empty());
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl Slot {
     /// A message of an answer is being copied through: a replica failure now cannot be
     /// hidden, nor even reported inside the protocol.
     pub fn mid_message(&self) -> bool {
-        self.passthrough > 0
+        self.passthrough > 0 && self.replica.as_ref().is_none_or(|w| w.answer_started)
     }
 
     /// Nothing sent to this backend is still unanswered.
@@ -200,12 +200,9 @@ impl Slot {
                 if n == 0 {
                     return Ok(());
                 }
-                out.extend_from_slice(&rbuf[..n]);
+                relay_answer(&mut self.replica, out, &rbuf[..n]);
                 rbuf.advance(n);
                 self.passthrough -= n;
-                if let Some(w) = self.replica.as_mut() {
-                    w.answer_started = true;
-                }
                 continue;
             }
             if rbuf.len() < HEADER_LEN {
@@ -256,7 +253,7 @@ impl Slot {
                         st.node(self.conn.node).observe_latency(t.elapsed());
                     }
                     if let Some(w) = self.replica.as_mut() {
-                        w.answered();
+                        w.answered(out);
                     }
                     out.extend_from_slice(&rbuf[..total]);
                     rbuf.advance(total);
@@ -299,10 +296,7 @@ impl Slot {
                 _ => {}
             }
             if forward {
-                if let Some(w) = self.replica.as_mut() {
-                    w.answer_started = true;
-                }
-                out.extend_from_slice(&rbuf[..total]);
+                relay_answer(&mut self.replica, out, &rbuf[..total]);
             }
             rbuf.advance(total);
         }
@@ -371,5 +365,18 @@ fn unit_answered(due: &mut usize, outstanding: usize, tag: u8) {
     );
     if ends_one && outstanding == 0 {
         *due = due.saturating_sub(1);
+    }
+}
+
+/// Copies answer bytes to the client's buffer — for a replica, through the watch's hold-back
+/// (see [`ReplicaWatch::hold`](super::failover::ReplicaWatch::hold)).
+fn relay_answer(
+    replica: &mut Option<super::failover::ReplicaWatch>,
+    out: &mut BytesMut,
+    bytes: &[u8],
+) {
+    match replica {
+        Some(w) => w.hold(out, bytes),
+        None => out.extend_from_slice(bytes),
     }
 }
