@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{primary_client, unique_name, Proxy};
+use common::Proxy;
 use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,23 +22,12 @@ fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
     m
 }
 
-/// A login role the backend trusts; the proxy checks its password itself.
-async fn trust_role() -> String {
-    let role = unique_name("delay_role");
-    primary_client()
-        .await
-        .batch_execute(&format!("create role {role} login"))
-        .await
-        .expect("create role");
-    role
-}
-
 const DELAY_MS: u64 = 500;
 const ATTEMPTS: u32 = 6;
 
 #[tokio::test]
 async fn failed_logins_from_one_address_are_slowed_down_but_others_are_not() {
-    let role = trust_role().await;
+    let role = common::trusted_role("delay_role").await;
     let proxy = Proxy::builder()
         .conf(&format!(
             "enable_pool_hba = on\nauth_failure_delay = {DELAY_MS}"

@@ -339,20 +339,6 @@ async fn protocol_messages_out_of_order_get_errors_and_the_session_goes_on() {
     assert_healthy(&proxy).await;
 }
 
-/// A login role the cluster authenticates with SCRAM, with password `right`.
-async fn scram_role() -> String {
-    let role = unique_name("hostile_scram");
-    primary_client()
-        .await
-        .batch_execute(&format!(
-            "set password_encryption = 'scram-sha-256';
-             create role {role} login password 'right' in role scram_users"
-        ))
-        .await
-        .expect("create role");
-    role
-}
-
 #[tokio::test]
 async fn a_wrong_password_does_not_ride_on_a_cached_connection() {
     // No pool_passwd entry: the proxy cannot check the password, the backend must.
@@ -366,7 +352,7 @@ async fn a_wrong_password_does_not_ride_on_a_cached_connection() {
         .pool_passwd("")
         .start();
     for proxy in [&hba_password, &mirror_cleartext] {
-        let role = scram_role().await;
+        let role = common::scram_role("hostile_scram").await;
         // The first login opens a backend connection and leaves it in the cache.
         let first = proxy
             .try_connect(&role, "postgres", Some("right"))

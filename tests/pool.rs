@@ -102,12 +102,8 @@ async fn sequential_clients_reuse_the_backend_and_see_none_of_its_state() {
     wait_cached(pid).await;
 
     // Another user never gets that connection.
-    let role = common::unique_name("pool_role");
+    let role = common::trusted_role("pool_role").await;
     let direct = common::primary_client().await;
-    direct
-        .batch_execute(&format!("create role {role} login"))
-        .await
-        .unwrap();
     let c3 = proxy.connect(&role, "postgres").await;
     assert_ne!(backend_pid(&c3).await, pid);
     drop(c3);

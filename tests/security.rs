@@ -12,7 +12,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::wire::{msg, query, startup, startup_version, Msg, Raw};
-use common::{primary_client, unique_name, Proxy};
+use common::{primary_client, Proxy};
 
 /// Sanity bound for anything the proxy should do promptly (not a timing assertion).
 const BOUND: Duration = Duration::from_secs(60);
@@ -23,31 +23,6 @@ fn first_value(msgs: &[Msg]) -> Option<String> {
     let len = i32::from_be_bytes(row.body[2..6].try_into().ok()?);
     let v = row.body.get(6..6 + len as usize)?;
     Some(String::from_utf8_lossy(v).into_owned())
-}
-
-/// A login role the backend trusts (no password needed from the proxy's address).
-async fn trust_role() -> String {
-    let role = unique_name("sec_trusty");
-    primary_client()
-        .await
-        .batch_execute(&format!("create role {role} login"))
-        .await
-        .expect("create role");
-    role
-}
-
-/// A login role the backend authenticates with SCRAM, password `right`.
-async fn scram_role() -> String {
-    let role = unique_name("sec_scram");
-    primary_client()
-        .await
-        .batch_execute(&format!(
-            "set password_encryption = 'scram-sha-256';
-             create role {role} login password 'right' in role scram_users"
-        ))
-        .await
-        .expect("create role");
-    role
 }
 
 async fn current_user(proxy: &Proxy, user: &str) -> String {
@@ -84,7 +59,7 @@ fn reload(proxy: &Proxy) {
 #[tokio::test]
 async fn a_second_user_in_the_startup_packet_is_refused_and_poisons_no_cache() {
     let proxy = Proxy::start("");
-    let trusty = trust_role().await;
+    let trusty = common::trusted_role("sec_trusty").await;
     let mut c = Raw::connect(proxy.port).await;
     c.send(&startup(&[
         ("user", &trusty),
@@ -117,7 +92,7 @@ async fn a_second_user_in_the_startup_packet_is_refused_and_poisons_no_cache() {
 #[tokio::test]
 async fn startup_parameters_that_change_the_session_user_are_refused() {
     let proxy = Proxy::start("");
-    let trusty = trust_role().await;
+    let trusty = common::trusted_role("sec_trusty").await;
     let attempts: &[&[(&str, &str)]] = &[
         &[("options", "-c session_authorization=postgres")],
         &[("options", "-csession_authorization=postgres")],
@@ -160,7 +135,7 @@ async fn startup_parameters_that_change_the_session_user_are_refused() {
 #[tokio::test]
 async fn a_credential_nobody_proved_does_not_reuse_a_cached_connection() {
     // Mirror mode: the backend asks for SCRAM and pool_passwd holds the password.
-    let role = scram_role().await;
+    let role = common::scram_role("sec_scram").await;
     let proxy = Proxy::builder()
         .conf("load_balance_mode = off")
         .pool_passwd(&format!("{role}:TEXTright\n"))
@@ -196,8 +171,8 @@ async fn a_credential_nobody_proved_does_not_reuse_a_cached_connection() {
 
 #[tokio::test]
 async fn a_reload_drops_the_cached_connections_its_changes_concern() {
-    let changed = scram_role().await;
-    let kept = scram_role().await;
+    let changed = common::scram_role("sec_scram").await;
+    let kept = common::scram_role("sec_scram").await;
     let passwd = |pw: &str| format!("{changed}:TEXT{pw}\n{kept}:TEXTright\n");
     let proxy = Proxy::builder()
         .conf("enable_pool_hba = on\nload_balance_mode = off")
@@ -275,7 +250,7 @@ async fn wait_cached(proxy: &Proxy, n: usize) {
 
 #[tokio::test]
 async fn a_password_message_with_trailing_bytes_is_refused() {
-    let role = trust_role().await;
+    let role = common::trusted_role("sec_trusty").await;
     let proxy = Proxy::builder()
         .conf("enable_pool_hba = on")
         .hba("host all all 127.0.0.1/32 password\n")
@@ -299,7 +274,7 @@ async fn pool_passwd_disabled_in_the_environment_forces_tls_and_passwords() {
     let proxy = Proxy::builder()
         .env("PGPOOL_ENABLE_POOL_PASSWD", "false")
         .start();
-    let role = trust_role().await;
+    let role = common::trusted_role("sec_trusty").await;
     // Plain text, no password: the image's rules are `hostssl … password` only.
     match proxy.try_connect(&role, "postgres", None).await {
         Ok(_) => panic!(
@@ -344,7 +319,7 @@ async fn a_deleted_pool_hba_conf_on_reload_keeps_the_old_rules_and_says_so() {
         .conf("enable_pool_hba = on")
         .hba("host all all 127.0.0.1/32 trust\n")
         .start();
-    let role = trust_role().await;
+    let role = common::trusted_role("sec_trusty").await;
     assert_eq!(current_user(&proxy, &role).await, role);
     fs::remove_file(proxy.dir.path().join("pool_hba.conf")).unwrap();
     reload(&proxy);

@@ -358,6 +358,32 @@ pub async fn create_database(name: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// A new login role on the primary (named from `prefix`) that the cluster trusts.
+pub async fn trusted_role(prefix: &str) -> String {
+    let role = unique_name(prefix);
+    primary_client()
+        .await
+        .batch_execute(&format!("create role {role} login"))
+        .await
+        .unwrap_or_else(|e| panic!("create role {role}: {e}"));
+    role
+}
+
+/// A new login role on the primary (named from `prefix`) that the cluster authenticates with
+/// SCRAM, password `right`.
+pub async fn scram_role(prefix: &str) -> String {
+    let role = unique_name(prefix);
+    primary_client()
+        .await
+        .batch_execute(&format!(
+            "set password_encryption = 'scram-sha-256';
+             create role {role} login password 'right' in role scram_users"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("create role {role}: {e}"));
+    role
+}
+
 /// Waits (bounded) until the replica has replayed everything the primary had written when
 /// this was called.
 pub async fn wait_replica_caught_up() {
