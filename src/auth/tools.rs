@@ -113,6 +113,25 @@ impl Drop for EchoOff {
     }
 }
 
+/// The user a `-m` entry is written for: `-u` when given, else the current user.
+pub fn entry_user(given: Option<&str>) -> Result<String, String> {
+    match given {
+        Some(u) if !u.is_empty() => Ok(u.to_string()),
+        _ => current_user_name().ok_or_else(|| "could not determine the current user".into()),
+    }
+}
+
+/// Runs a tool's body: its error goes to stderr and the exit status says failure.
+pub fn exit_with(result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The login name of the current user (what `-m` without `-u` writes an entry for).
 pub fn current_user_name() -> Option<String> {
     // SAFETY: getpwuid returns a pointer into static storage or NULL; we copy the name out

@@ -39,14 +39,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("{msg}");
-            ExitCode::FAILURE
-        }
-    }
+    tools::exit_with(run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
@@ -63,10 +56,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     let key = key(cli)?;
     let stored = encrypt_password(&password, &key);
     if cli.update_pass {
-        let user = match &cli.username {
-            Some(u) if !u.is_empty() => u.clone(),
-            _ => tools::current_user_name().ok_or("could not determine the current user")?,
-        };
+        let user = tools::entry_user(cli.username.as_deref())?;
         let path = tools::pool_passwd_path(&cli.config_file).map_err(|e| e.to_string())?;
         upsert_entry(&path, &user, &stored).map_err(|e| e.to_string())
     } else {

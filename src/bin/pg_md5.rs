@@ -33,14 +33,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("{msg}");
-            ExitCode::FAILURE
-        }
-    }
+    tools::exit_with(run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
@@ -56,10 +49,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         return Err("Error: Input exceeds maximum password length!".into());
     }
     if cli.md5auth {
-        let user = match &cli.username {
-            Some(u) if !u.is_empty() => u.clone(),
-            _ => tools::current_user_name().ok_or("could not determine the current user")?,
-        };
+        let user = tools::entry_user(cli.username.as_deref())?;
         write_entry(&cli.config_file, &user, &password)
     } else {
         println!("{}", md5_hex(password.as_bytes()));
