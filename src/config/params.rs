@@ -206,7 +206,7 @@ pub fn context(name: &str) -> Option<Context> {
     if let Some(p) = find(name) {
         return Some(p.context);
     }
-    super::parse::split_backend_name(name)
+    super::names::split_backend_name(name)
         .map(|_| Context::Reload)
-        .or_else(|| super::parse::health_check_name(name).map(|_| Context::Reload))
+        .or_else(|| super::names::health_check_name(name).map(|_| Context::Reload))
 }
