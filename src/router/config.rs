@@ -4,8 +4,6 @@ use std::str::FromStr;
 
 use regex::Regex;
 
-use super::RouterError;
-
 /// Pgpool-II `disable_load_balance_on_write` (spec 5.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DisableLbOnWrite {
@@ -176,6 +174,15 @@ fn parse_redirect_rule(entry: &str) -> Result<RedirectRule, RouterError> {
         node,
         ratio,
     })
+}
+
+/// Errors building routing settings from configuration values.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("invalid regular expression {pattern:?}: {reason}")]
+    BadRegex { pattern: String, reason: String },
+    #[error("invalid value {value:?} for {param}")]
+    BadValue { param: &'static str, value: String },
 }
 
 #[cfg(test)]
