@@ -43,7 +43,7 @@ pub fn count_sent(ctx: &Context, node: usize, stmts: &[Arc<Statement>], reason: 
     for s in stmts {
         counters.count_statement(s.class());
     }
-    ctx.stats.routed(node, reason);
+    ctx.stats.routed_code(node, reason);
 }
 
 /// An authenticated session begins: its registry entry and admin state.

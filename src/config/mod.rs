@@ -30,9 +30,11 @@ use std::path::{Path, PathBuf};
 pub use error::{ConfigError, Location};
 pub use model::Config;
 pub use params::{context, is_session_settable, Context};
+#[cfg(test)]
+pub(crate) use types::parse_redirect_list;
 pub use types::{
     anchored_regex, BackendConfig, BackendFlag, BackendSsl, CheckTempTable, DisableLbOnWrite,
-    HealthCheck, HealthCheckOverrides, LogStandbyDelay, RedirectNode, RedirectRule,
+    HealthCheck, HealthCheckOverrides, LogStandbyDelay, RedirectList, RedirectNode, RedirectRule,
 };
 
 /// A parsed configuration and what the operator should be told about it.

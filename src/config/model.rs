@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::types::{
-    BackendConfig, BackendSsl, CheckTempTable, DisableLbOnWrite, LogStandbyDelay, RedirectRule,
+    BackendConfig, BackendSsl, CheckTempTable, DisableLbOnWrite, LogStandbyDelay, RedirectList,
 };
 
 /// Declares `Config` and a private all-zero constructor the defaults are applied onto.
@@ -77,11 +77,11 @@ pub struct Config {
     /// `primary_routing_query_pattern_list`, default '': whole-query regexes forcing the primary.
     pub primary_routing_query_pattern_list: Vec<String>,
     /// `user_redirect_preference_list`, default '': user-regex:node[(ratio)] items.
-    pub user_redirect_preference_list: Vec<RedirectRule>,
+    pub user_redirect_preference_list: RedirectList,
     /// `database_redirect_preference_list`, default '': db-regex:node[(ratio)] items.
-    pub database_redirect_preference_list: Vec<RedirectRule>,
+    pub database_redirect_preference_list: RedirectList,
     /// `app_name_redirect_preference_list`, default '': app-regex:node[(ratio)] items.
-    pub app_name_redirect_preference_list: Vec<RedirectRule>,
+    pub app_name_redirect_preference_list: RedirectList,
     /// `allow_sql_comments`, default off: ignore comments when judging read-only-ness.
     pub allow_sql_comments: bool,
     /// `ignore_leading_white_space`, default on: skip leading blanks before that check.

@@ -82,8 +82,7 @@ macro_rules! p {
     };
     ($f:ident, $ctx:ident, $def:literal, redirect, $desc:literal) => {
         p!(@row $f, $ctx, $def, false, parse_redirect_list,
-            |x: &Vec<super::types::RedirectRule>|
-                x.iter().map(|r| r.source.as_str()).collect::<Vec<_>>().join(","), $desc)
+            |x: &super::types::RedirectList| x.as_str().to_string(), $desc)
     };
 }
 

@@ -20,6 +20,7 @@ mod reason;
 mod select;
 mod shape;
 mod statement;
+mod stmt_class;
 mod txn;
 
 #[cfg(test)]
@@ -35,8 +36,8 @@ pub use balance::{choose_node, weighted_pick, NodeChoice};
 pub use cache::Classifier;
 pub use classify::classify_uncached;
 pub use config::{
-    compile_anchored, compile_function_list, compile_pattern_list, parse_redirect_list,
-    DisableLbOnWrite, RedirectNode, RedirectRule, RouterConfig, RouterError,
+    compile_anchored, compile_function_list, compile_pattern_list, DisableLbOnWrite, RedirectNode,
+    RedirectRule, RouterConfig, RouterError,
 };
 pub use functions::{
     builtin_volatility, is_set_config, list_says_writing, overloaded_builtins_query,
@@ -45,6 +46,8 @@ pub use functions::{
 pub use lexer::passes_first_char_rule;
 pub(crate) use lexer::{lex, TokKind};
 pub use policy::{
-    is_system_relation, Catalog, CatalogKey, Decision, Reason, RouteResult, SessionRouting, Target,
+    is_system_relation, Catalog, CatalogKey, Decision, RouteResult, SessionRouting, Target,
 };
+pub use reason::Reason;
 pub use statement::{AdminCommand, ClassifyOptions, PrimaryCause, SetEffect, Statement, StmtKind};
+pub use stmt_class::StmtClass;

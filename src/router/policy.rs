@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::balance::{choose_node, NodeChoice};
 use super::config::{DisableLbOnWrite, RouterConfig};
 use super::functions::list_says_writing;
-pub use super::reason::Reason;
+use super::reason::Reason;
 use super::statement::{PrimaryCause, SetEffect, Statement, StmtKind};
 
 /// Where a statement goes.

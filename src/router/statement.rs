@@ -2,7 +2,9 @@
 //! per-statement [`Facts`] the classifier tiers build it from. Types only, so every tier
 //! imports this and nothing here imports a tier.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use super::stmt_class::StmtClass;
 
 /// Classifier settings that change a text's static verdict (the cache is per classifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,7 @@ pub struct Statement {
 #[derive(Debug, Clone, Default)]
 pub struct Memo {
     /// Pgpool-II's statement class (`SHOW pool_backend_stats`).
-    pub class: std::sync::OnceLock<crate::stats::StmtClass>,
+    pub class: OnceLock<StmtClass>,
     /// Running it may leave session state on the backend (see the session's reset skip),
     /// indexed by whether calls under the built-in "safe" names are trusted (`[0]`: not).
     pub leaves_state: [std::sync::OnceLock<bool>; 2],
@@ -74,11 +76,8 @@ impl PartialEq for Memo {
 
 impl Statement {
     /// The statement's class, computed once.
-    pub fn class(&self) -> crate::stats::StmtClass {
-        *self
-            .memo
-            .class
-            .get_or_init(|| crate::stats::StmtClass::of(&self.text))
+    pub fn class(&self) -> StmtClass {
+        *self.memo.class.get_or_init(|| StmtClass::of(&self.text))
     }
 }
 
