@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod lifecycle;
+pub mod listen;
 pub mod logging;
 pub mod protocol;
 pub mod replication;

@@ -167,3 +167,29 @@ fn health_and_readiness_endpoints() {
         "{body}"
     );
 }
+
+/// `*` is every interface, IPv6 as well as IPv4: Kubernetes probes on an IPv6-only pod
+/// reach `/healthz` over `::1`.
+#[test]
+fn metrics_and_probes_listen_on_ipv6_and_ipv4_for_star() {
+    use std::io::{Read, Write};
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("this machine has no IPv6 loopback (::1): skipped");
+        return;
+    }
+    let proxy = Proxy::start("metrics_listen_addresses = '*'\n");
+    for host in ["::1", "127.0.0.1"] {
+        let mut s = std::net::TcpStream::connect((host, proxy.metrics_port))
+            .unwrap_or_else(|e| panic!("connect to the metrics port on {host}: {e}"));
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        assert!(raw.starts_with("HTTP/1.1 200"), "{host}: {raw}");
+    }
+}
