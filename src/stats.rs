@@ -44,8 +44,7 @@ pub struct NodeStats {
     pub error: AtomicU64,
     pub fatal: AtomicU64,
     pub panic: AtomicU64,
-    pub conns_opened: AtomicU64,
-    pub conns_reused: AtomicU64,
+    /// Backend connections sessions gave up (opened and reused ones are the pool's count).
     pub conns_closed: AtomicU64,
     /// Requests answered (ReadyForQuery), with their latency.
     pub latency: Latency,
@@ -63,8 +62,6 @@ impl Default for NodeStats {
             error: AtomicU64::new(0),
             fatal: AtomicU64::new(0),
             panic: AtomicU64::new(0),
-            conns_opened: AtomicU64::new(0),
-            conns_reused: AtomicU64::new(0),
             conns_closed: AtomicU64::new(0),
             latency: Latency::default(),
         }

@@ -168,6 +168,42 @@ fn health_and_readiness_endpoints() {
     );
 }
 
+/// A second session's read runs on the replica connection the first one left in the cache
+/// (same server pid): counted as reused, not opened.
+#[tokio::test]
+async fn a_cached_connection_taken_again_counts_as_reused() {
+    let proxy = Proxy::start(READS_TO_REPLICA);
+    let ran_on = |c: tokio_postgres::Client| async move {
+        let row = c
+            .query_one("select inet_server_port(), pg_backend_pid()", &[])
+            .await
+            .unwrap();
+        let (port, pid): (i32, i32) = (row.get(0), row.get(1));
+        assert_eq!(port, cluster().replica_port as i32);
+        pid
+    };
+    let first = ran_on(proxy.connect("postgres", "postgres").await).await;
+    let cached = "pgpool_rs_cached_connections{node=\"1\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::metric(proxy.metrics_port, cached) != Some(1.0) {
+        assert!(std::time::Instant::now() < deadline, "never cached");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = scrape(&proxy);
+    let second = ran_on(proxy.connect("postgres", "postgres").await).await;
+    assert_eq!(
+        second, first,
+        "the second session ran on the cached connection"
+    );
+    let after = scrape(&proxy);
+    let moved = |event: &str| {
+        let l = [("node", "1"), ("event", event)];
+        value(&after, "pgpool_rs_backend_connections_total", &l)
+            - value(&before, "pgpool_rs_backend_connections_total", &l)
+    };
+    assert_eq!((moved("reused"), moved("opened")), (1.0, 0.0));
+}
+
 /// `*` is every interface, IPv6 as well as IPv4: Kubernetes probes on an IPv6-only pod
 /// reach `/healthz` over `::1`.
 #[test]

@@ -11,9 +11,9 @@ use crate::backend::BackendConn;
 use crate::router::Statement;
 use crate::server::Context;
 
-/// The session opened a connection to `node`.
-pub fn note_backend(ctx: &Context, admin: &SessionAdmin, node: usize, conn: &BackendConn) {
-    ctx.stats.node(node).conns_opened.fetch_add(1, Relaxed);
+/// The session took a connection to `node` (opened or from the cache: the pool counts
+/// which, so `_ctx` is not needed here).
+pub fn note_backend(_ctx: &Context, admin: &SessionAdmin, node: usize, conn: &BackendConn) {
     if let Some(e) = &admin.entry {
         let server_version = conn
             .params

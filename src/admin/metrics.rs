@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -371,16 +371,16 @@ fn own_metrics(ctx: &Context, nodes: &[NodeView], enc: &mut DescriptorEncoder) -
     )?;
     let mut conns = Vec::new();
     for n in nodes {
-        let s = ctx.stats.node(n.index);
-        for (event, c) in [
-            ("opened", &s.conns_opened),
-            ("reused", &s.conns_reused),
-            ("closed", &s.conns_closed),
+        let pool = ctx.pool.counters.get(n.index);
+        let pooled = |pick: fn(&crate::backend::PoolCounters) -> &AtomicU64| {
+            pool.map_or(0, |c| pick(c).load(Relaxed))
+        };
+        for (event, v) in [
+            ("opened", pooled(|c| &c.opened)),
+            ("reused", pooled(|c| &c.reused)),
+            ("closed", ctx.stats.node(n.index).conns_closed.load(Relaxed)),
         ] {
-            conns.push((
-                vec![node(n.index), ("event", event.to_string())],
-                c.load(Relaxed),
-            ));
+            conns.push((vec![node(n.index), ("event", event.to_string())], v));
         }
     }
     counter(

@@ -61,8 +61,11 @@ pub fn nodes(ctx: &Context) -> Vec<NodeView> {
         .iter()
         .enumerate()
         .map(|(index, b)| {
-            let stats = ctx.stats.node(index);
-            let seen = stats.conns_opened.load(Relaxed) + stats.conns_reused.load(Relaxed) > 0;
+            let seen = ctx
+                .pool
+                .counters
+                .get(index)
+                .is_some_and(|c| c.opened.load(Relaxed) + c.reused.load(Relaxed) > 0);
             // The replication monitor's view, when it has one: status, live role, delay.
             let snap = ctx.nodes.snapshot(index);
             let status = match snap.as_ref().map(|s| s.status) {
