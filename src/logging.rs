@@ -216,7 +216,7 @@ pub fn render_prefix(prefix: &str, user: &str, database: &str, now: chrono_like:
 }
 
 /// The two time forms a prefix uses, formatted once per line.
-pub mod chrono_like {
+pub(crate) mod chrono_like {
     use std::time::SystemTime;
 
     pub struct Now {

@@ -194,16 +194,6 @@ impl Context {
         permit.map_err(|_| too_many())
     }
 
-    /// Client sessions running now.
-    pub fn active_clients(&self) -> usize {
-        let cfg = self.config();
-        let total = cfg
-            .num_init_children
-            .saturating_sub(cfg.reserved_connections)
-            .max(1) as usize;
-        total.saturating_sub(self.client_slots.available_permits())
-    }
-
     pub fn passwd(&self) -> Arc<PoolPasswd> {
         self.passwd.load_full()
     }

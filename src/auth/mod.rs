@@ -6,15 +6,15 @@
 //! The session and PCP code drive these pieces over the wire; nothing here reads a socket,
 //! so every rule can be tested with plain values.
 
-pub mod aes;
-pub mod delay;
-pub mod envcreds;
-pub mod hba;
-pub mod keyfile;
-pub mod md5;
-pub mod passwd;
-pub mod pcp_conf;
-pub mod scram;
+pub(crate) mod aes;
+pub(crate) mod delay;
+pub(crate) mod envcreds;
+pub(crate) mod hba;
+pub(crate) mod keyfile;
+pub(crate) mod md5;
+pub(crate) mod passwd;
+pub(crate) mod pcp_conf;
+pub(crate) mod scram;
 pub mod setup;
 pub mod tools;
 

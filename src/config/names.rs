@@ -156,10 +156,8 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
 /// Parameters of the table that pgpool-rs parses (so values are still checked, shown and
 /// settable) but does not act on: setting one is reported like an unsupported one.
 pub(crate) const PARSED_NOT_IMPLEMENTED: &[&str] = &[
-    "unix_socket_permissions",
     "listen_backlog_multiplier",
     "dml_adaptive_object_relationship_list",
-    "check_unlogged_table",
     "failover_on_backend_error",
     "ssl_ecdh_curve",
     "client_min_messages",

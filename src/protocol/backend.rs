@@ -234,10 +234,6 @@ pub fn command_complete(out: &mut BytesMut, tag: &str) {
     put_message(out, btag::COMMAND_COMPLETE, |b| put_cstr(b, tag));
 }
 
-pub fn empty_query(out: &mut BytesMut) {
-    put_message(out, btag::EMPTY_QUERY, |_| {});
-}
-
 pub fn parse_complete(out: &mut BytesMut) {
     put_message(out, btag::PARSE_COMPLETE, |_| {});
 }

@@ -36,12 +36,6 @@ impl Frame {
         out.put_u32((self.body.len() + 4) as u32);
         out.extend_from_slice(&self.body);
     }
-
-    pub fn to_bytes(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.wire_len());
-        self.encode(&mut out);
-        out.freeze()
-    }
 }
 
 /// Splits a byte stream into [`Frame`]s, refusing lengths that are negative, smaller than the

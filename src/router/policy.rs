@@ -166,10 +166,6 @@ impl SessionRouting {
         matches!(self.txn_status, b'T' | b'E')
     }
 
-    pub fn has_temp_table(&self, name: &str) -> bool {
-        self.temp_tables.contains(name)
-    }
-
     /// Where does this statement go? `catalog` answers from the session's cache of the
     /// primary's catalog: `Some(_)` known, `None` unknown → `NeedCatalog`.
     pub fn route(&self, stmt: &Statement, cfg: &RouterConfig, catalog: &Catalog) -> RouteResult {

@@ -3,7 +3,7 @@
 //! Pgpool-II's tools (`pcp_node_count`, `pcp_node_info`, …) talk to it unchanged.
 
 mod commands;
-pub mod wire;
+pub(crate) mod wire;
 
 use std::net::IpAddr;
 use std::sync::Arc;
