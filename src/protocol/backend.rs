@@ -5,7 +5,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::frame::{put_message, BodyReader};
 use super::frontend::put_cstr;
-use super::ProtocolError;
+use super::violation::ProtocolError;
 
 /// Backend message tags.
 pub mod btag {

@@ -2,7 +2,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::ProtocolError;
+use super::violation::ProtocolError;
 
 /// Tag byte plus length word.
 pub const HEADER_LEN: usize = 5;
