@@ -4,15 +4,16 @@
 
 pub mod admin;
 pub mod auth;
-pub mod backend;
+pub(crate) mod backend;
 pub mod config;
 pub mod lifecycle;
+pub(crate) mod listen;
 pub mod logging;
 pub mod protocol;
 pub mod replication;
 pub mod router;
 pub mod server;
-pub mod session;
+pub(crate) mod session;
 pub mod stats;
-pub mod stream;
+pub(crate) mod stream;
 pub mod tls;

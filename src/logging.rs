@@ -215,8 +215,9 @@ pub fn render_prefix(prefix: &str, user: &str, database: &str, now: chrono_like:
     out
 }
 
-/// The two time forms a prefix uses, formatted once per line.
-pub mod chrono_like {
+/// Pgpool-II's local time forms: the log prefixes' (formatted once per line) and the
+/// admin views'.
+pub(crate) mod chrono_like {
     use std::time::SystemTime;
 
     pub struct Now {
@@ -224,9 +225,31 @@ pub mod chrono_like {
         pub seconds: String,
     }
 
+    /// Pgpool-II's timestamp: local time `YYYY-MM-DD HH:MM:SS`.
+    pub fn timestamp(t: SystemTime) -> String {
+        let secs = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()) as libc::time_t;
+        // SAFETY: localtime_r only writes into the `tm` we own; a zeroed `tm` is a valid value.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+        if !ok {
+            return String::new();
+        }
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec
+        )
+    }
+
     impl Now {
         pub fn at(t: SystemTime) -> Now {
-            let seconds = crate::admin::view::timestamp(t);
+            let seconds = timestamp(t);
             let ms = t
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_millis());

@@ -123,7 +123,7 @@ fn run(cli: Cli, logging: LogHandle) -> anyhow::Result<()> {
         ctx.set_hba(hba);
         // Before listening: a client must never find TLS missing because it came early.
         // (SIGHUP reloads certificates with the rest: see lifecycle::reload.)
-        pgpool::tls::init(&ctx).context("ssl")?;
+        pgpool::tls::init(&ctx.tls, &ctx.config()).context("ssl")?;
         // PCP and metrics first too: once the client port answers, everything does.
         start_admin_servers(&ctx, &sources).await?;
         let cfg = ctx.config();

@@ -2,7 +2,6 @@
 //! listeners on TCP and the Unix socket, and the client limit.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +17,7 @@ use crate::auth::pcp_conf::PcpUsers;
 use crate::auth::{HbaFile, ScramSecretCache};
 use crate::backend::{send_cancel, BackendAddr, BackendConn, Pool, PoolLimits};
 use crate::config::Config;
+use crate::listen;
 use crate::protocol::PgError;
 use crate::router::{Classifier, ClassifyOptions, RouterConfig};
 use crate::session::{router_config, ClientInfo};
@@ -192,16 +192,6 @@ impl Context {
         let permit = self.client_slots.clone().acquire_owned().await;
         self.waiting_clients.fetch_sub(1, Ordering::Relaxed);
         permit.map_err(|_| too_many())
-    }
-
-    /// Client sessions running now.
-    pub fn active_clients(&self) -> usize {
-        let cfg = self.config();
-        let total = cfg
-            .num_init_children
-            .saturating_sub(cfg.reserved_connections)
-            .max(1) as usize;
-        total.saturating_sub(self.client_slots.available_permits())
     }
 
     pub fn passwd(&self) -> Arc<PoolPasswd> {
@@ -388,41 +378,13 @@ impl Drop for CancelHandle {
 
 /// Binds every configured listener. An empty `listen_addresses` means Unix socket only.
 pub async fn bind(cfg: &Config) -> anyhow::Result<(Vec<TcpListener>, Vec<UnixListener>)> {
-    let mut tcp = Vec::new();
-    for a in &cfg.listen_addresses {
-        let a = a.trim();
-        if a.is_empty() {
-            continue;
-        }
-        let hosts: Vec<&str> = if a == "*" {
-            vec!["0.0.0.0", "::"]
-        } else {
-            vec![a]
-        };
-        for h in hosts {
-            match bind_tcp(h, cfg.port).await {
-                Ok(l) => tcp.push(l),
-                Err(e) if a == "*" && h == "::" => {
-                    warn!("could not listen on [::]:{}: {e}", cfg.port)
-                }
-                Err(e) => anyhow::bail!("could not listen on {h}:{}: {e}", cfg.port),
-            }
-        }
-    }
+    let tcp = listen::bind_tcp(&cfg.listen_addresses, cfg.port).await?;
     let mut unix = Vec::new();
     for dir in &cfg.unix_socket_directories {
-        if dir.trim().is_empty() {
-            continue;
-        }
-        let path = PathBuf::from(dir.trim()).join(format!(".s.PGSQL.{}", cfg.port));
-        let _ = std::fs::remove_file(&path);
-        match UnixListener::bind(&path) {
-            Ok(l) => {
-                // The file is made under the umask; access is what the setting says.
-                set_socket_mode(&path, cfg.unix_socket_permissions)?;
-                unix.push(l)
-            }
-            Err(e) => warn!("could not create Unix socket {}: {e}", path.display()),
+        if let Some((l, path)) = listen::bind_unix(dir, cfg.port, "Unix") {
+            // The file is made under the umask; access is what the setting says.
+            set_socket_mode(&path, cfg.unix_socket_permissions)?;
+            unix.push(l);
         }
     }
     if tcp.is_empty() && unix.is_empty() {
@@ -443,82 +405,34 @@ fn set_socket_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
     })
 }
 
-async fn bind_tcp(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    let addr = tokio::net::lookup_host((host, port))
-        .await?
-        .next()
-        .ok_or_else(|| std::io::Error::other("no address"))?;
-    let sock = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    sock.set_reuseaddr(true)?;
-    if addr.is_ipv6() {
-        // Keep [::] from also claiming the IPv4 port that 0.0.0.0 holds.
-        socket2::SockRef::from(&sock).set_only_v6(true)?;
-    }
-    // Accepted connections inherit TCP_NODELAY from the listener on Linux: one setsockopt
-    // here instead of one per client.
-    sock.set_nodelay(true)?;
-    sock.bind(addr)?;
-    sock.listen(1024)
-}
-
-/// Whether connections accepted on `l` come with TCP_NODELAY already set (inherited from
-/// the listener, which Linux does), so the per-connection setsockopt can be skipped.
-fn accepted_inherit_nodelay(l: &TcpListener) -> bool {
-    cfg!(target_os = "linux") && socket2::SockRef::from(l).tcp_nodelay().unwrap_or(false)
-}
-
 /// Accepts clients on every listener until the process ends; one task per session.
 pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListener>) {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(reap_idle(ctx.clone()));
     for l in tcp {
         let ctx = ctx.clone();
-        let nodelay_inherited = accepted_inherit_nodelay(&l);
-        tasks.spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok((s, peer)) => {
-                        let stream = match nodelay_inherited {
-                            true => Stream::Tcp(s),
-                            false => Stream::tcp(s),
-                        };
-                        ctx.lifecycle.spawn_session(crate::session::run(
-                            ctx.clone(),
-                            stream,
-                            ClientInfo::tcp(peer),
-                        ));
-                    }
-                    Err(e) => accept_error(e).await,
-                }
-            }
-        });
+        let nodelay_inherited = listen::accepted_inherit_nodelay(&l);
+        tasks.spawn(listen::accept_tcp(l, "client", move |s, peer| {
+            let stream = match nodelay_inherited {
+                true => Stream::Tcp(s),
+                false => Stream::tcp(s),
+            };
+            ctx.lifecycle.spawn_session(crate::session::run(
+                ctx.clone(),
+                stream,
+                ClientInfo::tcp(peer),
+            ));
+        }));
     }
     for l in unix {
         let ctx = ctx.clone();
-        tasks.spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok((s, _)) => {
-                        ctx.lifecycle.spawn_session(crate::session::run(
-                            ctx.clone(),
-                            Stream::Unix(s),
-                            ClientInfo::local(),
-                        ));
-                    }
-                    Err(e) => accept_error(e).await,
-                }
-            }
-        });
+        tasks.spawn(listen::accept_unix(l, "client", move |s| {
+            ctx.lifecycle.spawn_session(crate::session::run(
+                ctx.clone(),
+                Stream::Unix(s),
+                ClientInfo::local(),
+            ));
+        }));
     }
     while tasks.join_next().await.is_some() {}
-}
-
-/// Out of file descriptors and the like: log, back off briefly, keep serving.
-async fn accept_error(e: std::io::Error) {
-    warn!("accept failed: {e}");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }

@@ -7,64 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-/// Pgpool-II's statement classes (`SHOW pool_backend_stats`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StmtClass {
-    Select,
-    Insert,
-    Update,
-    Delete,
-    Ddl,
-    Other,
-}
-
-impl StmtClass {
-    /// The class of a statement text, from its first keyword (comments and parentheses
-    /// skipped). `WITH` counts as a select: a data-modifying CTE is rare and still a query.
-    pub fn of(sql: &str) -> StmtClass {
-        let word = first_keyword(sql);
-        let is = |k: &str| word.eq_ignore_ascii_case(k);
-        if is("select") || is("with") || is("values") || is("table") {
-            StmtClass::Select
-        } else if is("insert") {
-            StmtClass::Insert
-        } else if is("update") {
-            StmtClass::Update
-        } else if is("delete") {
-            StmtClass::Delete
-        } else if [
-            "create", "alter", "drop", "truncate", "comment", "grant", "revoke", "reindex",
-            "cluster", "security", "import", "refresh",
-        ]
-        .iter()
-        .any(|k| is(k))
-        {
-            StmtClass::Ddl
-        } else {
-            StmtClass::Other
-        }
-    }
-}
-
-/// The first keyword of `sql` as written, skipping blanks, `--`/`/* */` comments and `(`.
-fn first_keyword(sql: &str) -> &str {
-    let mut rest = sql;
-    loop {
-        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
-        if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map_or("", |(_, after)| after);
-        } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map_or("", |(_, after)| after);
-        } else {
-            break;
-        }
-    }
-    let end = rest
-        .bytes()
-        .position(|b| !b.is_ascii_alphabetic())
-        .unwrap_or(rest.len());
-    &rest[..end]
-}
+use crate::router::Reason;
+pub use crate::router::StmtClass;
 
 /// ErrorResponse severities Pgpool-II counts per backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +44,7 @@ pub struct NodeStats {
     pub error: AtomicU64,
     pub fatal: AtomicU64,
     pub panic: AtomicU64,
-    pub conns_opened: AtomicU64,
-    pub conns_reused: AtomicU64,
+    /// Backend connections sessions gave up (opened and reused ones are the pool's count).
     pub conns_closed: AtomicU64,
     /// Requests answered (ReadyForQuery), with their latency.
     pub latency: Latency,
@@ -119,8 +62,6 @@ impl Default for NodeStats {
             error: AtomicU64::new(0),
             fatal: AtomicU64::new(0),
             panic: AtomicU64::new(0),
-            conns_opened: AtomicU64::new(0),
-            conns_reused: AtomicU64::new(0),
             conns_closed: AtomicU64::new(0),
             latency: Latency::default(),
         }
@@ -216,55 +157,14 @@ pub struct Stats {
     pub sessions_tls: AtomicU64,
     pub sessions_plain: AtomicU64,
     auth_failures: [AtomicU64; AUTH_REASONS.len()],
-    /// Statements sent, by (node, routing reason code).
+    /// Statements sent for a reason code that is no [`Reason`], by (node, code).
     routed: Mutex<Vec<(usize, &'static str, u64)>>,
-    /// Routing decisions by node and [`ROUTE_REASONS`] index.
+    /// Routing decisions by node and [`Reason::index`].
     routed_fixed: Vec<AtomicU64>,
 }
 
 /// Backend slots Pgpool-II allows (`MAX_NUM_BACKENDS`).
 pub const MAX_NODES: usize = 128;
-
-/// The routing reason codes counted without a lock (the policy's and the session's).
-pub const ROUTE_REASONS: &[&str] = &[
-    "load_balance",
-    "write",
-    "primary_default",
-    "in_transaction",
-    "session_pinned",
-    "unsynced_batch",
-    "node_unusable",
-    "replica_unavailable",
-    "volatility_unknown",
-    "volatile_function",
-    "in_write_transaction",
-    "wrote_in_session",
-    "hint_comment",
-    "temp_table",
-    "unlogged_table",
-    "unparseable",
-    "weight",
-    "redirect",
-    "system_catalog",
-    "pattern",
-    "serializable",
-    "read_write_transaction",
-    "failed_transaction",
-    "multi_statement",
-    "session_command",
-    "transaction_control",
-    "two_phase",
-    "load_balance_off",
-    "cursor",
-    "listen",
-    "explain",
-    "copy_to_file",
-    "dml_adaptive",
-    "unknown_prepared",
-    "prepared_on_primary",
-    "admin",
-    "empty",
-];
 
 impl Default for Stats {
     fn default() -> Self {
@@ -276,7 +176,7 @@ impl Default for Stats {
             sessions_plain: AtomicU64::new(0),
             auth_failures: Default::default(),
             routed: Mutex::new(Vec::new()),
-            routed_fixed: (0..MAX_NODES * ROUTE_REASONS.len())
+            routed_fixed: (0..MAX_NODES * Reason::ALL.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
         }
@@ -316,32 +216,46 @@ impl Stats {
             .collect()
     }
 
-    /// One statement went to `node` because of `reason` (the router's reason code).
-    /// Counts a routing decision: a relaxed add for the known reasons, a lock only for a
-    /// reason missing from [`ROUTE_REASONS`].
-    pub fn routed(&self, node: usize, reason: &'static str) {
-        if let Some(r) = ROUTE_REASONS.iter().position(|&k| k == reason) {
-            if let Some(c) = self.routed_fixed.get(node * ROUTE_REASONS.len() + r) {
+    /// A routing decision: one relaxed add.
+    pub fn routed(&self, node: usize, reason: Reason) {
+        match self
+            .routed_fixed
+            .get(node * Reason::ALL.len() + reason.index())
+        {
+            Some(c) => {
                 c.fetch_add(1, Relaxed);
-                return;
             }
+            None => self.routed_other(node, reason.code()),
         }
+    }
+
+    /// A routing decision the session reports by its code.
+    pub fn routed_code(&self, node: usize, code: &'static str) {
+        match Reason::from_code(code) {
+            Some(reason) => self.routed(node, reason),
+            None => self.routed_other(node, code),
+        }
+    }
+
+    /// A code that is no [`Reason`], or a node past [`MAX_NODES`]: still counted, under a lock.
+    fn routed_other(&self, node: usize, code: &'static str) {
         let mut v = self.routed.lock().unwrap_or_else(|p| p.into_inner());
-        match v.iter_mut().find(|(n, r, _)| *n == node && *r == reason) {
+        match v.iter_mut().find(|(n, r, _)| *n == node && *r == code) {
             Some(e) => e.2 += 1,
-            None => v.push((node, reason, 1)),
+            None => v.push((node, code, 1)),
         }
     }
 
     pub fn routed_counts(&self) -> Vec<(usize, &'static str, u64)> {
+        let per_node = Reason::ALL.len();
         let mut out: Vec<(usize, &'static str, u64)> = self
             .routed_fixed
             .iter()
             .enumerate()
             .filter_map(|(i, c)| {
                 let n = c.load(Relaxed);
-                let reason = ROUTE_REASONS[i % ROUTE_REASONS.len()];
-                (n > 0).then_some((i / ROUTE_REASONS.len(), reason, n))
+                let reason = Reason::ALL[i % per_node].code();
+                (n > 0).then_some((i / per_node, reason, n))
             })
             .collect();
         out.extend(
@@ -360,27 +274,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statement_classes_follow_the_first_keyword() {
-        let table = [
-            ("SELECT 1", StmtClass::Select),
-            ("  /* c */ (select 1)", StmtClass::Select),
-            (
-                "-- x\nWITH a AS (SELECT 1) SELECT * FROM a",
-                StmtClass::Select,
-            ),
-            ("insert into t values (1)", StmtClass::Insert),
-            ("UPDATE t SET a = 1", StmtClass::Update),
-            ("delete from t", StmtClass::Delete),
-            ("CREATE TABLE t (a int)", StmtClass::Ddl),
-            ("drop table t", StmtClass::Ddl),
-            ("BEGIN", StmtClass::Other),
-            ("SET x = 1", StmtClass::Other),
-            ("", StmtClass::Other),
-            ("/* unterminated", StmtClass::Other),
-        ];
-        for (sql, want) in table {
-            assert_eq!(StmtClass::of(sql), want, "{sql}");
-        }
+    fn routing_counters_keep_the_reason_codes_as_labels() {
+        let s = Stats::default();
+        s.routed(1, Reason::LoadBalance);
+        s.routed(1, Reason::LoadBalance);
+        s.routed_code(0, "session_pinned");
+        s.routed_code(0, "not_a_reason");
+        s.routed(MAX_NODES + 1, Reason::Write);
+        let mut got = s.routed_counts();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (0, "not_a_reason", 1),
+                (0, "session_pinned", 1),
+                (1, "load_balance", 2),
+                (MAX_NODES + 1, "write", 1),
+            ]
+        );
     }
 
     #[test]

@@ -167,3 +167,65 @@ fn health_and_readiness_endpoints() {
         "{body}"
     );
 }
+
+/// A second session's read runs on the replica connection the first one left in the cache
+/// (same server pid): counted as reused, not opened.
+#[tokio::test]
+async fn a_cached_connection_taken_again_counts_as_reused() {
+    let proxy = Proxy::start(READS_TO_REPLICA);
+    let ran_on = |c: tokio_postgres::Client| async move {
+        let row = c
+            .query_one("select inet_server_port(), pg_backend_pid()", &[])
+            .await
+            .unwrap();
+        let (port, pid): (i32, i32) = (row.get(0), row.get(1));
+        assert_eq!(port, cluster().replica_port as i32);
+        pid
+    };
+    let first = ran_on(proxy.connect("postgres", "postgres").await).await;
+    let cached = "pgpool_rs_cached_connections{node=\"1\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::metric(proxy.metrics_port, cached) != Some(1.0) {
+        assert!(std::time::Instant::now() < deadline, "never cached");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = scrape(&proxy);
+    let second = ran_on(proxy.connect("postgres", "postgres").await).await;
+    assert_eq!(
+        second, first,
+        "the second session ran on the cached connection"
+    );
+    let after = scrape(&proxy);
+    let moved = |event: &str| {
+        let l = [("node", "1"), ("event", event)];
+        value(&after, "pgpool_rs_backend_connections_total", &l)
+            - value(&before, "pgpool_rs_backend_connections_total", &l)
+    };
+    assert_eq!((moved("reused"), moved("opened")), (1.0, 0.0));
+}
+
+/// `*` is every interface, IPv6 as well as IPv4: Kubernetes probes on an IPv6-only pod
+/// reach `/healthz` over `::1`.
+#[test]
+fn metrics_and_probes_listen_on_ipv6_and_ipv4_for_star() {
+    use std::io::{Read, Write};
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("this machine has no IPv6 loopback (::1): skipped");
+        return;
+    }
+    let proxy = Proxy::start("metrics_listen_addresses = '*'\n");
+    for host in ["::1", "127.0.0.1"] {
+        let mut s = std::net::TcpStream::connect((host, proxy.metrics_port))
+            .unwrap_or_else(|e| panic!("connect to the metrics port on {host}: {e}"));
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        assert!(raw.starts_with("HTTP/1.1 200"), "{host}: {raw}");
+    }
+}

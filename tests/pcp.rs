@@ -197,7 +197,12 @@ fn fields(body: &[u8]) -> Vec<String> {
 
 /// Logs in as spec 8.2 describes and returns the stream.
 fn login(proxy: &Proxy) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", proxy.pcp_port)).unwrap();
+    login_at(proxy, "127.0.0.1")
+}
+
+fn login_at(proxy: &Proxy, host: &str) -> TcpStream {
+    let mut s = TcpStream::connect((host, proxy.pcp_port))
+        .unwrap_or_else(|e| panic!("connect to PCP on {host}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&packet(b'M', &[])).unwrap();
     let (tag, salt) = read_packet(&mut s);
@@ -244,6 +249,27 @@ fn node_info_fields(proxy: &Proxy) -> Vec<String> {
     body.split(|b| *b == 0)
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect()
+}
+
+/// `*` is every interface, IPv6 as well as IPv4 (an IPv6-only pod's probes and tools
+/// reach PCP over `::1`).
+#[test]
+fn pcp_listens_on_ipv6_and_ipv4_for_star() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("this machine has no IPv6 loopback (::1): skipped");
+        return;
+    }
+    let proxy = start("pcp_listen_addresses = '*'\n");
+    for host in ["::1", "127.0.0.1"] {
+        let mut s = login_at(&proxy, host);
+        s.write_all(&packet(b'L', &[])).unwrap();
+        let (tag, body) = read_packet(&mut s);
+        assert_eq!(
+            (tag, fields(&body)),
+            (b'l', vec!["CommandComplete".to_string(), "2".to_string()]),
+            "node count over {host}"
+        );
+    }
 }
 
 #[test]

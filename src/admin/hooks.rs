@@ -11,9 +11,9 @@ use crate::backend::BackendConn;
 use crate::router::Statement;
 use crate::server::Context;
 
-/// The session opened a connection to `node`.
-pub fn note_backend(ctx: &Context, admin: &SessionAdmin, node: usize, conn: &BackendConn) {
-    ctx.stats.node(node).conns_opened.fetch_add(1, Relaxed);
+/// The session took a connection to `node` (opened or from the cache: the pool counts
+/// which, so `_ctx` is not needed here).
+pub fn note_backend(_ctx: &Context, admin: &SessionAdmin, node: usize, conn: &BackendConn) {
     if let Some(e) = &admin.entry {
         let server_version = conn
             .params
@@ -43,7 +43,7 @@ pub fn count_sent(ctx: &Context, node: usize, stmts: &[Arc<Statement>], reason: 
     for s in stmts {
         counters.count_statement(s.class());
     }
-    ctx.stats.routed(node, reason);
+    ctx.stats.routed_code(node, reason);
 }
 
 /// An authenticated session begins: its registry entry and admin state.

@@ -13,8 +13,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use crate::listen;
 use crate::server::Context;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -26,15 +27,7 @@ pub async fn bind(ctx: &Context) -> std::io::Result<Vec<TcpListener>> {
     if cfg.metrics_port == 0 {
         return Ok(Vec::new());
     }
-    let mut out = Vec::new();
-    for a in cfg.metrics_listen_addresses.iter().map(|a| a.trim()) {
-        match a {
-            "" => {}
-            "*" => out.push(TcpListener::bind(("0.0.0.0", cfg.metrics_port)).await?),
-            host => out.push(TcpListener::bind((host, cfg.metrics_port)).await?),
-        }
-    }
-    Ok(out)
+    listen::bind_tcp(&cfg.metrics_listen_addresses, cfg.metrics_port).await
 }
 
 /// Serves HTTP on `listeners` until the process ends.
@@ -42,30 +35,20 @@ pub async fn serve(ctx: Arc<Context>, listeners: Vec<TcpListener>) {
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
         let ctx = ctx.clone();
-        tasks.spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok((s, _)) => {
-                        let ctx = ctx.clone();
-                        tokio::spawn(async move {
-                            let svc = hyper::service::service_fn(move |req| {
-                                let ctx = ctx.clone();
-                                async move { Ok::<_, Infallible>(route(&ctx, req).await) }
-                            });
-                            let conn = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(s), svc);
-                            if let Err(e) = conn.await {
-                                debug!("metrics connection ended: {e}");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        warn!("metrics accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+        tasks.spawn(listen::accept_tcp(l, "metrics", move |s, _| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let ctx = ctx.clone();
+                    async move { Ok::<_, Infallible>(route(&ctx, req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc);
+                if let Err(e) = conn.await {
+                    debug!("metrics connection ended: {e}");
                 }
-            }
-        });
+            });
+        }));
     }
     while tasks.join_next().await.is_some() {}
 }

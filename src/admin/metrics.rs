@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::cmd::{BACKEND_COUNTERS, CACHE_COLUMNS, HEALTH_COUNTS};
 use super::view::{nodes, NodeView};
 use crate::server::Context;
 
@@ -135,19 +136,7 @@ fn exporter_node_metrics(
         "Backend node status (1 up/waiting)",
         &per(&|n| status_value(n.status)),
     )?;
-    type Pick = fn(&crate::stats::NodeStats) -> &std::sync::atomic::AtomicU64;
-    let counters: [(&str, Pick); 9] = [
-        ("select_cnt", |s| &s.select),
-        ("insert_cnt", |s| &s.insert),
-        ("update_cnt", |s| &s.update),
-        ("delete_cnt", |s| &s.delete),
-        ("ddl_cnt", |s| &s.ddl),
-        ("other_cnt", |s| &s.other),
-        ("panic_cnt", |s| &s.panic),
-        ("fatal_cnt", |s| &s.fatal),
-        ("error_cnt", |s| &s.error),
-    ];
-    for (col, pick) in counters {
+    for (col, pick) in BACKEND_COUNTERS {
         let name = format!("pgpool2_pool_backend_stats_{col}");
         let v = |n: &NodeView| pick(ctx.stats.node(n.index)).load(Relaxed) as f64;
         gauge(
@@ -163,20 +152,9 @@ fn exporter_node_metrics(
         "Backend node status (1 up/waiting)",
         &per(&|n| status_value(n.status)),
     )?;
-    for col in [
-        "total_count",
-        "success_count",
-        "fail_count",
-        "skip_count",
-        "retry_count",
-        "average_retry_count",
-        "max_retry_count",
-        "max_duration",
-        "min_duration",
-        "average_duration",
-    ] {
+    for (col, count) in HEALTH_COUNTS {
         let name = format!("pgpool2_pool_health_check_stats_{col}");
-        let v = |n: &NodeView| health_value(&ctx.nodes.health_stats(n.index), col);
+        let v = |n: &NodeView| count(&ctx.nodes.health_stats(n.index)).value();
         gauge(
             enc,
             &name,
@@ -185,24 +163,6 @@ fn exporter_node_metrics(
         )?;
     }
     Ok(())
-}
-
-/// One `SHOW pool_health_check_stats` count as a number (durations in ms, as shown).
-fn health_value(h: &crate::replication::HealthStats, col: &str) -> f64 {
-    let ms = |d: std::time::Duration| d.as_millis() as f64;
-    match col {
-        "total_count" => h.total_count as f64,
-        "success_count" => h.success_count as f64,
-        "fail_count" => h.fail_count as f64,
-        "skip_count" => h.skip_count as f64,
-        "retry_count" => h.retry_count as f64,
-        "average_retry_count" => h.average_retry_count(),
-        "max_retry_count" => h.max_retry_count as f64,
-        "max_duration" => ms(h.max_duration),
-        "min_duration" => ms(h.min_duration),
-        "average_duration" => h.average_duration_ms(),
-        _ => 0.0,
-    }
 }
 
 fn exporter_session_metrics(ctx: &Context, enc: &mut DescriptorEncoder) -> fmt::Result {
@@ -332,17 +292,7 @@ fn exporter_session_metrics(ctx: &Context, enc: &mut DescriptorEncoder) -> fmt::
 }
 
 fn exporter_cache_metrics(enc: &mut DescriptorEncoder) -> fmt::Result {
-    for col in [
-        "num_cache_hits",
-        "num_selects",
-        "cache_hit_ratio",
-        "num_hash_entries",
-        "used_hash_entries",
-        "num_cache_entries",
-        "used_cache_entries_size",
-        "free_cache_entries_size",
-        "fragment_cache_entries_size",
-    ] {
+    for col in CACHE_COLUMNS {
         let name = format!("pgpool2_pool_cache_{col}");
         gauge(
             enc,
@@ -421,16 +371,16 @@ fn own_metrics(ctx: &Context, nodes: &[NodeView], enc: &mut DescriptorEncoder) -
     )?;
     let mut conns = Vec::new();
     for n in nodes {
-        let s = ctx.stats.node(n.index);
-        for (event, c) in [
-            ("opened", &s.conns_opened),
-            ("reused", &s.conns_reused),
-            ("closed", &s.conns_closed),
+        let pool = ctx.pool.counters.get(n.index);
+        let pooled = |pick: fn(&crate::backend::PoolCounters) -> &AtomicU64| {
+            pool.map_or(0, |c| pick(c).load(Relaxed))
+        };
+        for (event, v) in [
+            ("opened", pooled(|c| &c.opened)),
+            ("reused", pooled(|c| &c.reused)),
+            ("closed", ctx.stats.node(n.index).conns_closed.load(Relaxed)),
         ] {
-            conns.push((
-                vec![node(n.index), ("event", event.to_string())],
-                c.load(Relaxed),
-            ));
+            conns.push((vec![node(n.index), ("event", event.to_string())], v));
         }
     }
     counter(

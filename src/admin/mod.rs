@@ -5,13 +5,13 @@
 //! [`crate::stats`]) so SQL, PCP and `/metrics` cannot disagree.
 
 mod cmd;
-pub mod extended;
+pub(crate) mod extended;
 mod hooks;
 pub mod http;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod pcp;
-pub mod registry;
-pub mod view;
+pub(crate) mod registry;
+pub(crate) mod view;
 
 use bytes::BytesMut;
 

@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
+pub use crate::logging::chrono_like::timestamp;
 use crate::replication::NodeStatus;
 use crate::server::Context;
 
@@ -61,8 +62,11 @@ pub fn nodes(ctx: &Context) -> Vec<NodeView> {
         .iter()
         .enumerate()
         .map(|(index, b)| {
-            let stats = ctx.stats.node(index);
-            let seen = stats.conns_opened.load(Relaxed) + stats.conns_reused.load(Relaxed) > 0;
+            let seen = ctx
+                .pool
+                .counters
+                .get(index)
+                .is_some_and(|c| c.opened.load(Relaxed) + c.reused.load(Relaxed) > 0);
             // The replication monitor's view, when it has one: status, live role, delay.
             let snap = ctx.nodes.snapshot(index);
             let status = match snap.as_ref().map(|s| s.status) {
@@ -98,28 +102,6 @@ pub fn nodes(ctx: &Context) -> Vec<NodeView> {
             }
         })
         .collect()
-}
-
-/// Pgpool-II's timestamp: local time `YYYY-MM-DD HH:MM:SS`.
-pub fn timestamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as libc::time_t;
-    // SAFETY: localtime_r only writes into the `tm` we own; a zeroed `tm` is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if !ok {
-        return String::new();
-    }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
 }
 
 /// Seconds since the epoch, for PCP's status change time.

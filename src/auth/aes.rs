@@ -3,7 +3,7 @@
 //! encrypted with AES-256-CBC and PKCS#7 padding and stored as `"AES" + base64`.
 //! Identical passwords encrypt identically, which is what lets us compare with `pg_enc`.
 
-use crate::auth::AuthError;
+use crate::auth::error::AuthError;
 use aes::cipher::{block_padding::Pkcs7, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;

@@ -5,7 +5,8 @@
 //! reused instead of replaced (so AES entries already in pool_passwd stay readable), and
 //! entries are merged into the files rather than appended twice on every restart.
 
-use crate::auth::{aes, keyfile, md5, passwd, AuthError};
+use crate::auth::error::AuthError;
+use crate::auth::{aes, keyfile, md5, passwd};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand::Rng;

@@ -2,7 +2,7 @@
 //! The key is the first line without its `\n`, at most 255 bytes, like Pgpool-II's
 //! `fgets` into a 256-byte buffer.
 
-use crate::auth::AuthError;
+use crate::auth::error::AuthError;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! stored password's prefix decides its type. Parsing never fails as a whole: a bad line is
 //! reported with its number and skipped, so one typo does not lock every user out.
 
-use crate::auth::{aes, AuthError};
+use crate::auth::aes;
+use crate::auth::error::AuthError;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;

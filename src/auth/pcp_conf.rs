@@ -1,8 +1,8 @@
 //! `pcp.conf`: `user:md5hex` lines, where `md5hex` is `hex(md5(password))` without prefix
 //! (what `pg_md5 <password>` prints). Lines starting with `#` and blank lines are skipped.
 
+use crate::auth::error::AuthError;
 use crate::auth::md5::md5_salted;
-use crate::auth::AuthError;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! Written by hand because no maintained crate checks a proof against a stored
 //! (StoredKey, ServerKey) pair; see the crate notes.
 
-use crate::auth::AuthError;
+use crate::auth::error::AuthError;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};

@@ -257,10 +257,6 @@ impl PendingAuth {
         self.conn.finish_startup(self.max_len).await?;
         Ok(self.conn)
     }
-
-    pub fn node(&self) -> usize {
-        self.conn.node
-    }
 }
 
 impl BackendConn {

@@ -5,8 +5,7 @@ mod conn;
 mod pool;
 
 pub use conn::{
-    send_cancel, set_param, start, BackendAddr, BackendConn, Credential, NodeAddr, PendingAuth,
-    Startup,
+    send_cancel, set_param, start, BackendAddr, BackendConn, Credential, NodeAddr, Startup,
 };
 
 pub use pool::{AuthMemo, CachedLogin, Idle, Pool, PoolCounters, PoolKey, PoolLimits};

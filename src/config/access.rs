@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::error::{ConfigError, Location};
 use super::model::Config;
+use super::names::{split_backend_name, BackendField};
 use super::params::{self, PARAMS};
-use super::parse::{split_backend_name, BackendField};
 use super::values::show_real;
-use super::{ConfigError, Location};
 
 impl Default for Config {
     /// Pgpool-II's defaults (and ours for the extensions), from the parameter table.

@@ -5,10 +5,16 @@
 //! Where Pgpool-II is silent or sloppy we are stricter but compatible: an invalid value
 //! (including a boolean Pgpool-II would take as true) stops start-up with file, line,
 //! parameter and the accepted values; an unknown, misspelled or renamed name is a warning.
+//!
+//! Layers, each importing only those before it: `lexer`, `values`, `error`, `types` →
+//! `model` → `names` (indexed, aliased, renamed, ignored names) → `params` (the typed
+//! table) → `parse` (the loop) → `access` (show/set by name) → this file.
 
 mod access;
+mod error;
 mod lexer;
 mod model;
+mod names;
 mod params;
 mod parse;
 mod types;
@@ -19,82 +25,17 @@ mod sample_tests;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use error::{ConfigError, Location};
 pub use model::Config;
 pub use params::{context, is_session_settable, Context};
+#[cfg(test)]
+pub(crate) use types::parse_redirect_list;
 pub use types::{
     anchored_regex, BackendConfig, BackendFlag, BackendSsl, CheckTempTable, DisableLbOnWrite,
-    HealthCheck, HealthCheckOverrides, LogStandbyDelay, RedirectNode, RedirectRule,
+    HealthCheck, HealthCheckOverrides, LogStandbyDelay, RedirectList, RedirectNode, RedirectRule,
 };
-
-/// Where a setting came from: a file and line, or an environment variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    pub file: String,
-    pub line: Option<usize>,
-}
-
-impl Location {
-    pub(crate) fn at(file: &str, line: usize) -> Self {
-        Self {
-            file: file.to_string(),
-            line: Some(line),
-        }
-    }
-
-    pub(crate) fn env(var: &str) -> Self {
-        Self {
-            file: format!("environment variable {var}"),
-            line: None,
-        }
-    }
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{line}", self.file),
-            None => f.write_str(&self.file),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A value the parameter does not accept; names the accepted values.
-    #[error("{loc}: invalid value for parameter \"{name}\": \"{value}\" (accepted: {accepted})")]
-    InvalidValue {
-        loc: Location,
-        name: String,
-        value: String,
-        accepted: String,
-    },
-    /// The file is not a sequence of `KEY [=] value` (Pgpool-II's "syntax error").
-    #[error("{loc}: syntax error in configuration file: parse error at '{token}'")]
-    Syntax { loc: Location, token: String },
-    /// `backend_hostname` with no index, or an index over 127.
-    #[error("{loc}: parameter \"{name}\" {reason}")]
-    BadIndex {
-        loc: Location,
-        name: String,
-        reason: String,
-    },
-    #[error("{loc}: could not process include: maximum nesting depth exceeded ({max})", max = parse::MAX_INCLUDE_DEPTH)]
-    IncludeDepth { loc: Location },
-    #[error("could not read configuration file \"{}\": {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// `PGPOOL SHOW`/`SET` of a name that is not a parameter (Pgpool-II's wording).
-    #[error("config variable \"{0}\" not found")]
-    Unknown(String),
-    /// The settings are each valid but do not make a runnable configuration.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
 
 /// A parsed configuration and what the operator should be told about it.
 #[derive(Debug, Clone)]

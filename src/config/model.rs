@@ -2,11 +2,10 @@
 //! parameter table (`params.rs`), which `Config::default()` applies, so the documented
 //! default and the effective one cannot drift apart.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::types::{
-    BackendConfig, BackendSsl, CheckTempTable, DisableLbOnWrite, LogStandbyDelay, RedirectRule,
-};
+use super::types::{BackendConfig, BackendSsl, DisableLbOnWrite, LogStandbyDelay, RedirectList};
 
 /// Declares `Config` and a private all-zero constructor the defaults are applied onto.
 macro_rules! config_struct {
@@ -45,8 +44,6 @@ pub struct Config {
     pub max_pool: u32,
     /// `reserved_connections`, default 0: >0 refuses (53300) instead of queueing when full.
     pub reserved_connections: u32,
-    /// `listen_backlog_multiplier`, default 2: listen backlog = num_init_children × this.
-    pub listen_backlog_multiplier: u32,
     /// `child_life_time` (s), default 300: an idle child's cache is dropped after this long.
     pub child_life_time: u64,
     /// `child_max_connections`, default 0: recycle a child after this many sessions (0 = never).
@@ -68,8 +65,6 @@ pub struct Config {
     pub statement_level_load_balance: bool,
     /// `disable_load_balance_on_write`, default `transaction`.
     pub disable_load_balance_on_write: DisableLbOnWrite,
-    /// `dml_adaptive_object_relationship_list`, default '': `table:dependent,…` pairs.
-    pub dml_adaptive_object_relationship_list: String,
     /// `write_function_list`, default '': function-name regexes that write (→ primary).
     pub write_function_list: Vec<String>,
     /// `read_only_function_list`, default '': if set, every other function counts as writing.
@@ -77,17 +72,15 @@ pub struct Config {
     /// `primary_routing_query_pattern_list`, default '': whole-query regexes forcing the primary.
     pub primary_routing_query_pattern_list: Vec<String>,
     /// `user_redirect_preference_list`, default '': user-regex:node[(ratio)] items.
-    pub user_redirect_preference_list: Vec<RedirectRule>,
+    pub user_redirect_preference_list: RedirectList,
     /// `database_redirect_preference_list`, default '': db-regex:node[(ratio)] items.
-    pub database_redirect_preference_list: Vec<RedirectRule>,
+    pub database_redirect_preference_list: RedirectList,
     /// `app_name_redirect_preference_list`, default '': app-regex:node[(ratio)] items.
-    pub app_name_redirect_preference_list: Vec<RedirectRule>,
+    pub app_name_redirect_preference_list: RedirectList,
     /// `allow_sql_comments`, default off: ignore comments when judging read-only-ness.
     pub allow_sql_comments: bool,
     /// `ignore_leading_white_space`, default on: skip leading blanks before that check.
     pub ignore_leading_white_space: bool,
-    /// `check_temp_table`, default `catalog`: detect temp tables (→ primary).
-    pub check_temp_table: CheckTempTable,
     /// `check_unlogged_table`, default on: detect unlogged tables (→ primary).
     pub check_unlogged_table: bool,
     // --- replication delay ------------------------------------------------------------
@@ -123,8 +116,6 @@ pub struct Config {
     pub health_check_retry_delay: u64,
     /// `connect_timeout` (ms), default 10000: also the backend connect timeout for sessions.
     pub connect_timeout: u64,
-    /// `failover_on_backend_error`, default on: off = a backend error ends only that session.
-    pub failover_on_backend_error: bool,
     // --- authentication and TLS -------------------------------------------------------
     /// `enable_pool_hba`, default off: authenticate clients with `pool_hba.conf`.
     pub enable_pool_hba: bool,
@@ -148,8 +139,6 @@ pub struct Config {
     pub ssl_ciphers: String,
     /// `ssl_prefer_server_ciphers`, default off.
     pub ssl_prefer_server_ciphers: bool,
-    /// `ssl_ecdh_curve`, default `prime256v1`.
-    pub ssl_ecdh_curve: String,
     /// `ssl_min_protocol_version`, default `TLSv1.2`.
     pub ssl_min_protocol_version: String,
     /// `ssl_max_protocol_version`, default '' (no limit).
@@ -181,8 +170,6 @@ pub struct Config {
     // --- logging ------------------------------------------------------------------------
     /// `log_min_messages`, default `warning`.
     pub log_min_messages: String,
-    /// `client_min_messages`, default `notice`.
-    pub client_min_messages: String,
     /// `log_statement`, default off: log every statement.
     pub log_statement: bool,
     /// `log_per_node_statement`, default off: log each statement with the node that ran it.
@@ -191,10 +178,6 @@ pub struct Config {
     pub log_connections: bool,
     /// `log_disconnections`, default off.
     pub log_disconnections: bool,
-    /// `log_hostname`, default off: log client host names instead of addresses.
-    pub log_hostname: bool,
-    /// `log_client_messages`, default off.
-    pub log_client_messages: bool,
     /// `log_line_prefix`, default `%m: %a pid %p: `: starts every text log line (`%m` time
     /// with ms, `%t` time, `%p` pid, `%a` application, `%u` user, `%d` database, `%%`).
     pub log_line_prefix: String,
@@ -203,12 +186,6 @@ pub struct Config {
     // --- process ----------------------------------------------------------------------
     /// `pid_file_name`, default `/var/run/pgpool/pgpool.pid`.
     pub pid_file_name: String,
-    /// `logdir` (alias `work_dir`), default `/tmp`: where the node status file goes.
-    pub logdir: String,
-    /// `backend_clustering_mode`, default `streaming_replication` (the only mode supported).
-    pub backend_clustering_mode: String,
-    /// `memory_cache_enabled`, default off; `on` is refused (no query cache in pgpool-rs).
-    pub memory_cache_enabled: bool,
     // --- pgpool-rs extensions -----------------------------------------------------------
     /// `max_message_size` (bytes, pgpool-rs extension), default 1GB (PostgreSQL's own
     /// limit): longer client messages are refused with SQLSTATE 08P01 as soon as their
@@ -241,5 +218,14 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Directory relative paths are resolved against: the file's dir, or the cwd.
     pub config_dir: PathBuf,
+    // --- checked and shown, not acted on ----------------------------------------------
+    /// Pgpool-II parameters whose value is validated and shown (`PGPOOL SHOW`) but that
+    /// nothing in pgpool-rs reads: `listen_backlog_multiplier`, `check_temp_table`,
+    /// `dml_adaptive_object_relationship_list`, `failover_on_backend_error`,
+    /// `ssl_ecdh_curve`, `client_min_messages`, `log_hostname`, `log_client_messages`,
+    /// `logdir` (alias `work_dir`; no status file is written), `backend_clustering_mode`
+    /// (only `streaming_replication`), `memory_cache_enabled` (only off). Name → value as
+    /// shown.
+    pub not_acted_on: BTreeMap<&'static str, String>,
 }
 }

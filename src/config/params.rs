@@ -3,7 +3,7 @@
 //! `items()` and `PGPOOL SET` are all driven by this table.
 
 use super::model::Config;
-use super::types::parse_redirect_list;
+use super::types::{parse_redirect_list, CheckTempTable};
 use super::values::{
     parse_bool, parse_choice, parse_enum, parse_escaped_list, parse_int, parse_list, parse_string,
     show_bool, show_enum, show_int, show_string, Invalid, Unit,
@@ -47,6 +47,22 @@ macro_rules! p {
             show: |c| ($show)(&c.$f),
         }
     };
+    // A parameter nothing reads: its value is still checked, and kept as shown.
+    (@unread $f:ident, $ctx:ident, $def:literal, $parse:expr, $show:expr, $desc:literal) => {
+        ParamDef {
+            name: stringify!($f),
+            context: Context::$ctx,
+            default: $def,
+            description: $desc,
+            secret: false,
+            set: |c, v| {
+                let shown = ($show)(&($parse)(v)?);
+                c.not_acted_on.insert(stringify!($f), shown);
+                Ok(())
+            },
+            show: |c| c.not_acted_on.get(stringify!($f)).cloned().unwrap_or_default(),
+        }
+    };
     ($f:ident, $ctx:ident, $def:literal, bool, $desc:literal) => {
         p!(@row $f, $ctx, $def, false, parse_bool, show_bool, $desc)
     };
@@ -82,8 +98,7 @@ macro_rules! p {
     };
     ($f:ident, $ctx:ident, $def:literal, redirect, $desc:literal) => {
         p!(@row $f, $ctx, $def, false, parse_redirect_list,
-            |x: &Vec<super::types::RedirectRule>|
-                x.iter().map(|r| r.source.as_str()).collect::<Vec<_>>().join(","), $desc)
+            |x: &super::types::RedirectList| x.as_str().to_string(), $desc)
     };
 }
 
@@ -108,7 +123,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(num_init_children, Init, "32", int(1, 100_000, None), "# of children initially pre-forked"),
     p!(max_pool, Init, "4", int(0, 1000, None), "max # of connection pool per child"),
     p!(reserved_connections, Init, "0", int(0, 100_000, None), "# of reserved connections"),
-    p!(listen_backlog_multiplier, Init, "2", int(1, 1000, None), "listen backlog length = num_init_children * this"),
+    p!(@unread listen_backlog_multiplier, Init, "2", |v| parse_int::<u32>(v, 1, 1000, Unit::None), |x: &u32| show_int(x, Unit::None), "listen backlog length = num_init_children * this"),
     p!(child_life_time, Init, "300", int(0, i32::MAX as i64, S), "if idle for this seconds, child exits"),
     p!(child_max_connections, Init, "0", int(0, i32::MAX as i64, None), "if max_connections received, child exits"),
     p!(connection_life_time, Init, "0", int(0, i32::MAX as i64, S), "if idle for this seconds, connection closes"),
@@ -119,7 +134,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(load_balance_mode, Init, "on", bool, "if true, run in load balance mode"),
     p!(statement_level_load_balance, Reload, "off", bool, "if true, choose the load balance node per statement"),
     p!(disable_load_balance_on_write, Reload, "transaction", enum, "load balance behavior when write query is received"),
-    p!(dml_adaptive_object_relationship_list, Reload, "", string, "list of object dependencies for dml_adaptive"),
+    p!(@unread dml_adaptive_object_relationship_list, Reload, "", parse_string, show_string, "list of object dependencies for dml_adaptive"),
     p!(write_function_list, Reload, "", list(","), "functions that write the database"),
     p!(read_only_function_list, Reload, "", list(","), "functions that do not write the database"),
     p!(primary_routing_query_pattern_list, Reload, "", escaped_list(";"), "query patterns that go to the primary"),
@@ -128,7 +143,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(app_name_redirect_preference_list, Reload, "", redirect, "redirect by application name to a node"),
     p!(allow_sql_comments, Session, "off", bool, "if on, ignore SQL comments when judging load balancing"),
     p!(ignore_leading_white_space, Reload, "on", bool, "ignore leading white spaces"),
-    p!(check_temp_table, Reload, "catalog", enum, "how temporary tables are detected"),
+    p!(@unread check_temp_table, Reload, "catalog", parse_enum::<CheckTempTable>, show_enum, "how temporary tables are detected"),
     p!(check_unlogged_table, Session, "on", bool, "enable unlogged table check"),
     p!(delay_threshold, Reload, "0", int(0, i64::MAX, Bytes), "standby delay threshold in bytes"),
     p!(delay_threshold_by_time, Reload, "0", int(0, i32::MAX as i64, Ms), "standby delay threshold in time"),
@@ -146,7 +161,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(health_check_max_retries, Reload, "0", int(0, i32::MAX as i64, None), "maximum number of times to retry a failed health check"),
     p!(health_check_retry_delay, Reload, "1", int(0, i32::MAX as i64, S), "delay between health check retries"),
     p!(connect_timeout, Reload, "10000", int(0, i32::MAX as i64, Ms), "timeout value for connect() to backends"),
-    p!(failover_on_backend_error, Reload, "on", bool, "trigger fail over on backend error"),
+    p!(@unread failover_on_backend_error, Reload, "on", parse_bool, show_bool, "trigger fail over on backend error"),
     p!(enable_pool_hba, Reload, "off", bool, "if true, use pool_hba.conf for client authentication"),
     p!(pool_passwd, Init, "pool_passwd", string, "file name of pool_passwd for md5 authentication"),
     p!(allow_clear_text_frontend_auth, Reload, "off", bool, "allow to use clear text password authentication with clients"),
@@ -158,7 +173,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(ssl_crl_file, Init, "", string, "SSL certificate revocation list file"),
     p!(ssl_ciphers, Init, "HIGH:MEDIUM:+3DES:!aNULL", string, "allowed SSL ciphers"),
     p!(ssl_prefer_server_ciphers, Init, "off", bool, "use server's SSL cipher preferences"),
-    p!(ssl_ecdh_curve, Init, "prime256v1", string, "the curve to use in ECDH key exchange"),
+    p!(@unread ssl_ecdh_curve, Init, "prime256v1", parse_string, show_string, "the curve to use in ECDH key exchange"),
     p!(ssl_min_protocol_version, Init, "TLSv1.2", choice("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"), "minimum SSL/TLS protocol version"),
     p!(ssl_max_protocol_version, Init, "", choice("", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"), "maximum SSL/TLS protocol version"),
     p!(ssl_extra_names, Init, "", list(","), "pgpool-rs: extra DNS names for the self-signed certificate"),
@@ -170,19 +185,19 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(pcp_socket_dir, Init, "/tmp", list(","), "PCP socket directories"),
     p!(pcp_protocol_version, Init, "4.4", choice("4.3", "4.4"), "pgpool-rs: pcp_node_info reply layout (4.3 for pcp tools 4.0-4.3)"),
     p!(log_min_messages, Session, "warning", choice("debug5", "debug4", "debug3", "debug2", "debug1", "info", "notice", "warning", "error", "log", "fatal", "panic"), "which messages are logged"),
-    p!(client_min_messages, Session, "notice", choice("debug5", "debug4", "debug3", "debug2", "debug1", "log", "notice", "warning", "error"), "which messages are sent to the client"),
+    p!(@unread client_min_messages, Session, "notice", |v| parse_choice(v, &["debug5", "debug4", "debug3", "debug2", "debug1", "log", "notice", "warning", "error"]), show_string, "which messages are sent to the client"),
     p!(log_statement, Session, "off", bool, "if on, print all statements"),
     p!(log_per_node_statement, Session, "off", bool, "if on, print all statements with the node they ran on"),
     p!(log_connections, Reload, "off", bool, "if true, print incoming connections"),
     p!(log_disconnections, Reload, "off", bool, "if true, print closing connections"),
-    p!(log_hostname, Reload, "off", bool, "if true, resolve hostname for ps and log"),
-    p!(log_client_messages, Session, "off", bool, "if on, print client messages"),
+    p!(@unread log_hostname, Reload, "off", parse_bool, show_bool, "if true, resolve hostname for ps and log"),
+    p!(@unread log_client_messages, Session, "off", parse_bool, show_bool, "if on, print client messages"),
     p!(log_line_prefix, Reload, "%m: %a pid %p: ", string, "printf-style string to output at beginning of each log line"),
     p!(log_format, Init, "text", choice("text", "json"), "pgpool-rs: log line format (text as Pgpool-II, or json)"),
     p!(pid_file_name, Init, "/var/run/pgpool/pgpool.pid", string, "path to pid file"),
-    p!(logdir, Init, "/tmp", string, "directory of the node status file"),
-    p!(backend_clustering_mode, Init, "streaming_replication", choice("streaming_replication"), "backend clustering mode (pgpool-rs: streaming_replication only)"),
-    p!(@row memory_cache_enabled, Init, "off", false, parse_memory_cache, show_bool, "if on, use the memory cache functionality (pgpool-rs: off only)"),
+    p!(@unread logdir, Init, "/tmp", parse_string, show_string, "directory of the node status file"),
+    p!(@unread backend_clustering_mode, Init, "streaming_replication", |v| parse_choice(v, &["streaming_replication"]), show_string, "backend clustering mode (pgpool-rs: streaming_replication only)"),
+    p!(@unread memory_cache_enabled, Init, "off", parse_memory_cache, show_bool, "if on, use the memory cache functionality (pgpool-rs: off only)"),
     p!(max_message_size, Init, "1GB", int(1024, i32::MAX as i64, Bytes), "pgpool-rs: largest client message accepted"),
     p!(metrics_listen_addresses, Init, "*", list(","), "pgpool-rs: metrics and health HTTP listen addresses"),
     p!(metrics_port, Init, "9930", int(0, 65535, None), "pgpool-rs: metrics and health HTTP port (0 = off)"),
@@ -206,7 +221,7 @@ pub fn context(name: &str) -> Option<Context> {
     if let Some(p) = find(name) {
         return Some(p.context);
     }
-    super::parse::split_backend_name(name)
+    super::names::split_backend_name(name)
         .map(|_| Context::Reload)
-        .or_else(|| super::parse::health_check_name(name).map(|_| Context::Reload))
+        .or_else(|| super::names::health_check_name(name).map(|_| Context::Reload))
 }

@@ -1,8 +1,8 @@
 //! Debian's sample pgpool.conf, every parameter of it: each one is either honoured or named
 //! once in the start-up warning about ignored parameters; none is silently dropped.
 
+use super::names::{backend_name, health_check_name, ALIASES, PARSED_NOT_IMPLEMENTED};
 use super::params::find;
-use super::parse::{backend_name, health_check_name, ALIASES, PARSED_NOT_IMPLEMENTED};
 
 /// Every parameter of Debian's pgpool2 4.3.5 sample, with the sample's values.
 const DEBIAN_SAMPLE: &str = include_str!("testdata/debian-4.3.5-pgpool.conf");

@@ -568,3 +568,19 @@ fn per_node_health_check_settings_override_the_global_ones() {
     let bad = crate::config::parse_str("health_check_period1 = -1\n", "pgpool.conf", &[]);
     assert!(bad.is_err(), "out-of-range per-node value is an error");
 }
+
+/// Parameters pgpool-rs acts on are not reported as ignored; the ones it only checks are.
+#[test]
+fn only_parameters_nothing_reads_are_reported_as_ignored() {
+    let cases = [
+        ("unix_socket_permissions = 0700", false),
+        ("check_unlogged_table = off", false),
+        ("load_balance_mode = off", false),
+        ("log_hostname = on", true),
+        ("failover_on_backend_error = off", true),
+    ];
+    for (line, ignored) in cases {
+        let got = parse(line).map(|l| !l.unsupported.is_empty());
+        assert_eq!(got.ok(), Some(ignored), "{line}");
+    }
+}

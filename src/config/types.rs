@@ -204,17 +204,43 @@ pub struct RedirectRule {
     pub node: RedirectNode,
     /// Share of matching sessions sent to `node` (0.0 ..= 1.0, default 1.0).
     pub ratio: f64,
-    /// The item as written, for SHOW.
-    pub source: String,
+}
+
+/// A parsed `*_redirect_preference_list`: its rules in order, read as a slice, and the
+/// text as written, which is what SHOW prints.
+#[derive(Debug, Clone, Default)]
+pub struct RedirectList {
+    rules: Vec<RedirectRule>,
+    source: String,
+}
+
+impl RedirectList {
+    /// The setting as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+impl std::ops::Deref for RedirectList {
+    type Target = [RedirectRule];
+
+    fn deref(&self) -> &[RedirectRule] {
+        &self.rules
+    }
 }
 
 /// Parses a redirect list the way Pgpool-II does: items split on `,` with no trimming
 /// (a space after a comma becomes part of the regex), each split at its first `:`.
-pub(crate) fn parse_redirect_list(v: &str) -> Result<Vec<RedirectRule>, Invalid> {
-    v.split(',')
+pub(crate) fn parse_redirect_list(v: &str) -> Result<RedirectList, Invalid> {
+    let rules = v
+        .split(',')
         .filter(|item| !item.is_empty())
         .map(parse_redirect_item)
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(RedirectList {
+        rules,
+        source: v.to_string(),
+    })
 }
 
 const REDIRECT_ACCEPTED: &str =
@@ -250,7 +276,6 @@ fn parse_redirect_item(item: &str) -> Result<RedirectRule, Invalid> {
         pattern,
         node,
         ratio,
-        source: item.to_string(),
     })
 }
 
@@ -292,49 +317,71 @@ mod tests {
         }
     }
 
+    /// Pgpool-II's syntax and matching: `,` splits items with no trimming, `^`/`$` are
+    /// added unless present (so `a|b` is `^a|b$`: either end anchored, not both), names
+    /// match case-insensitively, node is an id 0..127, `primary` or `standby` in any case,
+    /// ratio defaults to 1. Each line: list, name → the first matching rule's (node, ratio).
     #[test]
-    fn redirect_items_give_regex_node_and_ratio() {
-        let rules = parse_redirect_list("postgres:primary,mydb\\d:1(0.3),^bi.*$:STANDBY")
-            .unwrap_or_default();
-        let summary: Vec<(RedirectNode, f64)> = rules.iter().map(|r| (r.node, r.ratio)).collect();
-        assert_eq!(
-            summary,
-            [
-                (RedirectNode::Primary, 1.0),
-                (RedirectNode::Id(1), 0.3),
-                (RedirectNode::Standby, 1.0)
-            ]
-        );
-        let matches = |i: usize, name: &str| rules.get(i).is_some_and(|r| r.pattern.is_match(name));
-        assert!(matches(0, "POSTGRES"));
-        assert!(
-            !matches(0, "postgres2"),
-            "anchored: must match the whole name"
-        );
-        assert!(matches(1, "mydb7"));
-        assert!(matches(2, "bi_reports"));
+    fn redirect_lists_match_names_like_pgpool() {
+        use RedirectNode::{Id, Primary, Standby};
+        type Case = (&'static str, &'static str, Option<(RedirectNode, f64)>);
+        let cases: &[Case] = &[
+            ("postgres:primary", "postgres", Some((Primary, 1.0))),
+            ("postgres:primary", "POSTGRES", Some((Primary, 1.0))),
+            ("postgres:primary", "postgres2", None),
+            ("postgres:primary", "my_postgres", None),
+            ("a|b:1", "a", Some((Id(1), 1.0))),
+            ("a|b:1", "b", Some((Id(1), 1.0))),
+            ("a|b:1", "ax", Some((Id(1), 1.0))),
+            ("a|b:1", "xb", Some((Id(1), 1.0))),
+            ("a|b:1", "xa", None),
+            ("(a|b):1", "ax", None),
+            ("^bi.*$:STANDBY", "bi_reports", Some((Standby, 1.0))),
+            ("^bi.*$:STANDBY", "xbi", None),
+            ("mydb\\d:1(0.3)", "mydb7", Some((Id(1), 0.3))),
+            ("mydb\\d:1(0.3)", "mydb", None),
+            ("a:primary, b:standby", " b", Some((Standby, 1.0))),
+            ("a:primary, b:standby", "b", None),
+            ("a:primary,,b:2", "b", Some((Id(2), 1.0))),
+            ("x:Primary(0)", "x", Some((Primary, 0.0))),
+            ("x:127( 0.5 )", "x", Some((Id(127), 0.5))),
+            ("x.*:0,xy:1", "xy", Some((Id(0), 1.0))),
+            ("", "x", None),
+        ];
+        for (list, name, want) in cases {
+            let rules = parse_redirect_list(list);
+            assert!(rules.is_ok(), "{list:?} must parse");
+            let got = rules.ok().and_then(|r| {
+                r.iter()
+                    .find(|rule| rule.pattern.is_match(name))
+                    .map(|rule| (rule.node, rule.ratio))
+            });
+            assert_eq!(got, *want, "{list:?} against {name:?}");
+        }
     }
 
     #[test]
-    fn redirect_items_are_not_trimmed_and_bad_specs_fail() {
-        let rules = parse_redirect_list("a:primary, b:standby").unwrap_or_default();
-        let second = rules
-            .get(1)
-            .map(|r| (r.pattern.is_match(" b"), r.pattern.is_match("b")));
-        assert_eq!(second, Some((true, false)));
+    fn redirect_lists_reject_bad_items_and_show_as_written() {
         for bad in [
             "a:replica",
             "a",
             "a:1(x)",
-            "a:200",
+            "a:128",
+            "a:+1",
             ":primary",
             "a:0(2)",
+            "a:0(-0.1)",
             "a:1(0.5",
+            "a: primary",
+            "(a:1",
+            "a:1,b",
         ] {
             assert!(
                 parse_redirect_list(bad).is_err(),
                 "{bad:?} must be rejected"
             );
         }
+        let shown = parse_redirect_list("a:1,,b:standby(0.5)").map(|l| l.as_str().to_string());
+        assert_eq!(shown.ok().as_deref(), Some("a:1,,b:standby(0.5)"));
     }
 }

@@ -41,7 +41,7 @@ pub fn reload(ctx: &Context, sources: &Sources) -> Result<ReloadReport, LoadErro
     drop_cached(ctx, stale);
     ctx.set_pcp_users(snap.pcp);
     // Certificates and keys too (Kubernetes rotates Secrets); a bad pair keeps the old one.
-    crate::tls::reload_tls(ctx);
+    crate::tls::reload_tls(&ctx.tls, &ctx.config());
     Ok(ReloadReport { need_restart })
 }
 

@@ -5,7 +5,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::frame::{put_message, BodyReader};
 use super::frontend::put_cstr;
-use super::ProtocolError;
+use super::violation::ProtocolError;
 
 /// Backend message tags.
 pub mod btag {
@@ -232,10 +232,6 @@ pub fn data_row<S: AsRef<str>>(out: &mut BytesMut, values: &[S]) {
 
 pub fn command_complete(out: &mut BytesMut, tag: &str) {
     put_message(out, btag::COMMAND_COMPLETE, |b| put_cstr(b, tag));
-}
-
-pub fn empty_query(out: &mut BytesMut) {
-    put_message(out, btag::EMPTY_QUERY, |_| {});
 }
 
 pub fn parse_complete(out: &mut BytesMut) {

@@ -4,6 +4,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::frame::put_message;
+use super::violation::ProtocolError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
@@ -138,6 +139,17 @@ fn put_field(b: &mut BytesMut, kind: u8, value: &str) {
     // A NUL inside a field would end it early and shift the rest; strip it.
     b.extend(value.bytes().filter(|&c| c != 0));
     b.put_u8(0);
+}
+
+impl ProtocolError {
+    /// What the client is told: PostgreSQL uses 08P01 (protocol_violation) for all of these.
+    pub fn to_pg_error(&self) -> PgError {
+        let code = match self {
+            ProtocolError::UnsupportedProtocol { .. } => "0A000",
+            _ => "08P01",
+        };
+        PgError::fatal(code, self.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::ProtocolError;
+use super::violation::ProtocolError;
 
 /// Tag byte plus length word.
 pub const HEADER_LEN: usize = 5;
@@ -35,12 +35,6 @@ impl Frame {
         out.put_u8(self.tag);
         out.put_u32((self.body.len() + 4) as u32);
         out.extend_from_slice(&self.body);
-    }
-
-    pub fn to_bytes(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.wire_len());
-        self.encode(&mut out);
-        out.freeze()
     }
 }
 

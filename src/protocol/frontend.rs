@@ -3,8 +3,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::frame::Frame;
 use super::frame::{put_message, BodyReader};
-use super::{Frame, ProtocolError};
+use super::violation::ProtocolError;
 
 /// Frontend message tags.
 pub mod tag {

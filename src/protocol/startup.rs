@@ -4,7 +4,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::frame::BodyReader;
-use super::ProtocolError;
+use super::violation::ProtocolError;
 
 pub const PROTOCOL_3_0: i32 = 196608;
 pub const CANCEL_CODE: i32 = 80877102;

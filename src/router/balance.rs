@@ -120,7 +120,8 @@ pub fn weighted_pick(weights: &[f64], r: f64, eligible: impl Fn(usize) -> bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::config::{compile_anchored, RedirectRule};
+    use crate::config::anchored_regex;
+    use crate::router::config::RedirectRule;
 
     fn cfg(weights: &[f64]) -> RouterConfig {
         RouterConfig::new(weights.to_vec())
@@ -128,7 +129,7 @@ mod tests {
 
     fn rule(p: &str, node: RedirectNode, ratio: f64) -> RedirectRule {
         RedirectRule {
-            pattern: compile_anchored(p).unwrap_or_else(|e| panic!("{e}")),
+            pattern: anchored_regex(p).unwrap_or_else(|e| panic!("{e}")),
             node,
             ratio,
         }

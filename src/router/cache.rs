@@ -9,9 +9,10 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use super::classify::{classify_checked, classify_uncached, ClassifyOptions, Statement};
+use super::classify::{classify_checked, classify_uncached};
 use super::config::RouterConfig;
 use super::shape::{Hole, Shape};
+use super::statement::{ClassifyOptions, Statement};
 
 /// Texts past this size are not cached (bulk INSERTs would crowd out the useful entries).
 const MAX_CACHED_LEN: usize = 16 * 1024;

@@ -7,7 +7,7 @@ use super::{
     classify_uncached, compile_pattern_list, Classifier, ClassifyOptions, Reason, RouteResult,
     RouterConfig, SessionRouting, Statement, StmtKind, Target,
 };
-use crate::stats::StmtClass;
+use crate::router::StmtClass;
 
 fn cfg() -> RouterConfig {
     RouterConfig::new(vec![0.0, 1.0])

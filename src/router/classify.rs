@@ -4,184 +4,18 @@
 //! transaction control, session commands, admin commands, obvious writes and simple SELECTs;
 //! read-shaped text it is unsure of goes to sqlparser (`parse.rs`). Text neither can settle
 //! is `Unparseable` and goes to the primary.
+//!
+//! The imports form a tree: `statement` (types) and `cursor` (token walking) at the
+//! bottom, the tiers (`fast` → `select`, `txn`, `parse`) above them, and this file on top.
+//! Statements that contain a statement (COPY (query), EXPLAIN, PREPARE) are handled here,
+//! so the recursion into the inner text does not loop back through the tiers' imports.
 
 use std::sync::Arc;
 
+use super::cursor::Cur;
 use super::fast;
-use super::lexer::{self, TokKind};
-
-/// Classifier settings that change a text's static verdict (the cache is per classifier).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClassifyOptions {
-    /// Pgpool-II `allow_sql_comments`: on drops the first-character test, so comment hints
-    /// such as `/*NO LOAD BALANCE*/` stop working.
-    pub allow_sql_comments: bool,
-    /// Pgpool-II `ignore_leading_white_space` (default on).
-    pub ignore_leading_white_space: bool,
-}
-
-impl Default for ClassifyOptions {
-    fn default() -> Self {
-        Self {
-            allow_sql_comments: false,
-            ignore_leading_white_space: true,
-        }
-    }
-}
-
-/// Static facts about one query text; shared across sessions through the cache.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Statement {
-    pub kind: StmtKind,
-    /// Functions called, as written: lower-cased unless quoted, schema-qualified if written so.
-    pub functions: Vec<String>,
-    /// Relations referenced (same spelling rules). CTE names are left out.
-    pub relations: Vec<String>,
-    /// Temporary tables/views/sequences this text creates.
-    pub creates_temp: Vec<String>,
-    /// More than one statement in the text.
-    pub multi: bool,
-    /// The text fails Pgpool-II's first-character rule (leading comment, `VALUES`, …).
-    pub hint_comment: bool,
-    /// Some statement in the text changes data (sets the "written" flags on success).
-    pub writes: bool,
-    /// Some statement in the text changes the catalog (CREATE / ALTER / DROP / COMMENT …, or
-    /// DO, which may): on success the cached catalog facts are stale.
-    pub changes_catalog: bool,
-    /// Session state is set in a way the proxy cannot replay on another backend
-    /// (`set_config(…, false)` with non-literal arguments or inside a larger statement, a
-    /// SET in a multi-statement text): on success the session stays on the primary.
-    pub pins_session: bool,
-    /// The full text, for `primary_routing_query_pattern_list`. From
-    /// [`Classifier::classify_for`](super::Classifier::classify_for) it may be another text of
-    /// the same shape (same bytes but for the values of plain literals).
-    pub text: Arc<str>,
-    /// Facts the session derives from the statement once and keeps with the cached verdict.
-    pub memo: Memo,
-}
-
-/// Per-statement facts computed on first use (the same for every text of one shape: they
-/// depend on keywords and names, never on literal values).
-#[derive(Debug, Clone, Default)]
-pub struct Memo {
-    /// Pgpool-II's statement class (`SHOW pool_backend_stats`).
-    pub class: std::sync::OnceLock<crate::stats::StmtClass>,
-    /// Running it may leave session state on the backend (see the session's reset skip),
-    /// indexed by whether calls under the built-in "safe" names are trusted (`[0]`: not).
-    pub leaves_state: [std::sync::OnceLock<bool>; 2],
-}
-
-/// Derived data: never part of a verdict's identity.
-impl PartialEq for Memo {
-    fn eq(&self, _: &Memo) -> bool {
-        true
-    }
-}
-
-impl Statement {
-    /// The statement's class, computed once.
-    pub fn class(&self) -> crate::stats::StmtClass {
-        *self
-            .memo
-            .class
-            .get_or_init(|| crate::stats::StmtClass::of(&self.text))
-    }
-}
-
-/// Why a statement that is not a write still cannot be load balanced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrimaryCause {
-    /// DECLARE / FETCH / MOVE / CLOSE: cursors live on the primary.
-    Cursor,
-    /// LISTEN / UNLISTEN: notifications come from the primary only.
-    Listen,
-    /// Plain EXPLAIN of a write: runs nothing, but there is nothing to gain on a replica.
-    Explain,
-    /// COPY … TO a server file or program.
-    CopyToFile,
-}
-
-/// What a SET/RESET does to routing state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetEffect {
-    None,
-    /// `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE`, `SET transaction_isolation = serializable`.
-    TxnSerializable,
-    /// `SET transaction_read_only = off`, `SET TRANSACTION READ WRITE`.
-    TxnReadWrite,
-    /// `SET SESSION CHARACTERISTICS … ISOLATION LEVEL x`, `SET default_transaction_isolation = x`.
-    SessionIsolation {
-        serializable: bool,
-    },
-    /// `RESET ALL` (drops a session-wide SERIALIZABLE).
-    ResetAll,
-}
-
-/// Commands the proxy answers itself (spec 7).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminCommand {
-    /// `SHOW pool_nodes` etc.; the name lower-cased.
-    ShowPool(String),
-    /// `PGPOOL SHOW name|all`.
-    PgpoolShow(String),
-    /// `PGPOOL SET name = value` (value unquoted).
-    PgpoolSet(String, String),
-    /// `PGPOOL RESET name|all`.
-    PgpoolReset(String),
-    /// Our extension: `PGPOOL EXPLAIN ROUTE <sql>` — the SQL text to explain.
-    ExplainRoute(String),
-}
-
-/// The statement's class.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StmtKind {
-    /// May be load balanced (subject to the checks of spec 5.3).
-    Read,
-    /// Changes data or schema, or locks rows/tables: primary, and marks the transaction written.
-    Write,
-    /// Not a write, but must run on the primary (does not mark the transaction written).
-    PrimaryOnly(PrimaryCause),
-    /// BEGIN / START TRANSACTION. `plain_on_replica`: the replica must get a plain `BEGIN`
-    /// (READ WRITE and SERIALIZABLE are refused by a hot standby).
-    Begin {
-        read_only: bool,
-        serializable: bool,
-        plain_on_replica: bool,
-    },
-    Commit,
-    Rollback,
-    Savepoint,
-    Release,
-    RollbackToSavepoint,
-    /// `PREPARE TRANSACTION 'id'`: primary only; the session must end the replica's transaction.
-    PrepareTransaction,
-    /// `COMMIT PREPARED` / `ROLLBACK PREPARED`: primary only.
-    FinishPrepared,
-    SessionSet {
-        forces_primary: bool,
-        effect: SetEffect,
-    },
-    /// DISCARD; `drops_temp` for ALL / TEMP, `deallocates` for ALL.
-    Discard {
-        drops_temp: bool,
-        deallocates: bool,
-    },
-    Prepare {
-        name: String,
-        body: Box<Statement>,
-    },
-    Execute {
-        name: String,
-    },
-    /// `DEALLOCATE name`; `None` is `DEALLOCATE ALL`.
-    Deallocate {
-        name: Option<String>,
-    },
-    Admin(AdminCommand),
-    /// Empty text or only `;` / comments.
-    Empty,
-    Unparseable,
-}
+use super::lexer::{self, TokKind, Token};
+use super::statement::{ClassifyOptions, Facts, Memo, PrimaryCause, Statement, StmtKind};
 
 /// How deep EXPLAIN / PREPARE / COPY may nest statements inside statements.
 const MAX_NESTING: u8 = 4;
@@ -233,7 +67,7 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
         stmt.kind = StmtKind::Empty;
         return (stmt, false);
     };
-    let facts = fast::classify_tokens(sql, first, nesting);
+    let facts = classify_one(sql, first, nesting);
     stmt.multi = parts.len() > 1;
     stmt.writes = is_writing(&facts.kind);
     stmt.changes_catalog = changes_catalog(sql, first, &facts);
@@ -241,7 +75,7 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     let mut later_temp = Vec::new();
     if stmt.multi {
         for p in &parts[1..] {
-            let mut other = fast::classify_tokens(sql, p, nesting);
+            let mut other = classify_one(sql, p, nesting);
             // A temp table made anywhere in the text exists only where the text ran.
             later_temp.append(&mut other.creates_temp);
             stmt.writes |= is_writing(&other.kind);
@@ -299,29 +133,120 @@ fn split_statements(tokens: &[lexer::Token]) -> Vec<&[lexer::Token]> {
         .collect()
 }
 
-/// What one statement's analysis yields (the parts of [`Statement`] that depend on it alone).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Facts {
-    pub kind: StmtKind,
-    pub functions: Vec<String>,
-    pub relations: Vec<String>,
-    pub creates_temp: Vec<String>,
-    /// A name in `functions`, `relations` or `creates_temp` (or a CTE name) came from a
-    /// string literal, so the facts depend on a literal's value.
-    pub literal_names: bool,
-    /// A stand-alone `SELECT set_config('n', 'v', true)`: transaction-local, nothing to pin.
-    pub local_set_config: bool,
+/// One statement: those that contain a statement go back through [`classify_text`] for it;
+/// every other one is settled by its leading keywords (`fast.rs`) or sqlparser.
+fn classify_one(sql: &str, toks: &[Token], nesting: u8) -> Facts {
+    let mut c = Cur::new(sql, toks);
+    c.pos = 1;
+    if c.kw_at(0, "copy") {
+        copy(&mut c, nesting)
+    } else if c.kw_at(0, "explain") {
+        explain(&mut c, nesting)
+    } else if c.kw_at(0, "prepare") {
+        prepare(&mut c, nesting)
+    } else {
+        fast::classify_tokens(sql, toks)
+    }
 }
 
-impl Facts {
-    pub fn kind(kind: StmtKind) -> Self {
-        Self {
-            kind,
-            functions: Vec::new(),
-            relations: Vec::new(),
-            creates_temp: Vec::new(),
-            literal_names: false,
-            local_set_config: false,
+/// COPY: `FROM` is a write; `TO STDOUT` reads its table or query; `TO 'file'` is primary.
+fn copy(c: &mut Cur, nesting: u8) -> Facts {
+    let (mut source, literal_names) = if c.is_punct(c.pos, b'(') {
+        let inner = c.skip_parens().unwrap_or("");
+        classify_text(inner, nesting + 1)
+    } else {
+        let Some(name) = c.qualified_name() else {
+            return Facts::kind(StmtKind::Unparseable);
+        };
+        let _ = c.skip_parens(); // column list
+        let source = Statement {
+            relations: vec![name],
+            ..classify_nested("", nesting + 1)
+        };
+        (source, false)
+    };
+    if c.eat_kw("from") {
+        return Facts {
+            relations: std::mem::take(&mut source.relations),
+            literal_names,
+            ..Facts::kind(StmtKind::Write)
+        };
+    }
+    if !c.eat_kw("to") {
+        return Facts::kind(StmtKind::Unparseable);
+    }
+    let kind = match source.kind {
+        StmtKind::Read | StmtKind::Empty if c.is_kw("stdout") => StmtKind::Read,
+        StmtKind::Read | StmtKind::Empty => StmtKind::PrimaryOnly(PrimaryCause::CopyToFile),
+        StmtKind::Write => StmtKind::Write,
+        _ => StmtKind::Unparseable,
+    };
+    Facts {
+        kind,
+        functions: source.functions,
+        relations: source.relations,
+        creates_temp: Vec::new(),
+        literal_names,
+        local_set_config: false,
+    }
+}
+
+/// EXPLAIN [ANALYZE] [VERBOSE] | EXPLAIN (options) stmt. A plain EXPLAIN of a read balances
+/// (Pgpool-II sends every EXPLAIN to the primary; planning on a replica is harmless and
+/// cheaper). EXPLAIN ANALYZE runs the statement, so it takes the statement's class.
+fn explain(c: &mut Cur, nesting: u8) -> Facts {
+    let mut analyze = false;
+    if c.is_punct(c.pos, b'(') {
+        let opts = c.skip_parens().unwrap_or("").to_ascii_lowercase();
+        analyze = opts.split(',').any(|o| {
+            let mut w = o.split_whitespace();
+            w.next() == Some("analyze")
+                && !matches!(w.next(), Some("false" | "off" | "0" | "'false'" | "'off'"))
+        });
+    }
+    loop {
+        if c.eat_kw("analyze") || c.eat_kw("analyse") {
+            analyze = true;
+        } else if !c.eat_kw("verbose") {
+            break;
         }
     }
+    let (inner, literal_names) = classify_text(c.rest(), nesting + 1);
+    let kind = match inner.kind {
+        StmtKind::Read => StmtKind::Read,
+        StmtKind::Write if analyze => StmtKind::Write,
+        StmtKind::Write => StmtKind::PrimaryOnly(PrimaryCause::Explain),
+        StmtKind::Execute { .. } => StmtKind::PrimaryOnly(PrimaryCause::Explain),
+        _ => StmtKind::Unparseable,
+    };
+    Facts {
+        kind,
+        functions: inner.functions,
+        relations: inner.relations,
+        creates_temp: Vec::new(),
+        literal_names,
+        local_set_config: false,
+    }
+}
+
+/// `PREPARE TRANSACTION 'id'` or `PREPARE name [(types)] AS stmt`.
+fn prepare(c: &mut Cur, nesting: u8) -> Facts {
+    if c.eat_kw("transaction") {
+        return Facts::kind(StmtKind::PrepareTransaction);
+    }
+    let Some(name) = c.ident() else {
+        return Facts::kind(StmtKind::Unparseable);
+    };
+    let _ = c.skip_parens();
+    if !c.eat_kw("as") {
+        return Facts::kind(StmtKind::Unparseable);
+    }
+    let body = classify_nested(c.rest(), nesting + 1);
+    if body.multi || matches!(body.kind, StmtKind::Empty) {
+        return Facts::kind(StmtKind::Unparseable);
+    }
+    Facts::kind(StmtKind::Prepare {
+        name,
+        body: Box::new(body),
+    })
 }

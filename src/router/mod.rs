@@ -10,6 +10,7 @@ mod balance;
 mod cache;
 mod classify;
 mod config;
+mod cursor;
 mod fast;
 mod functions;
 mod lexer;
@@ -18,6 +19,8 @@ mod policy;
 mod reason;
 mod select;
 mod shape;
+mod statement;
+mod stmt_class;
 mod txn;
 
 #[cfg(test)]
@@ -31,12 +34,10 @@ mod state_tests;
 
 pub use balance::{choose_node, weighted_pick, NodeChoice};
 pub use cache::Classifier;
-pub use classify::{
-    classify_uncached, AdminCommand, ClassifyOptions, PrimaryCause, SetEffect, Statement, StmtKind,
-};
+pub use classify::classify_uncached;
 pub use config::{
-    compile_anchored, compile_function_list, compile_pattern_list, parse_redirect_list,
-    DisableLbOnWrite, RedirectNode, RedirectRule, RouterConfig,
+    compile_anchored, compile_function_list, compile_pattern_list, DisableLbOnWrite, RedirectNode,
+    RedirectRule, RouterConfig, RouterError,
 };
 pub use functions::{
     builtin_volatility, is_set_config, list_says_writing, overloaded_builtins_query,
@@ -45,14 +46,8 @@ pub use functions::{
 pub use lexer::passes_first_char_rule;
 pub(crate) use lexer::{lex, TokKind};
 pub use policy::{
-    is_system_relation, Catalog, CatalogKey, Decision, Reason, RouteResult, SessionRouting, Target,
+    is_system_relation, Catalog, CatalogKey, Decision, RouteResult, SessionRouting, Target,
 };
-
-/// Errors building routing settings from configuration values.
-#[derive(Debug, thiserror::Error)]
-pub enum RouterError {
-    #[error("invalid regular expression {pattern:?}: {reason}")]
-    BadRegex { pattern: String, reason: String },
-    #[error("invalid value {value:?} for {param}")]
-    BadValue { param: &'static str, value: String },
-}
+pub use reason::Reason;
+pub use statement::{AdminCommand, ClassifyOptions, PrimaryCause, SetEffect, Statement, StmtKind};
+pub use stmt_class::StmtClass;

@@ -13,8 +13,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use super::classify::{Facts, StmtKind};
-use super::select::push_unique;
+use super::statement::{push_unique, Facts, StmtKind};
 
 /// sqlparser's own guard against deep input; kept low enough that a debug build's larger
 /// frames still fit a 2 MiB thread stack.

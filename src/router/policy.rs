@@ -13,10 +13,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::balance::{choose_node, NodeChoice};
-use super::classify::{PrimaryCause, SetEffect, Statement, StmtKind};
 use super::config::{DisableLbOnWrite, RouterConfig};
 use super::functions::list_says_writing;
-pub use super::reason::Reason;
+use super::reason::Reason;
+use super::statement::{PrimaryCause, SetEffect, Statement, StmtKind};
 
 /// Where a statement goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,10 +164,6 @@ impl SessionRouting {
 
     pub fn in_transaction(&self) -> bool {
         matches!(self.txn_status, b'T' | b'E')
-    }
-
-    pub fn has_temp_table(&self, name: &str) -> bool {
-        self.temp_tables.contains(name)
     }
 
     /// Where does this statement go? `catalog` answers from the session's cache of the

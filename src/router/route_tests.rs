@@ -9,6 +9,12 @@ fn cfg() -> RouterConfig {
     RouterConfig::new(vec![0.0, 1.0])
 }
 
+fn redirects(list: &str) -> Vec<RedirectRule> {
+    crate::config::parse_redirect_list(list)
+        .map(|l| l.to_vec())
+        .unwrap_or_default()
+}
+
 /// What the "primary's catalog" says: `my_writer` is VOLATILE, `my_reader` STABLE, the
 /// built-ins as in `pg_proc`, except that a user overloaded `abs` with a VOLATILE
 /// `public.abs(text)`; relations `u` and `s.u` are unlogged, `new_t` was never asked about.
@@ -284,13 +290,13 @@ fn configuration_changes_the_decision() {
             LoadBalance,
         ),
         (
-            |c| c.database_redirect = parse_redirect_list("app:primary").unwrap_or_default(),
+            |c| c.database_redirect = redirects("app:primary"),
             "select 1",
             P,
             Redirect,
         ),
         (
-            |c| c.user_redirect = parse_redirect_list("alice:1").unwrap_or_default(),
+            |c| c.user_redirect = redirects("alice:1"),
             "select 1",
             R,
             Redirect,

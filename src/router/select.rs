@@ -2,9 +2,9 @@
 //! subqueries. Collects the called functions and the relations in one pass over the
 //! tokens; anything outside that shape returns `None` and is left to sqlparser.
 
-use super::classify::{Facts, StmtKind};
-use super::fast::Cur;
+use super::cursor::Cur;
 use super::lexer::TokKind;
+use super::statement::{push_unique, Facts, StmtKind};
 
 /// Words that make the shape too rich for this scan (sqlparser decides instead).
 const BAIL: &[&str] = &[
@@ -206,11 +206,5 @@ impl Scan<'_> {
             }
         }
         Some(())
-    }
-}
-
-pub(crate) fn push_unique(v: &mut Vec<String>, s: String) {
-    if !v.contains(&s) {
-        v.push(s);
     }
 }

@@ -3,9 +3,9 @@
 //! Done by hand rather than by sqlparser because it must never fail: sqlparser rejects
 //! `BEGIN … DEFERRABLE`, and a missed BEGIN would desynchronise the replica's transaction.
 
-use super::classify::{Facts, SetEffect, StmtKind};
-use super::fast::{unquote, Cur};
+use super::cursor::{unquote, Cur};
 use super::lexer::TokKind;
+use super::statement::{Facts, SetEffect, StmtKind};
 
 /// BEGIN/START/COMMIT/END/ROLLBACK/ABORT/SAVEPOINT/RELEASE; anything else is `Unparseable`.
 pub(crate) fn transaction_control(c: &mut Cur, word: &str) -> StmtKind {

@@ -12,7 +12,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 use tracing::{info, warn};
 
 use super::certgen::{self, Generated};
-use super::{ring_provider, TlsError, ALPN_POSTGRESQL};
+use super::shared::{ring_provider, TlsError, ALPN_POSTGRESQL};
 use crate::config::Config;
 
 /// Where the server certificate comes from, decided once at start.

@@ -11,7 +11,7 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::{ring_provider, TlsError, ALPN_POSTGRESQL};
+use super::shared::{ring_provider, TlsError, ALPN_POSTGRESQL};
 use crate::config::{BackendSsl, Config};
 
 /// Whether and how a backend connection uses TLS. Cheap to clone (one `Arc`).

@@ -13,7 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::TlsError;
+use super::shared::TlsError;
 
 /// Days of validity, as the image's `openssl req -days 1825`.
 const VALID_DAYS: i64 = 1825;

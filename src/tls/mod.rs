@@ -10,14 +10,13 @@ mod acceptor;
 mod backend;
 mod certgen;
 mod ciphers;
+mod shared;
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use rustls::crypto::CryptoProvider;
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -26,45 +25,13 @@ use tracing::{info, warn};
 pub use acceptor::KeySource;
 pub use backend::{BackendMode, BackendTls};
 pub use certgen::fingerprint;
+pub use shared::{ring_provider, TlsError, ALPN_POSTGRESQL};
 
-use crate::server::Context;
+use crate::config::Config;
 use crate::stream::Stream;
-
-/// The ALPN protocol name PostgreSQL 17 uses, required with direct TLS.
-pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 
 /// The first byte of a TLS handshake record: a direct-TLS client sends it instead of a length.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("{path}: {reason}")]
-    Pem { path: PathBuf, reason: String },
-    #[error("could not generate a self-signed certificate: {0}")]
-    Generate(rcgen::Error),
-    #[error("{0}")]
-    Config(String),
-    #[error("TLS handshake failed: {0}")]
-    Handshake(std::io::Error),
-    #[error("direct TLS connection without ALPN \"postgresql\"")]
-    NoAlpn,
-    #[error("TLS is only offered on TCP connections")]
-    NotTcp,
-}
-
-impl TlsError {
-    fn pem(path: &Path, reason: impl std::fmt::Display) -> Self {
-        TlsError::Pem {
-            path: path.to_path_buf(),
-            reason: reason.to_string(),
-        }
-    }
-}
-
-/// The ring provider: the only one this build uses (aws-lc is not compiled in).
-pub fn ring_provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
 
 /// The TLS state sessions share: the client acceptor (None = answer `N`) and the backend
 /// connector, each swapped whole on reload.
@@ -90,36 +57,34 @@ impl Tls {
 
 /// Loads or generates the certificate and builds both sides' configuration. An error stops
 /// the start: a proxy told to encrypt must not silently serve in plain text.
-pub fn init(ctx: &Context) -> Result<(), TlsError> {
-    let cfg = ctx.config();
-    ctx.tls.backend.store(Arc::new(backend::backend_tls(&cfg)?));
+pub fn init(tls: &Tls, cfg: &Config) -> Result<(), TlsError> {
+    tls.backend.store(Arc::new(backend::backend_tls(cfg)?));
     if !cfg.ssl {
         return Ok(());
     }
-    let src = acceptor::key_source(&cfg)?;
-    let sc = acceptor::server_config(&cfg, &src)?;
+    let src = acceptor::key_source(cfg)?;
+    let sc = acceptor::server_config(cfg, &src)?;
     log_serving(&src);
-    ctx.tls.acceptor.store(Some(Arc::new(sc)));
-    *ctx.tls.source.lock().unwrap_or_else(|p| p.into_inner()) = Some(src);
+    tls.acceptor.store(Some(Arc::new(sc)));
+    *tls.source.lock().unwrap_or_else(|p| p.into_inner()) = Some(src);
     Ok(())
 }
 
 /// Re-reads the certificate, key, CA and CRL files (SIGHUP). Sessions already encrypted keep
 /// going; a file that fails to load is logged and the previous configuration stays.
-pub fn reload_tls(ctx: &Context) {
-    let cfg = ctx.config();
-    match backend::backend_tls(&cfg) {
-        Ok(b) => ctx.tls.backend.store(Arc::new(b)),
+pub fn reload_tls(tls: &Tls, cfg: &Config) {
+    match backend::backend_tls(cfg) {
+        Ok(b) => tls.backend.store(Arc::new(b)),
         Err(e) => warn!("ssl: backend TLS settings not reloaded: {e}"),
     }
-    let guard = ctx.tls.source.lock().unwrap_or_else(|p| p.into_inner());
+    let guard = tls.source.lock().unwrap_or_else(|p| p.into_inner());
     let Some(src) = guard.as_ref() else {
         return;
     };
-    match acceptor::server_config(&cfg, src) {
+    match acceptor::server_config(cfg, src) {
         Ok(sc) => {
             log_serving(src);
-            ctx.tls.acceptor.store(Some(Arc::new(sc)));
+            tls.acceptor.store(Some(Arc::new(sc)));
         }
         Err(e) => warn!("ssl: certificate not reloaded, keeping the previous one: {e}"),
     }

@@ -1,29 +1,32 @@
 //! `SHOW pool_backend_stats`: statements sent and errors returned, per node.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::admin::view::nodes;
 use crate::admin::{Answer, Command, SessionAdmin};
 use crate::protocol::PgError;
 use crate::server::Context;
+use crate::stats::NodeStats;
 
 pub struct ShowBackendStats;
 
-const COLUMNS: [&str; 14] = [
-    "node_id",
-    "hostname",
-    "port",
-    "status",
-    "role",
-    "select_cnt",
-    "insert_cnt",
-    "update_cnt",
-    "delete_cnt",
-    "ddl_cnt",
-    "other_cnt",
-    "panic_cnt",
-    "fatal_cnt",
-    "error_cnt",
+/// The node's own columns, before the counters.
+const NODE_COLUMNS: [&str; 5] = ["node_id", "hostname", "port", "status", "role"];
+
+/// Picks one counter of a node.
+pub type PickCounter = fn(&NodeStats) -> &AtomicU64;
+
+/// The counter columns and the counter each shows; `/metrics` exports the same list.
+pub const BACKEND_COUNTERS: [(&str, PickCounter); 9] = [
+    ("select_cnt", |s| &s.select),
+    ("insert_cnt", |s| &s.insert),
+    ("update_cnt", |s| &s.update),
+    ("delete_cnt", |s| &s.delete),
+    ("ddl_cnt", |s| &s.ddl),
+    ("other_cnt", |s| &s.other),
+    ("panic_cnt", |s| &s.panic),
+    ("fatal_cnt", |s| &s.fatal),
+    ("error_cnt", |s| &s.error),
 ];
 
 impl Command for ShowBackendStats {
@@ -32,10 +35,6 @@ impl Command for ShowBackendStats {
             .into_iter()
             .map(|n| {
                 let st = ctx.stats.node(n.index);
-                let counters = [
-                    &st.select, &st.insert, &st.update, &st.delete, &st.ddl, &st.other, &st.panic,
-                    &st.fatal, &st.error,
-                ];
                 let mut row = vec![
                     n.id.to_string(),
                     n.hostname.clone(),
@@ -43,10 +42,18 @@ impl Command for ShowBackendStats {
                     n.status.to_string(),
                     n.role().to_string(),
                 ];
-                row.extend(counters.iter().map(|c| c.load(Relaxed).to_string()));
+                row.extend(
+                    BACKEND_COUNTERS
+                        .iter()
+                        .map(|(_, pick)| pick(st).load(Relaxed).to_string()),
+                );
                 row
             })
             .collect();
-        Ok(Answer::rows(&COLUMNS, rows))
+        let columns: Vec<&str> = NODE_COLUMNS
+            .into_iter()
+            .chain(BACKEND_COUNTERS.iter().map(|(c, _)| *c))
+            .collect();
+        Ok(Answer::rows(&columns, rows))
     }
 }

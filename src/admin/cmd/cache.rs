@@ -7,7 +7,8 @@ use crate::server::Context;
 
 pub struct ShowCache;
 
-const COLUMNS: [&str; 9] = [
+/// Also the `pgpool2_pool_cache_*` metric names.
+pub const CACHE_COLUMNS: [&str; 9] = [
     "num_cache_hits",
     "num_selects",
     "cache_hit_ratio",
@@ -21,10 +22,10 @@ const COLUMNS: [&str; 9] = [
 
 impl Command for ShowCache {
     fn execute(&self, _: &Context, _: &mut SessionAdmin) -> Result<Answer, PgError> {
-        let row = COLUMNS
+        let row = CACHE_COLUMNS
             .iter()
             .map(|c| if *c == "cache_hit_ratio" { "0.00" } else { "0" }.to_string())
             .collect();
-        Ok(Answer::rows(&COLUMNS, vec![row]))
+        Ok(Answer::rows(&CACHE_COLUMNS, vec![row]))
     }
 }

@@ -9,56 +9,103 @@ use crate::server::Context;
 
 pub struct ShowHealthCheckStats;
 
-pub const COLUMNS: [&str; 20] = [
+/// The node's own columns, before the counts.
+const NODE_COLUMNS: [&str; 6] = [
     "node_id",
     "hostname",
     "port",
     "status",
     "role",
     "last_status_change",
-    "total_count",
-    "success_count",
-    "fail_count",
-    "skip_count",
-    "retry_count",
-    "average_retry_count",
-    "max_retry_count",
-    "max_duration",
-    "min_duration",
-    "average_duration",
+];
+
+/// The counts and durations (ms) of the check, after the node's columns; `/metrics`
+/// exports the same list.
+pub const HEALTH_COUNTS: [(&str, CountOf); 10] = [
+    ("total_count", |h| Count::Int(h.total_count)),
+    ("success_count", |h| Count::Int(h.success_count)),
+    ("fail_count", |h| Count::Int(h.fail_count)),
+    ("skip_count", |h| Count::Int(h.skip_count)),
+    ("retry_count", |h| Count::Int(h.retry_count)),
+    ("average_retry_count", |h| {
+        Count::Real(h.average_retry_count())
+    }),
+    ("max_retry_count", |h| Count::Int(h.max_retry_count)),
+    ("max_duration", |h| Count::Int(millis(h.max_duration))),
+    ("min_duration", |h| Count::Int(millis(h.min_duration))),
+    ("average_duration", |h| Count::Real(h.average_duration_ms())),
+];
+
+/// The times of the last checks, after the counts.
+const WHEN_COLUMNS: [&str; 4] = [
     "last_health_check",
     "last_successful_health_check",
     "last_skip_health_check",
     "last_failed_health_check",
 ];
 
-/// The 20 values of one node, in column order (also PCP's `health_check_stats` answer
-/// and the `/metrics` series).
+/// Reads one count of a node's check.
+pub type CountOf = fn(&HealthStats) -> Count;
+
+/// One count as SHOW prints it (integers plain, averages with six decimals) and as
+/// `/metrics` exports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Count {
+    Int(u64),
+    Real(f64),
+}
+
+impl Count {
+    pub fn value(self) -> f64 {
+        match self {
+            Count::Int(v) => v as f64,
+            Count::Real(v) => v,
+        }
+    }
+
+    fn show(self) -> String {
+        match self {
+            Count::Int(v) => v.to_string(),
+            Count::Real(v) => format!("{v:.6}"),
+        }
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Column names, in order.
+pub fn health_check_columns() -> Vec<&'static str> {
+    NODE_COLUMNS
+        .into_iter()
+        .chain(HEALTH_COUNTS.iter().map(|(c, _)| *c))
+        .chain(WHEN_COLUMNS)
+        .collect()
+}
+
+/// The 20 values of one node, in column order (also PCP's `health_check_stats` answer).
 pub fn health_check_row(n: &NodeView, h: &HealthStats) -> Vec<String> {
-    let ms = |d: std::time::Duration| d.as_millis().to_string();
     let when = |t: Option<std::time::SystemTime>| t.map(timestamp).unwrap_or_default();
-    vec![
+    let mut row = vec![
         n.id.to_string(),
         n.hostname.clone(),
         n.port.to_string(),
         n.status.to_string(),
         n.role().to_string(),
         timestamp(n.last_status_change),
-        h.total_count.to_string(),
-        h.success_count.to_string(),
-        h.fail_count.to_string(),
-        h.skip_count.to_string(),
-        h.retry_count.to_string(),
-        format!("{:.6}", h.average_retry_count()),
-        h.max_retry_count.to_string(),
-        ms(h.max_duration),
-        ms(h.min_duration),
-        format!("{:.6}", h.average_duration_ms()),
-        when(h.last_health_check),
-        when(h.last_successful_health_check),
-        when(h.last_skip_health_check),
-        when(h.last_failed_health_check),
-    ]
+    ];
+    row.extend(HEALTH_COUNTS.iter().map(|(_, count)| count(h).show()));
+    row.extend(
+        [
+            h.last_health_check,
+            h.last_successful_health_check,
+            h.last_skip_health_check,
+            h.last_failed_health_check,
+        ]
+        .map(when),
+    );
+    row
 }
 
 /// Every node's row.
@@ -71,6 +118,9 @@ pub fn health_check_rows(ctx: &Context) -> Vec<Vec<String>> {
 
 impl Command for ShowHealthCheckStats {
     fn execute(&self, ctx: &Context, _: &mut SessionAdmin) -> Result<Answer, PgError> {
-        Ok(Answer::rows(&COLUMNS, health_check_rows(ctx)))
+        Ok(Answer::rows(
+            &health_check_columns(),
+            health_check_rows(ctx),
+        ))
     }
 }

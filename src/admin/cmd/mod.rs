@@ -17,7 +17,9 @@ use super::Command;
 use crate::protocol::PgError;
 use crate::router::AdminCommand;
 
-pub use health_check_stats::health_check_row;
+pub use backend_stats::BACKEND_COUNTERS;
+pub use cache::CACHE_COLUMNS;
+pub use health_check_stats::{health_check_row, HEALTH_COUNTS};
 pub use pools::{pools_rows, POOLS_COLUMNS};
 pub use status::status_items;
 

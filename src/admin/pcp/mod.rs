@@ -3,10 +3,9 @@
 //! Pgpool-II's tools (`pcp_node_count`, `pcp_node_info`, …) talk to it unchanged.
 
 mod commands;
-pub mod wire;
+pub(crate) mod wire;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UnixListener};
 use tracing::{debug, info, warn};
 
+use crate::listen;
 use crate::server::Context;
 use crate::stream::Stream;
 use wire::{read_packet, PcpError};
@@ -23,28 +23,13 @@ use wire::{read_packet, PcpError};
 /// socket that cannot be made is only a warning (as for the client socket).
 pub async fn bind(ctx: &Context) -> std::io::Result<(Vec<TcpListener>, Vec<UnixListener>)> {
     let cfg = ctx.config();
-    let mut tcp = Vec::new();
-    for a in cfg.pcp_listen_addresses.iter().map(|a| a.trim()) {
-        match a {
-            "" => {}
-            "*" => tcp.push(TcpListener::bind(("0.0.0.0", cfg.pcp_port)).await?),
-            host => tcp.push(TcpListener::bind((host, cfg.pcp_port)).await?),
-        }
-    }
-    let mut unix = Vec::new();
-    for dir in cfg
+    let tcp = listen::bind_tcp(&cfg.pcp_listen_addresses, cfg.pcp_port).await?;
+    let unix = cfg
         .pcp_socket_dir
         .iter()
-        .map(|d| d.trim())
-        .filter(|d| !d.is_empty())
-    {
-        let path = PathBuf::from(dir).join(format!(".s.PGSQL.{}", cfg.pcp_port));
-        let _ = std::fs::remove_file(&path);
-        match UnixListener::bind(&path) {
-            Ok(l) => unix.push(l),
-            Err(e) => warn!("could not create PCP socket {}: {e}", path.display()),
-        }
-    }
+        .filter_map(|dir| listen::bind_unix(dir, cfg.pcp_port, "PCP"))
+        .map(|(l, _)| l)
+        .collect();
     Ok((tcp, unix))
 }
 
@@ -53,36 +38,17 @@ pub async fn serve(ctx: Arc<Context>, tcp: Vec<TcpListener>, unix: Vec<UnixListe
     let mut tasks = tokio::task::JoinSet::new();
     for l in tcp {
         let ctx = ctx.clone();
-        tasks.spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok((s, addr)) => {
-                        tokio::spawn(connection(ctx.clone(), Stream::tcp(s), Some(addr.ip())));
-                    }
-                    Err(e) => accept_error(e).await,
-                }
-            }
-        });
+        tasks.spawn(listen::accept_tcp(l, "PCP", move |s, peer| {
+            tokio::spawn(connection(ctx.clone(), Stream::tcp(s), Some(peer.ip())));
+        }));
     }
     for l in unix {
         let ctx = ctx.clone();
-        tasks.spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok((s, _)) => {
-                        tokio::spawn(connection(ctx.clone(), Stream::Unix(s), None));
-                    }
-                    Err(e) => accept_error(e).await,
-                }
-            }
-        });
+        tasks.spawn(listen::accept_unix(l, "PCP", move |s| {
+            tokio::spawn(connection(ctx.clone(), Stream::Unix(s), None));
+        }));
     }
     while tasks.join_next().await.is_some() {}
-}
-
-async fn accept_error(e: std::io::Error) {
-    warn!("PCP accept failed: {e}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// How long a PCP client may take to authenticate.
