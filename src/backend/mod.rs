@@ -2,6 +2,7 @@
 //! the cache of idle connections keyed by user and database.
 
 mod conn;
+mod limits;
 mod pool;
 
 pub use conn::{
@@ -9,6 +10,7 @@ pub use conn::{
     Startup,
 };
 
+pub use limits::{Acquired, ConnLimits, ConnPermit, KeyLimit};
 pub use pool::{AuthMemo, CachedLogin, Idle, Pool, PoolCounters, PoolKey, PoolLimits};
 
 use crate::protocol::{AuthRequest, PgError};

@@ -69,6 +69,8 @@ pub struct Idle {
     pub conn: BackendConn,
     pub credential: Credential,
     pub auth: AuthMemo,
+    /// Its share of a transaction-mode bound (see `limits`), kept while it is cached.
+    pub permit: Option<super::ConnPermit>,
     returned_at: Instant,
 }
 
@@ -307,8 +309,15 @@ impl Idle {
             conn,
             credential,
             auth,
+            permit: None,
             returned_at: Instant::now(),
         }
+    }
+
+    /// The same, carrying `permit` (the connection counts against a bound).
+    pub fn with_permit(mut self, permit: Option<super::ConnPermit>) -> Idle {
+        self.permit = permit;
+        self
     }
 }
 

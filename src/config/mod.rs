@@ -26,7 +26,8 @@ pub use model::Config;
 pub use params::{context, is_session_settable, Context};
 pub use types::{
     anchored_regex, BackendConfig, BackendFlag, BackendSsl, CheckTempTable, DisableLbOnWrite,
-    HealthCheck, HealthCheckOverrides, LogStandbyDelay, RedirectNode, RedirectRule,
+    HealthCheck, HealthCheckOverrides, LogStandbyDelay, PoolMode, PoolModeOverride, RedirectNode,
+    RedirectRule,
 };
 
 /// Where a setting came from: a file and line, or an environment variable.
