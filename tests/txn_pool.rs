@@ -310,3 +310,39 @@ async fn a_client_finding_every_connection_busy_gets_53300_after_query_wait_time
         1
     );
 }
+
+/// psycopg 3 with its statement cache (named statements prepared after five runs, closed
+/// when evicted), many clients on two connections.
+#[tokio::test]
+async fn psycopg_prepared_statements_survive_transaction_pooling() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import psycopg"])
+        .output();
+    if !matches!(&probe, Ok(o) if o.status.success()) {
+        println!(
+            "SKIPPED: python3 with psycopg 3 is not installed (pip install 'psycopg[binary]')"
+        );
+        return;
+    }
+    let proxy = txn_proxy(2, "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/psycopg_txn_pool.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(proxy.conn_str("postgres", "postgres"))
+        .args(["6", "30"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+    let backends: usize = stdout
+        .trim()
+        .strip_prefix("backends: ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=2).contains(&backends), "{stdout}");
+}

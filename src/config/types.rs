@@ -404,4 +404,40 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn pool_mode_overrides_pick_the_first_matching_item() {
+        let list = parse_pool_mode_overrides(
+            "app@shop:transaction, *@reports:session,batch@*:transaction,@:session",
+        )
+        .unwrap_or_default();
+        let mode_for =
+            |user: &str, db: &str| list.iter().find(|o| o.matches(user, db)).map(|o| o.mode);
+        let cases = [
+            // (user, database) -> mode of the first matching item
+            (("app", "shop"), Some(PoolMode::Transaction)),
+            (("app", "reports"), Some(PoolMode::Session)),
+            (("batch", "shop"), Some(PoolMode::Transaction)),
+            (("other", "shop"), Some(PoolMode::Session)),
+        ];
+        for ((user, db), want) in cases {
+            assert_eq!(mode_for(user, db), want, "{user}@{db}");
+        }
+        let shown: Vec<String> = list.iter().map(PoolModeOverride::source).collect();
+        assert_eq!(
+            shown,
+            [
+                "app@shop:transaction",
+                "*@reports:session",
+                "batch@*:transaction",
+                "*@*:session"
+            ]
+        );
+        for bad in ["app:transaction", "app@shop", "app@shop:statement", "a@b:"] {
+            assert!(
+                parse_pool_mode_overrides(bad).is_err(),
+                "{bad:?} must be rejected"
+            );
+        }
+    }
 }
