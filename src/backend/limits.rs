@@ -69,6 +69,11 @@ impl ConnLimits {
 }
 
 impl KeyLimit {
+    /// A new connection may be opened now.
+    pub fn has_room(&self) -> bool {
+        self.permits.available_permits() > 0
+    }
+
     /// A connection of this key went back to the cache: waiters look again.
     pub fn returned(&self) {
         self.returned.notify_waiters();

@@ -162,6 +162,11 @@ impl Pool {
         }
     }
 
+    /// Whether a connection for `key` is cached now.
+    pub fn has_idle(&self, key: &PoolKey) -> bool {
+        self.lock().idle.get(key).is_some_and(|l| !l.is_empty())
+    }
+
     /// What a cached connection for `key` would show a client (its authentication and the
     /// server's ParameterStatus set), without taking it: enough to greet a client whose
     /// backend connection is taken only at its first query.

@@ -76,7 +76,7 @@ impl Relay {
         let max = self.decoder.max_len;
         let opened = match self
             .router
-            .connect(&self.ctx, node, self.pools_transactions)
+            .connect(&self.ctx, node, self.shared.is_some())
             .await
         {
             // Never a write to a standby: a "primary" that came back in recovery ends this

@@ -101,8 +101,9 @@ pub struct Relay {
     idle_limit: u64,
     /// Admin state: registry entry, PGPOOL SET values, admin statements prepared.
     admin: SessionAdmin,
-    /// `pool_mode = transaction`: backends go back to the cache between transactions.
-    pools_transactions: bool,
+    /// `pool_mode = transaction`: backends go back to the cache between transactions; the
+    /// primary's cache key.
+    shared: Option<Box<crate::backend::PoolKey>>,
 }
 
 impl Relay {
@@ -113,7 +114,7 @@ impl Relay {
         cbuf: BytesMut,
         router: Router,
         admin: SessionAdmin,
-        pools_transactions: bool,
+        shared: Option<Box<crate::backend::PoolKey>>,
     ) -> Relay {
         let cfg = ctx.config();
         let mut slots: Vec<Option<Slot>> = (0..cfg.backends.len().max(1)).map(|_| None).collect();
@@ -140,7 +141,7 @@ impl Relay {
             terminated: false,
             idle_limit: cfg.client_idle_limit,
             admin,
-            pools_transactions,
+            shared,
         }
     }
 
@@ -156,7 +157,7 @@ impl Relay {
         let mut shutdown = self.ctx.lifecycle.watch();
         loop {
             self.dispatch().await?;
-            if self.pools_transactions && self.between_units() {
+            if self.shared.is_some() && self.between_units() {
                 self.release_backends().await;
             }
             self.report_status();
@@ -450,8 +451,7 @@ impl Relay {
                     return Err(SessionError::Client(e));
                 }
             }
-            if self.pools_transactions
-                && (self.refuse_unpoolable()? || self.answer_prepare_locally())
+            if self.shared.is_some() && (self.refuse_unpoolable()? || self.answer_prepare_locally())
             {
                 continue;
             }

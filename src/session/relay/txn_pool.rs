@@ -37,13 +37,21 @@ impl Relay {
         }
     }
 
-    /// A batch that only prepares or closes statements, while the session holds no backend,
-    /// is answered here (see [`Router::prepare_locally`]). True when it was.
+    /// A batch that only prepares or closes statements, while the session holds no backend
+    /// and none is free, is answered here (see [`Router::prepare_locally`]) rather than
+    /// waiting: the connections may all be held by the same program's other clients, which
+    /// cannot go on while it waits for this answer. True when it was.
     ///
     /// [`Router::prepare_locally`]: crate::session::route::Router::prepare_locally
     pub(super) fn answer_prepare_locally(&mut self) -> bool {
         if self.slots.iter().any(Option::is_some) || self.router.unit_open() {
             return false;
+        }
+        let Some(key) = self.shared.as_deref() else {
+            return false;
+        };
+        if self.ctx.pool.has_idle(key) || self.ctx.conn_limits.of(key).has_room() {
+            return false; // a backend judges it, as PostgreSQL would at once
         }
         let Some(Request::Extended { frames, sync: true }) = self.queue.front() else {
             return false;
