@@ -74,9 +74,11 @@ impl KeyLimit {
         self.permits.available_permits() > 0
     }
 
-    /// A connection of this key went back to the cache: waiters look again.
+    /// A connection of this key went back to the cache: one waiter looks again (waking
+    /// them all would have every waiting session race for one connection). A waiter that
+    /// only looks without taking it passes the turn on with another call.
     pub fn returned(&self) {
-        self.returned.notify_waiters();
+        self.returned.notify_one();
     }
 
     /// Waits until `find` yields a cached connection or a permit for a new one is free, at

@@ -91,7 +91,11 @@ pub async fn start(
             .await
             .map_err(SessionError::Client)?
         {
-            Acquired::Found(c) => (Some(c), None),
+            Acquired::Found(c) => {
+                // Only looked: the connection is still there for the next waiter.
+                ctx.conn_limits.of(k).returned();
+                (Some(c), None)
+            }
             Acquired::Permit(p) => (None, Some(p)),
         },
         (None, Some(k)) => (ctx.pool.peek(k), None),
