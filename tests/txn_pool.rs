@@ -346,3 +346,55 @@ async fn psycopg_prepared_statements_survive_transaction_pooling() {
         .unwrap_or(0);
     assert!((1..=2).contains(&backends), "{stdout}");
 }
+
+/// A login the cached connection cannot admit (the password it proved does not match the one
+/// that opened it) needs a connection of its own: with every connection of the bound idle in
+/// the cache, one of them makes room instead of the login waiting for a free one.
+#[tokio::test]
+async fn a_login_that_needs_its_own_connection_makes_room_under_the_bound() {
+    // Clear text from the client, SCRAM to the backend: the proxy cannot check a password.
+    let proxy = txn_proxy(
+        1,
+        "query_wait_timeout = 5\nallow_clear_text_frontend_auth = on\n",
+    );
+    let role = common::unique_name("txnauth");
+    common::primary_client()
+        .await
+        .batch_execute(&format!(
+            "SET password_encryption = 'scram-sha-256'; \
+             CREATE ROLE {role} LOGIN PASSWORD 'right' IN ROLE scram_users"
+        ))
+        .await
+        .unwrap();
+    let first = proxy
+        .try_connect(&role, "postgres", Some("right"))
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    drop(first);
+    // The backend judges the wrong password on a connection of its own.
+    let Err(e) = proxy.try_connect(&role, "postgres", Some("wrong")).await else {
+        panic!("a wrong password logged in");
+    };
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{e}"));
+    assert_eq!(db.code().code(), "28P01", "{db:?}");
+    let again = proxy
+        .try_connect(&role, "postgres", Some("right"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+}

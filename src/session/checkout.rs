@@ -117,12 +117,17 @@ pub async fn start(
         // Not enough to share a connection: a new one lets the backend judge the client.
         verified = Some(v);
         if let Some(k) = bounded {
-            permit = match wait_for_connection(ctx, k, || None::<()>)
+            // Room under the bound, if need be by closing an idle connection of the key.
+            permit = match wait_for_connection(ctx, k, || ctx.pool.checkout(k))
                 .await
                 .map_err(SessionError::Client)?
             {
                 Acquired::Permit(p) => Some(p),
-                Acquired::Found(()) => None,
+                Acquired::Found(mut idle) => {
+                    let p = idle.permit.take();
+                    idle.conn.terminate().await;
+                    p
+                }
             };
         }
     }
