@@ -46,6 +46,8 @@ pub struct Context {
     pub tls: crate::tls::Tls,
     /// Idle backend connections shared by all sessions.
     pub pool: Pool,
+    /// `default_pool_size`: the bound on transaction-mode sessions' backend connections.
+    pub conn_limits: crate::backend::ConnLimits,
     /// Client sessions allowed at once: `num_init_children - reserved_connections`.
     client_slots: Arc<Semaphore>,
     /// With `reserved_connections > 0`, clients past the limit are refused, not queued.
@@ -102,6 +104,7 @@ impl Context {
         Arc::new(Context {
             nodes,
             pool: Pool::new(limits, config.backends.len()),
+            conn_limits: crate::backend::ConnLimits::new(config.default_pool_size as usize),
             client_slots: Arc::new(Semaphore::new(slots as usize)),
             refuse_when_full: config.reserved_connections > 0,
             waiting_clients: AtomicUsize::new(0),

@@ -61,7 +61,26 @@ const PROXIES: &[(&str, &str)] = &[
         "load balanced, disable_load_balance_on_write = always",
         "disable_load_balance_on_write = 'always'\n",
     ),
+    (TXN_POOLING, "pool_mode = transaction\n"),
 ];
+
+/// The proxy that shares backend connections between transactions: it refuses what would
+/// outlive one (temp tables, a SET among other statements), so sequences using those are
+/// not run through it.
+const TXN_POOLING: &str = "load balanced, pool_mode = transaction";
+
+/// Whether `seq` uses nothing transaction pooling refuses.
+fn poolable(seq: &Sequence) -> bool {
+    use script::Msg;
+    seq.msgs.iter().all(|m| {
+        let sql = match m {
+            Msg::Query(sql) | Msg::Cancel(sql) | Msg::Parse { sql, .. } => sql.to_lowercase(),
+            _ => return true,
+        };
+        let multi_set = sql.contains(';') && (sql.contains("set ") || sql.contains("reset "));
+        !(sql.contains("tmp") || sql.contains("temp") || multi_set)
+    })
+}
 
 /// A backend session of the proxy's database that is not idle: in a transaction, or in the
 /// middle of an extended-protocol batch that never got its Sync (`active`, reading).
@@ -243,6 +262,9 @@ impl Rig {
 
     /// Runs `seq` both ways; `None` when everything matched.
     async fn check(&mut self, which: usize, seq: &Sequence) -> Option<Finding> {
+        if self.proxies[which].0 == TXN_POOLING && !poolable(seq) {
+            return None;
+        }
         self.reset().await;
         let direct = run::run(self.cluster.primary_port, DIRECT_DB, seq).await;
         let proxied = run::run(self.proxies[which].2.port, PROXY_DB, seq).await;

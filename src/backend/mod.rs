@@ -2,12 +2,14 @@
 //! the cache of idle connections keyed by user and database.
 
 mod conn;
+mod limits;
 mod pool;
 
 pub use conn::{
     send_cancel, set_param, start, BackendAddr, BackendConn, Credential, NodeAddr, Startup,
 };
 
+pub use limits::{Acquired, ConnLimits, ConnPermit};
 pub use pool::{AuthMemo, CachedLogin, Idle, Pool, PoolCounters, PoolKey, PoolLimits};
 
 use crate::protocol::{AuthRequest, PgError};

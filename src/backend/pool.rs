@@ -69,6 +69,8 @@ pub struct Idle {
     pub conn: BackendConn,
     pub credential: Credential,
     pub auth: AuthMemo,
+    /// Its share of a transaction-mode bound (see `limits`), kept while it is cached.
+    pub permit: Option<super::ConnPermit>,
     returned_at: Instant,
 }
 
@@ -158,6 +160,11 @@ impl Pool {
             }
             // Dropping closes the socket; a dead peer needs no goodbye.
         }
+    }
+
+    /// Whether a connection for `key` is cached now.
+    pub fn has_idle(&self, key: &PoolKey) -> bool {
+        self.lock().idle.get(key).is_some_and(|l| !l.is_empty())
     }
 
     /// What a cached connection for `key` would show a client (its authentication and the
@@ -307,8 +314,15 @@ impl Idle {
             conn,
             credential,
             auth,
+            permit: None,
             returned_at: Instant::now(),
         }
+    }
+
+    /// The same, carrying `permit` (the connection counts against a bound).
+    pub fn with_permit(mut self, permit: Option<super::ConnPermit>) -> Idle {
+        self.permit = permit;
+        self
     }
 }
 

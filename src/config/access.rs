@@ -129,6 +129,15 @@ impl Config {
         }
     }
 
+    /// The pool mode of a session of `user` on `database`: the first matching
+    /// `pool_mode_overrides` item, else `pool_mode`.
+    pub fn pool_mode_for(&self, user: &str, database: &str) -> super::types::PoolMode {
+        self.pool_mode_overrides
+            .iter()
+            .find(|o| o.matches(user, database))
+            .map_or(self.pool_mode, |o| o.mode)
+    }
+
     /// Checks that the settings together make a configuration pgpool-rs can serve.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: String| Err(ConfigError::Invalid(m));
@@ -152,6 +161,18 @@ impl Config {
                 "reserved_connections ({}) must be less than num_init_children ({})",
                 self.reserved_connections, self.num_init_children
             ));
+        }
+        let pools_transactions = self.pool_mode == super::types::PoolMode::Transaction
+            || self
+                .pool_mode_overrides
+                .iter()
+                .any(|o| o.mode == super::types::PoolMode::Transaction);
+        if pools_transactions && !self.connection_cache {
+            return fail(
+                "pool_mode = transaction needs connection_cache = on (connections are shared \
+                 through the cache)"
+                    .into(),
+            );
         }
         if self.listen_addresses.is_empty() && self.unix_socket_directories.is_empty() {
             return fail(

@@ -34,7 +34,8 @@ pub use params::{context, is_session_settable, Context};
 pub(crate) use types::parse_redirect_list;
 pub use types::{
     anchored_regex, BackendConfig, BackendFlag, BackendSsl, CheckTempTable, DisableLbOnWrite,
-    HealthCheck, HealthCheckOverrides, LogStandbyDelay, RedirectList, RedirectNode, RedirectRule,
+    HealthCheck, HealthCheckOverrides, LogStandbyDelay, PoolMode, PoolModeOverride, RedirectList,
+    RedirectNode, RedirectRule,
 };
 
 /// A parsed configuration and what the operator should be told about it.

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::types::{BackendConfig, BackendSsl, DisableLbOnWrite, LogStandbyDelay, RedirectList};
+use super::types::{
+    BackendConfig, BackendSsl, DisableLbOnWrite, LogStandbyDelay, PoolMode, PoolModeOverride,
+    RedirectList,
+};
 
 /// Declares `Config` and a private all-zero constructor the defaults are applied onto.
 macro_rules! config_struct {
@@ -58,6 +61,19 @@ pub struct Config {
     pub connection_cache: bool,
     /// `reset_query_list`, default `ABORT;DISCARD ALL`: run before caching a connection.
     pub reset_query_list: Vec<String>,
+    /// `pool_mode` (pgpool-rs extension), default `session`: `transaction` returns a
+    /// session's backend connections to the cache at the end of each transaction.
+    pub pool_mode: PoolMode,
+    /// `pool_mode_overrides` (pgpool-rs extension), default '': `user@database:mode`
+    /// items; the first that matches a session decides its mode instead of `pool_mode`.
+    pub pool_mode_overrides: Vec<PoolModeOverride>,
+    /// `default_pool_size` (pgpool-rs extension), default 20: backend connections per
+    /// user, database and node that transaction-mode sessions may hold (idle ones included).
+    pub default_pool_size: u32,
+    /// `query_wait_timeout` (s, pgpool-rs extension), default 120: how long a
+    /// transaction-mode client waits for a free backend connection (0 = no limit) before
+    /// it gets `53300`.
+    pub query_wait_timeout: u64,
     // --- load balancing -------------------------------------------------------------
     /// `load_balance_mode`, default on: send reads to the load-balance node.
     pub load_balance_mode: bool,

@@ -3,7 +3,7 @@
 //! `items()` and `PGPOOL SET` are all driven by this table.
 
 use super::model::Config;
-use super::types::{parse_redirect_list, CheckTempTable};
+use super::types::{parse_pool_mode_overrides, parse_redirect_list, CheckTempTable};
 use super::values::{
     parse_bool, parse_choice, parse_enum, parse_escaped_list, parse_int, parse_list, parse_string,
     show_bool, show_enum, show_int, show_string, Invalid, Unit,
@@ -131,6 +131,12 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(authentication_timeout, Init, "60", int(0, i32::MAX as i64, S), "maximum time in seconds to complete client authentication"),
     p!(connection_cache, Init, "on", bool, "if true, cache connection pool"),
     p!(reset_query_list, Reload, "ABORT;DISCARD ALL", list(";"), "queries issued at the end of session"),
+    p!(pool_mode, Reload, "session", enum, "pgpool-rs: session or transaction pooling"),
+    p!(@row pool_mode_overrides, Reload, "", false, parse_pool_mode_overrides,
+        |x: &Vec<super::types::PoolModeOverride>| x.iter().map(|o| o.source()).collect::<Vec<_>>().join(","),
+        "pgpool-rs: user@database:mode items overriding pool_mode"),
+    p!(default_pool_size, Init, "20", int(1, 100_000, None), "pgpool-rs: backend connections per user, database and node in transaction mode"),
+    p!(query_wait_timeout, Reload, "120", int(0, 86_400, S), "pgpool-rs: seconds a transaction-mode client waits for a backend connection"),
     p!(load_balance_mode, Init, "on", bool, "if true, run in load balance mode"),
     p!(statement_level_load_balance, Reload, "off", bool, "if true, choose the load balance node per statement"),
     p!(disable_load_balance_on_write, Reload, "transaction", enum, "load balance behavior when write query is received"),

@@ -384,6 +384,14 @@ fn validate_rejects_unrunnable_configurations() {
             Some("reserved_connections (32) must be less"),
         ),
         ("pcp_port = 9999", Some("port and pcp_port are both 9999")),
+        (
+            "pool_mode = transaction\nconnection_cache = off",
+            Some("needs connection_cache"),
+        ),
+        (
+            "pool_mode_overrides = 'a@b:transaction'\nconnection_cache = off",
+            Some("needs connection_cache"),
+        ),
         ("metrics_port = 0\npcp_port = 9930", None),
         (
             "ssl_min_protocol_version = 'TLSv1.3'\nssl_max_protocol_version = 'TLSv1.2'",

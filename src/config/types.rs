@@ -186,6 +186,73 @@ impl ConfEnum for BackendSsl {
     ];
 }
 
+/// `pool_mode` (pgpool-rs extension): how long a client holds a backend connection.
+/// `session` is Pgpool-II's behaviour; `transaction` shares connections between clients,
+/// each holding one only from the start of a transaction (or autocommit request) to its end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PoolMode {
+    #[default]
+    Session,
+    Transaction,
+}
+
+impl ConfEnum for PoolMode {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("session", Self::Session),
+        ("transaction", Self::Transaction),
+    ];
+}
+
+/// One item `user@database:mode` of `pool_mode_overrides`; `*` (or nothing) on either side
+/// of `@` matches every name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolModeOverride {
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub mode: PoolMode,
+}
+
+impl PoolModeOverride {
+    pub fn matches(&self, user: &str, database: &str) -> bool {
+        self.user.as_deref().is_none_or(|u| u == user)
+            && self.database.as_deref().is_none_or(|d| d == database)
+    }
+
+    /// The item as written, for SHOW.
+    pub fn source(&self) -> String {
+        format!(
+            "{}@{}:{}",
+            self.user.as_deref().unwrap_or("*"),
+            self.database.as_deref().unwrap_or("*"),
+            super::values::show_enum(&self.mode)
+        )
+    }
+}
+
+/// Parses `pool_mode_overrides`: comma-separated `user@database:mode` items.
+pub(crate) fn parse_pool_mode_overrides(v: &str) -> Result<Vec<PoolModeOverride>, Invalid> {
+    const ACCEPTED: &str =
+        "comma-separated 'user@database:mode' items, '*' for any name, mode = session or transaction";
+    v.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let bad = || invalid(format!("{ACCEPTED}: \"{item}\""));
+            let (names, mode) = item.rsplit_once(':').ok_or_else(bad)?;
+            let (user, database) = names.split_once('@').ok_or_else(bad)?;
+            let name = |s: &str| match s.trim() {
+                "" | "*" => None,
+                n => Some(n.to_string()),
+            };
+            Ok(PoolModeOverride {
+                user: name(user),
+                database: name(database),
+                mode: super::values::parse_enum(mode).map_err(|_| bad())?,
+            })
+        })
+        .collect()
+}
+
 /// Where a redirect preference sends matching sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedirectNode {
@@ -383,5 +450,41 @@ mod tests {
         }
         let shown = parse_redirect_list("a:1,,b:standby(0.5)").map(|l| l.as_str().to_string());
         assert_eq!(shown.ok().as_deref(), Some("a:1,,b:standby(0.5)"));
+    }
+
+    #[test]
+    fn pool_mode_overrides_pick_the_first_matching_item() {
+        let list = parse_pool_mode_overrides(
+            "app@shop:transaction, *@reports:session,batch@*:transaction,@:session",
+        )
+        .unwrap_or_default();
+        let mode_for =
+            |user: &str, db: &str| list.iter().find(|o| o.matches(user, db)).map(|o| o.mode);
+        let cases = [
+            // (user, database) -> mode of the first matching item
+            (("app", "shop"), Some(PoolMode::Transaction)),
+            (("app", "reports"), Some(PoolMode::Session)),
+            (("batch", "shop"), Some(PoolMode::Transaction)),
+            (("other", "shop"), Some(PoolMode::Session)),
+        ];
+        for ((user, db), want) in cases {
+            assert_eq!(mode_for(user, db), want, "{user}@{db}");
+        }
+        let shown: Vec<String> = list.iter().map(PoolModeOverride::source).collect();
+        assert_eq!(
+            shown,
+            [
+                "app@shop:transaction",
+                "*@reports:session",
+                "batch@*:transaction",
+                "*@*:session"
+            ]
+        );
+        for bad in ["app:transaction", "app@shop", "app@shop:statement", "a@b:"] {
+            assert!(
+                parse_pool_mode_overrides(bad).is_err(),
+                "{bad:?} must be rejected"
+            );
+        }
     }
 }

@@ -168,6 +168,13 @@ pub fn sasl_response(out: &mut BytesMut, data: &[u8]) {
     put_message(out, tag::PASSWORD, |b| b.extend_from_slice(data));
 }
 
+/// A simple Query as a frame (a request the proxy puts in a client's place).
+pub fn query_frame(sql: &str) -> Frame {
+    let mut b = BytesMut::with_capacity(sql.len() + 1);
+    put_cstr(&mut b, sql);
+    Frame::new(tag::QUERY, b.freeze())
+}
+
 /// Rebuilds a Parse message as a frame (used to re-prepare a statement on another backend).
 pub fn parse_frame(name: &str, query: &str, param_types: &[u8]) -> Frame {
     let mut b = BytesMut::with_capacity(name.len() + query.len() + 4 + param_types.len());

@@ -8,8 +8,10 @@ use super::auth::{ClientAuth, Proof, Verified};
 use super::slot::Slot;
 use super::SessionError;
 use crate::backend::{
-    self, AuthMemo, BackendError, CachedLogin, Credential, Idle, NodeAddr, PoolKey, Startup,
+    self, Acquired, AuthMemo, BackendError, CachedLogin, Credential, Idle, NodeAddr, PoolKey,
+    Startup,
 };
+use crate::config::PoolMode;
 use crate::protocol::{AuthRequest, PgError};
 use crate::server::Context;
 
@@ -81,7 +83,25 @@ pub async fn start(
     let primary = wait_for_primary(ctx).await?;
     let key = pool_key(ctx, primary, params);
     let mut verified = verified;
-    if let Some(cached) = key.as_ref().and_then(|k| ctx.pool.peek(k)) {
+    let bounded = key.as_ref().filter(|k| pools_transactions(ctx, k));
+    // Under a bound, a login waits until a cached connection can greet it or there is room
+    // to open one: logins alone never push the count past the bound.
+    let (cached, mut permit) = match (bounded, key.as_ref()) {
+        (Some(k), _) => match wait_for_connection(ctx, k, || ctx.pool.peek(k))
+            .await
+            .map_err(SessionError::Client)?
+        {
+            Acquired::Found(c) => {
+                // Only looked: the connection is still there for the next waiter.
+                ctx.conn_limits.of(k).returned();
+                (Some(c), None)
+            }
+            Acquired::Permit(p) => (None, Some(p)),
+        },
+        (None, Some(k)) => (ctx.pool.peek(k), None),
+        (None, None) => (None, None),
+    };
+    if let Some(cached) = cached {
         let v = match verified.take() {
             Some(v) => v,
             None => reauthenticate(client, &cached.auth).await?,
@@ -96,15 +116,34 @@ pub async fn start(
         }
         // Not enough to share a connection: a new one lets the backend judge the client.
         verified = Some(v);
+        if let Some(k) = bounded {
+            // Room under the bound, if need be by closing an idle connection of the key.
+            permit = match wait_for_connection(ctx, k, || ctx.pool.checkout(k))
+                .await
+                .map_err(SessionError::Client)?
+            {
+                Acquired::Permit(p) => Some(p),
+                Acquired::Found(mut idle) => {
+                    let p = idle.permit.take();
+                    idle.conn.terminate().await;
+                    p
+                }
+            };
+        }
     }
-    let slot = open_primary(ctx, primary, client, params, key.clone(), verified).await?;
+    let mut slot = open_primary(ctx, primary, client, params, key.clone(), verified).await?;
+    slot.permit = permit;
     let greeting_params = slot.conn.params.clone();
     let credential = slot.credential.clone();
     let primary = match key {
         Some(k) => {
-            let idle = Idle::new(slot.conn, slot.credential, slot.auth);
+            let limit = slot.permit.is_some().then(|| ctx.conn_limits.of(&k));
+            let idle = Idle::new(slot.conn, slot.credential, slot.auth).with_permit(slot.permit);
             for c in ctx.pool.checkin_fresh(k, idle) {
                 c.terminate().await;
+            }
+            if let Some(l) = limit {
+                l.returned();
             }
             None
         }
@@ -116,6 +155,45 @@ pub async fn start(
         credential,
         primary,
     })
+}
+
+/// Whether sessions of `key`'s user and database run in transaction mode: their backend
+/// connections are shared transaction by transaction, within `default_pool_size`.
+pub fn pools_transactions(ctx: &Context, key: &PoolKey) -> bool {
+    ctx.config().pool_mode_for(&key.user, &key.database) == PoolMode::Transaction
+}
+
+/// Waits, up to `query_wait_timeout`, until `find` yields a cached connection or there is
+/// room under `key`'s bound for a new one; FATAL 53300 when none came free in time.
+async fn wait_for_connection<T>(
+    ctx: &Context,
+    key: &PoolKey,
+    find: impl FnMut() -> Option<T>,
+) -> Result<Acquired<T>, PgError> {
+    let (wait, size) = {
+        let cfg = ctx.config();
+        (cfg.query_wait_timeout, cfg.default_pool_size)
+    };
+    let limit = (wait > 0).then(|| Duration::from_secs(wait));
+    ctx.conn_limits
+        .of(key)
+        .acquire(find, limit)
+        .await
+        .ok_or_else(|| {
+            PgError::fatal(
+                "53300",
+                format!(
+                    "no backend connection for user \"{}\" and database \"{}\" came free within \
+                 query_wait_timeout ({wait} s)",
+                    key.user, key.database
+                ),
+            )
+            .with_detail(format!(
+            "pool_mode = transaction: all {size} connections (default_pool_size) to backend {} \
+             are in use.",
+            key.node
+        ))
+        })
 }
 
 /// The client proves the credentials a cached connection was opened with (spec 4.5).
@@ -241,10 +319,28 @@ pub async fn other(
     node: usize,
     params: &[(String, String)],
     credential: &Credential,
+    bounded: bool,
 ) -> Result<Slot, BackendError> {
     let mut key = pool_key(ctx, node, params);
     let max = ctx.config().max_message_size;
-    if let Some(idle) = key.as_ref().and_then(|k| ctx.pool.checkout(k)) {
+    let mut permit = None;
+    let cached = match key.as_ref() {
+        Some(k) if bounded => {
+            match wait_for_connection(ctx, k, || ctx.pool.checkout(k))
+                .await
+                .map_err(BackendError::Server)?
+            {
+                Acquired::Found(idle) => Some(idle),
+                Acquired::Permit(p) => {
+                    permit = Some(p);
+                    None
+                }
+            }
+        }
+        Some(k) => ctx.pool.checkout(k),
+        None => None,
+    };
+    if let Some(idle) = cached {
         // The key moves into the slot (it goes back to the cache with it) and comes back
         // only if the cached connection turns out unusable.
         let mut slot = Slot::from_idle(idle, key.take());
@@ -260,6 +356,7 @@ pub async fn other(
             Err(e) => {
                 tracing::debug!(node, "cached connection unusable: {e}");
                 key = slot.pool_key.take();
+                permit = slot.permit.take();
             }
         }
     }
@@ -294,7 +391,9 @@ pub async fn other(
             reason: "no answer to the startup packet".into(),
         })??;
     ctx.pool.note_opened(node);
-    Ok(Slot::opened(conn, credential.clone(), memo, key))
+    let mut slot = Slot::opened(conn, credential.clone(), memo, key);
+    slot.permit = permit;
+    Ok(slot)
 }
 
 /// A cached connection keeps the application_name of the session that opened it; the new
@@ -329,6 +428,9 @@ async fn adopt_application_name(
 /// when it is idle and cacheable, closed otherwise (never cached inside a transaction).
 pub async fn release(ctx: &Context, mut slot: Slot) {
     let node = slot.conn.node;
+    if slot.permit.is_some() {
+        roll_back_abandoned(&mut slot, ctx.config().max_message_size).await;
+    }
     // Only a connection whose last ReadyForQuery said idle, with nothing sent since (a
     // batch ended by Flush leaves an implicit transaction open), may serve another client;
     // closing the others rolls back what they hold.
@@ -347,12 +449,7 @@ pub async fn release(ctx: &Context, mut slot: Slot) {
     if !slot.dirty && resets_only_session_state(&cfg.reset_query_list) {
         // Nothing the session ran can have left state: the reset would change nothing.
         ctx.pool.note_reset_skipped(node);
-        for conn in ctx
-            .pool
-            .checkin(key, Idle::new(slot.conn, slot.credential, slot.auth))
-        {
-            conn.terminate().await;
-        }
+        check_in(ctx, key, slot).await;
         return;
     }
     for q in &cfg.reset_query_list {
@@ -373,9 +470,37 @@ pub async fn release(ctx: &Context, mut slot: Slot) {
         }
     }
     ctx.pool.note_reset(node);
-    let idle = Idle::new(slot.conn, slot.credential, slot.auth);
+    check_in(ctx, key, slot).await;
+}
+
+/// Caches a clean connection; a bounded one wakes the sessions waiting for it.
+async fn check_in(ctx: &Context, key: PoolKey, slot: Slot) {
+    let limit = slot.permit.is_some().then(|| ctx.conn_limits.of(&key));
+    let idle = Idle::new(slot.conn, slot.credential, slot.auth).with_permit(slot.permit);
     for conn in ctx.pool.checkin(key, idle) {
         conn.terminate().await;
+    }
+    if let Some(l) = limit {
+        l.returned();
+    }
+}
+
+/// A transaction-mode client that left inside a transaction (its backend idle, waiting for
+/// the next statement): the transaction is rolled back so the connection can serve others,
+/// instead of closing one of the few the bound allows. Anything else is left as it is.
+async fn roll_back_abandoned(slot: &mut Slot, max_len: u64) {
+    if !slot.idle() || slot.unsynced || slot.fatal || slot.conn.txn_status == b'I' {
+        return;
+    }
+    let done = tokio::time::timeout(
+        Duration::from_secs(10),
+        slot.exec_silent("ROLLBACK", max_len),
+    );
+    if matches!(done.await, Ok(Ok(None))) {
+        // What the transaction set at session level is gone with it, but be safe.
+        slot.dirty = true;
+    } else {
+        slot.fatal = true;
     }
 }
 

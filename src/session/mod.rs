@@ -276,6 +276,10 @@ async fn relay_phase(
         entry,
     } = opened;
     let admin = crate::admin::SessionAdmin::new(entry);
+    // Transaction mode: the primary's cache key, to tell whether a connection is free.
+    let shared = checkout::pool_key(ctx, ctx.router_config().primary_node, &started.params)
+        .filter(|k| checkout::pools_transactions(ctx, k))
+        .map(Box::new);
     let router = route::Router::new(ctx, started.params, started.credential);
     let mut s = relay::Relay::new(
         ctx.clone(),
@@ -284,6 +288,7 @@ async fn relay_phase(
         started.buf,
         router,
         admin,
+        shared,
     );
     let result = s.run(stream).await;
     // Boxed: the release's state would otherwise be carried by every session while it runs.

@@ -407,6 +407,11 @@ impl Router {
         }
     }
 
+    /// Statements of the request just routed, still held.
+    pub fn current(&self) -> &[Arc<Statement>] {
+        &self.current
+    }
+
     /// Statements of the request just routed (given to the slot that runs it).
     pub fn take_current(&mut self) -> Stmts {
         std::mem::take(&mut self.current)
@@ -419,9 +424,15 @@ impl Router {
         self.policy.fall_back_to_primary();
     }
 
-    /// A connection to `node` for this session's user and database (cached or new).
-    pub async fn connect(&self, ctx: &Context, node: usize) -> Result<Slot, BackendError> {
-        super::checkout::other(ctx, node, &self.params, &self.credential).await
+    /// A connection to `node` for this session's user and database (cached or new);
+    /// `bounded`: within the transaction-mode bound, waiting for room.
+    pub async fn connect(
+        &self,
+        ctx: &Context,
+        node: usize,
+        bounded: bool,
+    ) -> Result<Slot, BackendError> {
+        super::checkout::other(ctx, node, &self.params, &self.credential, bounded).await
     }
 
     /// Brings a newly opened backend to the session's state.
@@ -551,6 +562,21 @@ impl Router {
             _ => {}
         }
         self.registry.settle(op);
+    }
+
+    /// Transaction pooling: a batch of only Parses and Closes is carried out here as if a
+    /// backend had (see [`Registry::carry_out_locally`]). False, changing nothing, when a
+    /// backend must judge it.
+    pub fn prepare_locally(&mut self, frames: &[Frame]) -> bool {
+        let (classifier, rcfg) = (&self.classifier, &self.rcfg);
+        let classify = |sql: &str| classifier.classify_for(sql, rcfg);
+        let Some(ops) = self.registry.carry_out_locally(frames, classify) else {
+            return false;
+        };
+        for op in ops {
+            self.settle(op);
+        }
+        true
     }
 
     /// Messages went to a backend since its last sync point: until the next one (Sync, a

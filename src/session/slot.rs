@@ -59,6 +59,8 @@ pub struct Slot {
     pub replica: Option<super::failover::ReplicaWatch>,
     /// Where the connection goes back when the session ends (None: never cached).
     pub pool_key: Option<PoolKey>,
+    /// Its share of a transaction-mode bound, kept with it in the cache.
+    pub permit: Option<crate::backend::ConnPermit>,
     /// What authenticated it, kept with it in the cache.
     pub credential: Credential,
     pub auth: AuthMemo,
@@ -88,6 +90,7 @@ impl Slot {
         let mut s = Slot::new(idle.conn);
         s.credential = idle.credential;
         s.auth = idle.auth;
+        s.permit = idle.permit;
         s.pool_key = pool_key;
         s
     }
@@ -111,6 +114,7 @@ impl Slot {
             done: Vec::new(),
             replica: None,
             pool_key: None,
+            permit: None,
             credential: Credential::None,
             auth: AuthMemo::Trust,
             stats: None,

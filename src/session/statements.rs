@@ -193,6 +193,57 @@ impl Registry {
         self.statements.contains_key(name)
     }
 
+    /// Transaction pooling: a batch of only Parses and Closes (and its Sync), sent while the
+    /// session holds no backend, is carried out by the proxy as if a backend had: the
+    /// statements go to whichever backend runs them later. A client that prepares
+    /// synchronously while its other connections hold transactions (pgbench -M prepared)
+    /// then needs no backend for it; an error in the text shows at the first execution.
+    /// The operations to settle, or None when a backend must judge the batch (a Parse of a
+    /// name that exists, or of the unnamed statement).
+    pub fn carry_out_locally(
+        &mut self,
+        frames: &[Frame],
+        classify: impl Fn(&str) -> Arc<Statement>,
+    ) -> Option<Vec<Pending>> {
+        let mut names: smallvec::SmallVec<[&str; 8]> = Default::default();
+        for f in frames {
+            match f.tag {
+                tag::PARSE => match decode_parse(&f.body) {
+                    Ok(p) if !p.name.is_empty() && !self.contains(p.name) => {
+                        if names.contains(&p.name) {
+                            return None;
+                        }
+                        names.push(p.name);
+                    }
+                    _ => return None,
+                },
+                tag::CLOSE | tag::SYNC => {}
+                _ => return None,
+            }
+        }
+        let mut ops = Vec::with_capacity(frames.len());
+        for f in frames {
+            match f.tag {
+                tag::PARSE => {
+                    let verdict = decode_parse(&f.body).ok().map(|p| classify(p.query));
+                    ops.push(Pending::Parse {
+                        frame: f.clone(),
+                        generation: self.next_generation,
+                        injected: false,
+                        verdict,
+                    });
+                    self.next_generation += 1;
+                }
+                tag::CLOSE => ops.push(Pending::Close {
+                    frame: f.clone(),
+                    injected: false,
+                }),
+                _ => {}
+            }
+        }
+        Some(ops)
+    }
+
     /// Applies what a backend carried out (see [`Tracker::settled`]).
     pub fn settle(&mut self, op: Pending) {
         match op {

@@ -74,7 +74,11 @@ impl Relay {
             return Ok(node);
         }
         let max = self.decoder.max_len;
-        let opened = match self.router.connect(&self.ctx, node).await {
+        let opened = match self
+            .router
+            .connect(&self.ctx, node, self.shared.is_some())
+            .await
+        {
             // Never a write to a standby: a "primary" that came back in recovery ends this
             // session, and the primary search starts.
             Ok(slot)

@@ -16,6 +16,7 @@ use tokio::io::AsyncWrite;
 use tokio_util::io::poll_read_buf;
 
 mod forward;
+mod txn_pool;
 
 use super::request::{Assembler, Request};
 use super::route::{Router, Target};
@@ -100,6 +101,9 @@ pub struct Relay {
     idle_limit: u64,
     /// Admin state: registry entry, PGPOOL SET values, admin statements prepared.
     admin: SessionAdmin,
+    /// `pool_mode = transaction`: backends go back to the cache between transactions; the
+    /// primary's cache key.
+    shared: Option<Box<crate::backend::PoolKey>>,
 }
 
 impl Relay {
@@ -110,6 +114,7 @@ impl Relay {
         cbuf: BytesMut,
         router: Router,
         admin: SessionAdmin,
+        shared: Option<Box<crate::backend::PoolKey>>,
     ) -> Relay {
         let cfg = ctx.config();
         let mut slots: Vec<Option<Slot>> = (0..cfg.backends.len().max(1)).map(|_| None).collect();
@@ -136,6 +141,7 @@ impl Relay {
             terminated: false,
             idle_limit: cfg.client_idle_limit,
             admin,
+            shared,
         }
     }
 
@@ -151,6 +157,9 @@ impl Relay {
         let mut shutdown = self.ctx.lifecycle.watch();
         loop {
             self.dispatch().await?;
+            if self.shared.is_some() && self.between_units() {
+                self.release_backends().await;
+            }
             self.report_status();
             if self.terminated && self.queue.is_empty() && self.out.is_empty() && self.active_idle()
             {
@@ -441,6 +450,10 @@ impl Relay {
                 if self.between_transactions() {
                     return Err(SessionError::Client(e));
                 }
+            }
+            if self.shared.is_some() && (self.refuse_unpoolable()? || self.answer_prepare_locally())
+            {
+                continue;
             }
             let node = self.ensure_connected(node).await?;
             let req = self.queue.pop_front().ok_or(SessionError::ClientGone)?;
