@@ -386,15 +386,9 @@ impl Router {
             let catalog = |k: crate::router::CatalogKey<'_>| ctx.catalog.get(db, k);
             self.policy
                 .after(stmt, &PolicyTarget::Primary, ok, status, &catalog);
-            // Failed too: part of it may have been committed (an earlier COMMIT in a pipeline).
-            wrote = wrote || self.policy.may_have_written(stmt, &catalog);
-            // Only these can change synchronous_commit (DO and CALL count as writes).
-            if matches!(stmt.kind, StmtKind::SessionSet { .. })
-                || stmt.writes
-                || !stmt.functions.is_empty()
-            {
-                self.ryw.saw_text(&stmt.text);
-            }
+            wrote |= self
+                .ryw
+                .ran(stmt, self.policy.may_have_written(stmt, &catalog));
             if ok {
                 self.note_state(stmt);
                 if stmt.changes_catalog {

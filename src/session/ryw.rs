@@ -8,6 +8,8 @@
 //! replica, so a session that only writes pays nothing; once a replica connection has shown
 //! it replayed that far, later reads there need no check until the next write.
 
+use crate::router::{Statement, StmtKind};
+
 /// Identifies one backend connection (process id and cancel key): a replica reached
 /// through a Service may be another server once the connection is replaced, so a replica
 /// proven caught up is proven so only for the connection that answered.
@@ -66,10 +68,24 @@ impl ReadYourWrites {
         }
     }
 
+    /// `stmt` of the session ran (successfully or not: part of a failed request may have
+    /// been committed, such as a COMMIT ahead of the error in a pipeline); `wrote`: it may
+    /// have changed data. Returns `wrote`.
+    pub fn ran(&mut self, stmt: &Statement, wrote: bool) -> bool {
+        // Only these can turn synchronous_commit off (DO and CALL count as writes).
+        if matches!(stmt.kind, StmtKind::SessionSet { .. })
+            || stmt.writes
+            || !stmt.functions.is_empty()
+        {
+            self.saw_text(&stmt.text);
+        }
+        wrote
+    }
+
     /// A statement of the session ran whose text is `text`: one that may turn off
     /// synchronous commit for a transaction (`SET LOCAL`, `set_config`, a DO block) marks
-    /// the session for good. Only texts that can do so need looking at (see caller).
-    pub fn saw_text(&mut self, text: &str) {
+    /// the session for good.
+    fn saw_text(&mut self, text: &str) {
         if !self.async_commit {
             self.async_commit = text
                 .as_bytes()
