@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::Relay;
+use crate::backend::BackendError;
+use crate::protocol::PgError;
 use crate::replication::parse_lsn;
 use crate::session::ryw::{ConnId, Due};
 use crate::session::slot::Slot;
@@ -32,8 +34,8 @@ const REPLAYED: &str = "SELECT pg_catalog.pg_last_wal_replay_lsn()";
 /// session's writes in time.
 const REASON: &str = "read_your_writes";
 
-/// Pauses between checks of a replica that is behind: short at first (replay on a healthy
-/// replica is a matter of a millisecond or two), then capped.
+/// Pauses between later checks of a replica that is behind: short at first (replay on a
+/// healthy replica is a matter of a millisecond or two), then capped.
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const MAX_PAUSE: Duration = Duration::from_millis(8);
 
@@ -64,14 +66,19 @@ impl Relay {
         let Some(conn) = self.slots[node].as_ref().map(conn_id) else {
             return Ok(Some(primary));
         };
-        let mut due = self.router.ryw.due(node, conn);
-        if due == Due::Target {
-            match self.primary_position().await? {
-                Some(lsn) => self.router.ryw.set_target(lsn),
-                None => return Ok(Some(self.send_to_primary())),
+        let mut first = None;
+        let due = match self.router.ryw.due(node, conn) {
+            Due::Target => {
+                let (target, replayed) = self.positions(node).await?;
+                let Some(target) = target else {
+                    return Ok(Some(self.send_to_primary()));
+                };
+                self.router.ryw.set_target(target);
+                first = replayed;
+                self.router.ryw.due(node, conn)
             }
-            due = self.router.ryw.due(node, conn);
-        }
+            due => due,
+        };
         let Due::Replay { target, waited } = due else {
             return Ok(Some(node));
         };
@@ -80,7 +87,7 @@ impl Relay {
         } else {
             Duration::from_millis(self.ctx.config().read_your_writes_timeout)
         };
-        match self.wait_for_replay(node, target, limit).await {
+        match self.wait_for_replay(node, target, limit, first).await {
             Some(true) => {
                 self.router.ryw.reached(node, conn);
                 Ok(Some(node))
@@ -94,45 +101,69 @@ impl Relay {
         }
     }
 
-    /// The primary's WAL insert position; `None` if it would not say.
-    async fn primary_position(&mut self) -> Result<Option<u64>, SessionError> {
-        let node = self.ensure_connected(self.primary()).await?;
+    /// The primary's WAL position (`None` if it would not say) and, asked at the same time,
+    /// replica `node`'s replay position: one round trip instead of two, and a replica past
+    /// the target is past it whenever it was asked.
+    async fn positions(
+        &mut self,
+        node: usize,
+    ) -> Result<(Option<u64>, Option<Replay>), SessionError> {
+        let primary = self.ensure_connected(self.primary()).await?;
         let max = self.decoder.max_len;
-        let Some(slot) = self.slots[node].as_mut().filter(|s| s.idle()) else {
-            return Ok(None);
-        };
         let sql = if self.router.ryw.async_commit() {
             PRIMARY_INSERT_POSITION
         } else {
             PRIMARY_POSITION
         };
-        let (err, value) = slot.exec_collect(sql, max).await?;
+        let Some((p, r)) = two_slots(&mut self.slots, primary, node) else {
+            return Ok((None, None));
+        };
+        if !p.idle() || !r.idle() {
+            return Ok((None, None));
+        }
+        let (position, replayed) =
+            tokio::join!(p.exec_collect(sql, max), r.exec_collect(REPLAYED, max));
+        let (err, value) = position?;
         if let Some(e) = err {
             tracing::warn!("read_your_writes: the primary's WAL position is unknown: {e}");
         }
-        Ok(value.as_deref().and_then(parse_lsn))
+        Ok((
+            value.as_deref().and_then(parse_lsn),
+            Some(Replay::from(replayed)),
+        ))
     }
 
     /// Asks replica `node` how far it has replayed until it reaches `target` or `limit`
-    /// has passed: `Some(reached)`, or `None` if the replica connection failed (it is
-    /// dropped, as any replica failure between statements is).
-    async fn wait_for_replay(&mut self, node: usize, target: u64, limit: Duration) -> Option<bool> {
+    /// has passed (`first`: an answer already at hand): `Some(reached)`, or `None` if the
+    /// replica connection failed (it is dropped, as any replica failure between statements
+    /// is).
+    async fn wait_for_replay(
+        &mut self,
+        node: usize,
+        target: u64,
+        limit: Duration,
+        mut first: Option<Replay>,
+    ) -> Option<bool> {
         let deadline = Instant::now() + limit;
         let max = self.decoder.max_len;
-        let mut pause = FIRST_PAUSE;
+        // The first retry goes at once: its round trip is often all the time replay needs.
+        let mut pause = Duration::ZERO;
         loop {
-            let slot = self.slots[node].as_mut().filter(|s| s.idle())?;
-            match slot.exec_collect(REPLAYED, max).await {
-                Ok((None, Some(v))) if parse_lsn(&v).is_some_and(|lsn| lsn >= target) => {
-                    return Some(true)
+            let answer = match first.take() {
+                Some(answer) => answer,
+                None => {
+                    let slot = self.slots[node].as_mut().filter(|s| s.idle())?;
+                    Replay::from(slot.exec_collect(REPLAYED, max).await)
                 }
-                // Behind, or not in recovery any more (NULL): not a replica to trust.
-                Ok((None, _)) => {}
-                Ok((Some(e), _)) => {
+            };
+            match answer {
+                Replay::At(lsn) if lsn >= target => return Some(true),
+                Replay::At(_) => {}
+                Replay::Refused(e) => {
                     tracing::debug!(node, "read_your_writes: replay position unknown: {e}");
                     return Some(false);
                 }
-                Err(e) => {
+                Replay::Broken(e) => {
                     self.active = node;
                     // Nothing is pending there, so nothing is retried and the client
                     // hears nothing.
@@ -144,8 +175,10 @@ impl Relay {
             if now + pause > deadline {
                 return Some(false);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_PAUSE);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            pause = (pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
         }
     }
 
@@ -154,6 +187,40 @@ impl Relay {
         self.router.set_reason(REASON);
         self.primary()
     }
+}
+
+/// A replica's answer to [`REPLAYED`].
+enum Replay {
+    /// Replayed up to here (0 for NULL: a server not in recovery is no replica to trust).
+    At(u64),
+    /// The server answered with an error.
+    Refused(PgError),
+    /// The connection failed.
+    Broken(BackendError),
+}
+
+impl From<Result<(Option<PgError>, Option<String>), BackendError>> for Replay {
+    fn from(answer: Result<(Option<PgError>, Option<String>), BackendError>) -> Replay {
+        match answer {
+            Ok((None, value)) => Replay::At(value.as_deref().and_then(parse_lsn).unwrap_or(0)),
+            Ok((Some(e), _)) => Replay::Refused(e),
+            Err(e) => Replay::Broken(e),
+        }
+    }
+}
+
+/// The slots of two different nodes, both open.
+fn two_slots(slots: &mut [Option<Slot>], a: usize, b: usize) -> Option<(&mut Slot, &mut Slot)> {
+    if a == b || a.max(b) >= slots.len() {
+        return None;
+    }
+    let (low, high) = slots.split_at_mut(a.max(b));
+    let (first, second) = (low[a.min(b)].as_mut()?, high[0].as_mut()?);
+    Some(if a < b {
+        (first, second)
+    } else {
+        (second, first)
+    })
 }
 
 fn conn_id(slot: &Slot) -> ConnId {
