@@ -56,6 +56,12 @@ impl Relay {
         {
             return Ok(Some(node));
         }
+        if let Some(slot) = self.slots[node].as_ref() {
+            if self.router.ryw.due(node, conn_id(slot)) == Due::Nothing {
+                // Caught up already: pipelined reads go on without waiting for each other.
+                return Ok(Some(node));
+            }
+        }
         if !self.active_idle() {
             return Ok(None); // the checks use connections that must be quiet
         }
