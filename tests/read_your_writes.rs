@@ -308,6 +308,43 @@ async fn paused_replay_sends_reads_after_a_write_to_the_primary_until_it_resumes
     assert_eq!(read_v(&c, &t, 1).await, (2, replica_port));
 }
 
+#[tokio::test]
+async fn a_replica_that_stops_during_the_wait_costs_the_read_nothing() {
+    let pc = PrivateCluster::start("pc_ryw_stop");
+    let t = unique_name("ryw_stop");
+    let primary = pc.client(Node::Primary).await;
+    create_table(&primary, &t, 1).await;
+    private_caught_up(&pc).await;
+    // Far longer than the test: the read is still waiting when the replica stops.
+    let proxy = Proxy::start(&format!("{}{}", ryw_conf(true, 60_000), pc.proxy_conf()));
+    let c = proxy.connect("postgres", "postgres").await;
+    assert_eq!(read_v(&c, &t, 1).await, (0, pc.replica_port as i32));
+    pc.client(Node::Replica)
+        .await
+        .batch_execute("select pg_wal_replay_pause()")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.batch_execute(&format!("update {t} set v = 5 where id = 1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = tokio::spawn(async move { read_v(&c, &t, 1).await });
+    // The read waits for replay, which is paused: it is still waiting when the replica stops
+    // (an answer before then would be from a replica that cannot have the row).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !read.is_finished(),
+        "the read did not wait for the paused replica"
+    );
+    pc.stop(Node::Replica);
+    let answer = read.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer, (5, pc.primary_port as i32), "{}", proxy.log());
+    assert!(
+        proxy.log().contains("read_your_writes check"),
+        "{}",
+        proxy.log()
+    );
+}
+
 /// The primary's last statement on the backend serving `app` (pg_stat_activity shows an
 /// idle backend's last query), if it has one there.
 async fn last_primary_query(primary: &Client, app: &str) -> Vec<String> {
