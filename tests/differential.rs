@@ -61,6 +61,12 @@ const PROXIES: &[(&str, &str)] = &[
         "load balanced, disable_load_balance_on_write = always",
         "disable_load_balance_on_write = 'always'\n",
     ),
+    // Reads after writes are checked first with silent queries on the session's own
+    // primary and replica connections, between and around the client's messages.
+    (
+        "load balanced, read_your_writes = on",
+        "read_your_writes = on\n",
+    ),
     (TXN_POOLING, "pool_mode = transaction\n"),
 ];
 

@@ -229,6 +229,15 @@ pub struct Config {
     /// failures from one source address are answered one per pause however many
     /// connections it opens (PostgreSQL's `auth_delay`). Other clients are not slowed.
     pub auth_failure_delay: u64,
+    /// `read_your_writes` (pgpool-rs extension), default off: after a session commits a
+    /// write, its reads go to a replica only once that replica has replayed the primary's
+    /// WAL up to where it was at the session's first read after the write (checked on the
+    /// session's own replica connection); else they wait or go to the primary.
+    pub read_your_writes: bool,
+    /// `read_your_writes_timeout` (ms, pgpool-rs extension), default 50: how long such a
+    /// read waits for the replica to replay that far before it goes to the primary
+    /// (0 = check once, never wait).
+    pub read_your_writes_timeout: u64,
     // --- where it came from ---------------------------------------------------------------
     /// The file read, if any (`-f`).
     pub config_file: Option<PathBuf>,

@@ -210,6 +210,8 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(shutdown_delay, Reload, "5", int(0, 3600, S), "pgpool-rs: seconds to keep accepting after SIGTERM"),
     p!(drain_timeout, Reload, "20", int(0, 86_400, S), "pgpool-rs: seconds to wait for sessions to end on shutdown"),
     p!(replica_connect_timeout, Reload, "1000", int(0, i32::MAX as i64, Ms), "pgpool-rs: connect timeout for replicas, and for the primary while it is down"),
+    p!(read_your_writes, Reload, "off", bool, "pgpool-rs: after a write, read from a replica only once it has replayed that write"),
+    p!(read_your_writes_timeout, Reload, "50", int(0, 60_000, Ms), "pgpool-rs: how long a read waits for the replica to replay the session's writes"),
     p!(auth_failure_delay, Reload, "500", int(0, 60_000, Ms), "pgpool-rs: pause before answering a failed client or PCP login, per source address (0 = off)"),
 ];
 

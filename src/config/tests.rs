@@ -36,6 +36,17 @@ fn parse_cases_follow_pgpool_lexing() {
         ("child_life_time = 600", "child_life_time", "10min"),
         ("delay_threshold = 64MB", "delay_threshold", "64MB"),
         ("connect_timeout = 2s", "connect_timeout", "2s"),
+        ("read_your_writes = on", "read_your_writes", "on"),
+        (
+            "read_your_writes_timeout = 1s",
+            "read_your_writes_timeout",
+            "1s",
+        ),
+        (
+            "read_your_writes_timeout = 20",
+            "read_your_writes_timeout",
+            "20ms",
+        ),
         ("num_init_children = 0x20", "num_init_children", "32"),
         ("sr_check_user = 'it\\'s'", "sr_check_user", "it\\'s"),
         ("sr_check_user = 'a # b'", "sr_check_user", "a # b"),

@@ -436,6 +436,21 @@ impl SessionRouting {
         }
     }
 
+    /// Whether `stmt`, run on the primary, may have changed data there (read-your-writes
+    /// waits for replicas to replay it): a write, a read calling a function that may write,
+    /// text nobody could classify, `COMMIT PREPARED`; an EXECUTE counts as its statement.
+    pub fn may_have_written(&self, stmt: &Statement, catalog: &Catalog) -> bool {
+        let stmt = match &stmt.kind {
+            StmtKind::Execute { name } => match self.prepared.get(name) {
+                Some(p) => &*p.body,
+                None => return true,
+            },
+            StmtKind::Unparseable | StmtKind::FinishPrepared => return true,
+            _ => stmt,
+        };
+        statement_wrote(stmt, &Target::Primary, catalog)
+    }
+
     fn end_transaction(&mut self) {
         self.wrote_in_earlier_txn |= self.wrote_in_txn;
         self.wrote_in_txn = false;

@@ -12,6 +12,7 @@ mod relay;
 mod request;
 mod route;
 mod routecfg;
+mod ryw;
 mod slot;
 mod startup;
 mod statements;

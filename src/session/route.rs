@@ -69,6 +69,8 @@ pub struct Router {
     catalog_changed_in_txn: bool,
     /// Reason code of the last routing decision (per-reason metrics).
     last_reason: &'static str,
+    /// Read-your-writes bookkeeping (`read_your_writes`).
+    pub(super) ryw: super::ryw::ReadYourWrites,
 }
 
 impl Router {
@@ -107,6 +109,7 @@ impl Router {
             lookups: Questions::default(),
             catalog_changed_in_txn: false,
             last_reason: "primary_default",
+            ryw: Default::default(),
             params,
             credential,
         }
@@ -196,6 +199,11 @@ impl Router {
         self.last_reason
     }
 
+    /// A later stage moved the request elsewhere, for this reason.
+    pub fn set_reason(&mut self, reason: &'static str) {
+        self.last_reason = reason;
+    }
+
     /// The node this session writes to (the primary when it started).
     pub fn primary(&self) -> usize {
         self.rcfg.primary_node
@@ -243,7 +251,10 @@ impl Router {
             RouteResult::Decided(d) => (d.target, d.reason.code()),
             RouteResult::NeedCatalog { .. } => (PolicyTarget::Primary, "volatility_unknown"),
         };
-        let (node, reason) = self.final_node(ctx, decision, in_txn, reason);
+        let (node, mut reason) = self.final_node(ctx, decision, in_txn, reason);
+        if node != self.primary() && ctx.config().read_your_writes && self.ryw.pending(node) {
+            reason = "read_your_writes_check";
+        }
         crate::admin::Explained { node, reason }
     }
 
@@ -369,11 +380,15 @@ impl Router {
     /// The backend answered requests of this session: keep the transaction state current,
     /// and drop the cached catalog facts after DDL (again when its transaction ends).
     pub fn completed(&mut self, ctx: &Context, stmts: &[Arc<Statement>], ok: bool, status: u8) {
+        let mut wrote = false;
         for stmt in stmts {
             let db = &self.database;
             let catalog = |k: crate::router::CatalogKey<'_>| ctx.catalog.get(db, k);
             self.policy
                 .after(stmt, &PolicyTarget::Primary, ok, status, &catalog);
+            wrote |= self
+                .ryw
+                .ran(stmt, self.policy.may_have_written(stmt, &catalog));
             if ok {
                 self.note_state(stmt);
                 if stmt.changes_catalog {
@@ -385,6 +400,7 @@ impl Router {
         if status == b'I' && std::mem::take(&mut self.catalog_changed_in_txn) {
             ctx.catalog.clear();
         }
+        self.ryw.after_request(wrote, status);
     }
 
     /// Remembers session-state commands that must reach a backend opened later.

@@ -1,7 +1,8 @@
 //! Random but valid client sequences from a seed: a small grammar of statements over two
 //! tables (`acct`, `log`) and a temporary table, sent as simple Queries (one to three
 //! statements) or as Parse/Bind/Describe/Execute/Close with named and unnamed statements and
-//! portals, Flush and Sync placed at random, COPY in both directions and a cancelled query.
+//! portals, Flush and Sync placed at random, COPY in both directions, a cancelled query, and
+//! a write followed at once by a read of what it wrote.
 
 use crate::script::{Msg, Sequence};
 
@@ -230,6 +231,28 @@ impl Builder {
         }
     }
 
+    /// A write and, right after it, a read of the row it wrote, each in a request of its
+    /// own (with read_your_writes on, the read waits for the replica to replay the write).
+    fn write_then_read_round(&mut self) {
+        let k = (1 + self.rng.below(8)).to_string();
+        let v = self.rng.below(100).to_string();
+        let write = Stmt::new("UPDATE acct SET n = $1 WHERE id = $2", &[v, k.clone()]);
+        let read = Stmt::new("SELECT id, n, note FROM acct WHERE id = $1", &[k]);
+        if self.rng.chance(50) {
+            self.msgs.push(Msg::Query(write.literal()));
+            self.msgs.push(Msg::Query(read.literal()));
+            return;
+        }
+        for st in [write, read] {
+            self.msgs.push(Msg::Parse {
+                name: String::new(),
+                sql: st.sql.clone(),
+            });
+            self.execute("", "", st.params);
+            self.msgs.push(Msg::Sync);
+        }
+    }
+
     fn extended_round(&mut self) {
         for _ in 0..1 + self.rng.below(3) {
             if !self.named.is_empty() && self.rng.chance(25) {
@@ -257,7 +280,8 @@ pub fn sequence(seed: u64) -> Sequence {
     for _ in 0..2 + b.rng.below(5) {
         match b.rng.below(100) {
             0..=47 => b.extended_round(),
-            48..=86 => b.simple_round(),
+            48..=80 => b.simple_round(),
+            81..=86 => b.write_then_read_round(),
             87..=93 => b.copy_in_round(),
             94..=97 => {
                 // A new session: nothing of the old one may show (cached connections).

@@ -16,6 +16,7 @@ use tokio::io::AsyncWrite;
 use tokio_util::io::poll_read_buf;
 
 mod forward;
+mod ryw;
 mod txn_pool;
 
 use super::request::{Assembler, Request};
@@ -437,6 +438,12 @@ impl Relay {
                     });
                     continue;
                 }
+            };
+            let Some(node) = self.read_your_writes(node).await? else {
+                return Ok(());
+            };
+            let Some(req) = self.queue.front() else {
+                return Ok(());
             };
             if node != self.active && !self.active_idle() {
                 return Ok(()); // answers still due from the active backend
