@@ -32,7 +32,8 @@ mod state_tests;
 pub use balance::{choose_node, weighted_pick, NodeChoice};
 pub use cache::Classifier;
 pub use classify::{
-    classify_uncached, AdminCommand, ClassifyOptions, PrimaryCause, SetEffect, Statement, StmtKind,
+    classify_uncached, AdminCommand, ClassifyOptions, Isolation, PrimaryCause, SetEffect,
+    Statement, StmtKind,
 };
 pub use config::{
     compile_anchored, compile_function_list, compile_pattern_list, parse_redirect_list,

@@ -15,6 +15,7 @@ mod routecfg;
 mod slot;
 mod startup;
 mod statements;
+mod txnlb;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -294,4 +294,61 @@ pub const CASES: &[(&str, &str)] = &[
 'Y'
 "#,
     ),
+    (
+        // Found by the fuzzer: a read of the transaction ran on the replica, so the primary
+        // had run no query yet and accepted an isolation level PostgreSQL refuses (25001).
+        "isolation_level_after_a_balanced_read_is_refused",
+        r#"
+'Q' "BEGIN READ ONLY"
+'Y'
+'Q' "SELECT count(*), sum(n) FROM acct"
+'Y'
+'P' "" "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" 0
+'B' "" "" 0 0 0
+'E' "" 0
+'S'
+'Y'
+'Q' "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+'Y'
+'Q' "COMMIT"
+'Y'
+"#,
+    ),
+    (
+        // Reads of a transaction on the replica: one that fails there aborts the whole
+        // transaction (25P02 after it, COMMIT answers ROLLBACK, the insert is gone), and a
+        // savepoint keeps the rest on the primary.
+        "a_failing_balanced_read_aborts_the_transaction",
+        r#"
+'Q' "BEGIN"
+'Y'
+'Q' "SELECT count(*), sum(n) FROM acct"
+'Y'
+'Q' "INSERT INTO log VALUES (7, 7, 'log')"
+'Y'
+'P' "" "SELECT 10 / $1::int" 0
+'B' "" "" 0 1 1 "0" 0
+'E' "" 0
+'S'
+'Y'
+'Q' "SELECT 1"
+'Y'
+'Q' "COMMIT"
+'Y'
+'Q' "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+'Y'
+'Q' "SELECT id, n FROM acct ORDER BY id"
+'Y'
+'Q' "SAVEPOINT sp"
+'Y'
+'Q' "SELECT 10 / 0"
+'Y'
+'Q' "ROLLBACK TO SAVEPOINT sp"
+'Y'
+'Q' "SELECT count(*) FROM acct"
+'Y'
+'Q' "COMMIT"
+'Y'
+"#,
+    ),
 ];

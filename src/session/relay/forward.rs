@@ -63,6 +63,60 @@ impl Relay {
         Ok(true)
     }
 
+    /// Asks the idle primary, outside any transaction, for the session's transaction
+    /// defaults (see [`crate::session::txnlb`]). Returns false when it is busy right now.
+    pub(super) async fn ask_txn_defaults(&mut self) -> Result<bool, SessionError> {
+        let max = self.decoder.max_len;
+        let node = self.primary();
+        if self.active != node && !self.active_idle() {
+            return Ok(false);
+        }
+        self.ensure_connected(node).await?;
+        let Some(primary) = self.slots[node].as_mut() else {
+            return Err(BackendError::Closed { node }.into());
+        };
+        if !primary.idle() {
+            return Ok(false);
+        }
+        // Never inside an open transaction or implicit unit (a server skipping to Sync
+        // would not even answer).
+        let answer = match primary.at_rest() {
+            true => primary
+                .exec_collect(crate::session::txnlb::DEFAULTS_QUERY, max)
+                .await?
+                .1
+                .filter(|_| primary.conn.txn_status == b'I'),
+            false => None,
+        };
+        self.router.set_txn_defaults(answer.as_deref());
+        Ok(true)
+    }
+
+    /// Ends the replicas' read-only transactions whose client transaction has ended (all of
+    /// them with `all`: a SET is about to be mirrored there, and must outlive them). A
+    /// replica lost here costs nothing: it is opened again when needed.
+    pub(super) async fn end_replica_txns(&mut self, all: bool) {
+        let primary = self.primary();
+        for node in 0..self.slots.len() {
+            let Some(slot) = self.slots[node].as_mut() else {
+                continue;
+            };
+            let stale = match slot.lb_txn {
+                Some(epoch) => all || !self.router.txn.replica_txn_current(epoch),
+                None => false,
+            };
+            if node == primary || !stale || !slot.idle() {
+                continue;
+            }
+            if let Err(e) = slot.end_lb_txn().await {
+                tracing::debug!(node, "replica lost while ending its transaction: {e}");
+                if let Some(slot) = self.slots[node].take() {
+                    self.cancel.remove_backend(&slot.conn);
+                }
+            }
+        }
+    }
+
     /// Opens the connection to `node` on first use, or falls back to the primary when it
     /// cannot be reached (a replica failure must never fail a read the primary can serve).
     pub(super) async fn ensure_connected(&mut self, node: usize) -> Result<usize, SessionError> {
@@ -164,7 +218,11 @@ impl Relay {
     /// and state commands mirrored to the other backends.
     pub(super) async fn send(&mut self, node: usize, req: Request) -> Result<(), SessionError> {
         let max = self.decoder.max_len;
-        for other in self.router.mirror_targets(&req, node, &self.slots) {
+        let mirrors = self.router.mirror_targets(&req, node, &self.slots);
+        if !mirrors.is_empty() {
+            self.end_replica_txns(true).await;
+        }
+        for other in mirrors {
             if let Some(slot) = self.slots[other].as_mut() {
                 slot.dirty = true;
                 if let Some(sql) = Router::simple_text(&req) {
@@ -187,9 +245,10 @@ impl Relay {
                 }
             }
         }
-        let slot = self.slots[node]
-            .as_mut()
-            .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
+        self.prepare_txn(node).await?;
+        let Some(slot) = self.slots[node].as_mut() else {
+            return Err(BackendError::Closed { node }.into());
+        };
         let n = slot.ready_due(&req);
         let injected = self.router.write_request(&req, slot);
         if let Request::Extended {
@@ -223,6 +282,40 @@ impl Relay {
             watch.sent(&req);
         }
         self.router.sent(&req, n, node, slot);
+        Ok(())
+    }
+}
+
+impl Relay {
+    /// Before a request goes to `node` inside the client's transaction: a replica gets its
+    /// read-only transaction, the primary the failure of a read the replica answered with an
+    /// error (PostgreSQL would have aborted the transaction there).
+    async fn prepare_txn(&mut self, node: usize) -> Result<(), SessionError> {
+        let primary = self.primary();
+        let in_txn = self.in_txn();
+        let txn = &mut self.router.txn;
+        if node == primary {
+            if let Some(slot) = self.slots[node].as_mut() {
+                if txn.take_abort_primary() && in_txn {
+                    slot.inject_silent(crate::session::txnlb::ABORT_PRIMARY);
+                }
+            }
+            return Ok(());
+        }
+        let Some(slot) = self.slots[node].as_mut().filter(|_| in_txn) else {
+            return Ok(());
+        };
+        txn.replica_used();
+        if slot.lb_txn == Some(txn.epoch()) {
+            return Ok(());
+        }
+        slot.begin_lb_txn(txn.replica_begin(), txn.epoch());
+        // The primary's transaction counts as having run a query from now on, as it would
+        // have on PostgreSQL: SET TRANSACTION ISOLATION and the like are refused there
+        // alike (and a REPEATABLE READ snapshot is taken with the replica's).
+        if let Some(p) = self.slots[primary].as_mut().filter(|p| p.idle()) {
+            p.send_silent_now("SELECT 1").await?;
+        }
         Ok(())
     }
 }

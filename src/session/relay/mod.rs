@@ -201,12 +201,13 @@ impl Relay {
                         ..
                     } = self;
                     let mut broken = None;
+                    let on_replica = *active != router.primary();
                     if let Some(slot) = slots[*active].as_mut() {
                         if let Err(e) = slot.scan(out) {
                             broken = Some(e);
                         }
                         for (stmts, ok, status) in slot.done.drain(..) {
-                            router.completed(ctx, &stmts, ok, status);
+                            router.completed(ctx, &stmts, ok, status, on_replica);
                         }
                         for op in slot.stmts.settled.drain(..) {
                             router.settle(op);
@@ -215,6 +216,7 @@ impl Relay {
                     match broken {
                         Some(e) if self.on_replica() => self.lost_replica(&e.to_string())?,
                         Some(e) => return Err(e.into()),
+                        None if !on_replica => self.end_replica_txns(false).await,
                         None => {}
                     }
                 }
@@ -402,6 +404,12 @@ impl Relay {
             let in_txn = self.in_txn();
             let node = match self.router.route(&self.ctx, req, in_txn) {
                 Target::Node(n) => n,
+                Target::TxnDefaults => {
+                    if !self.ask_txn_defaults().await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 Target::Lookup(questions) => {
                     if !self.look_up_catalog(&questions).await? {
                         return Ok(()); // the primary is busy; try again when it answers
