@@ -61,6 +61,12 @@ const PROXIES: &[(&str, &str)] = &[
         "load balanced, disable_load_balance_on_write = always",
         "disable_load_balance_on_write = 'always'\n",
     ),
+    // Reads after a write of the transaction stay on the replica (other tables): the
+    // paths where a failing balanced read must abort a transaction that wrote.
+    (
+        "load balanced, disable_load_balance_on_write = dml_adaptive",
+        "disable_load_balance_on_write = 'dml_adaptive'\n",
+    ),
 ];
 
 /// A backend session of the proxy's database that is not idle: in a transaction, or in the

@@ -334,15 +334,17 @@ async fn a_read_failing_on_the_replica_aborts_the_transaction_as_postgresql_woul
 }
 
 /// Scripts with savepoints and failing reads give the same answers through the proxy as
-/// straight from the primary.
+/// straight from the primary (`@`: the transaction's reads so far ran on the replica).
 #[tokio::test]
 async fn savepoints_and_failures_answer_as_postgresql_does() {
     let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let (p, r) = ports();
     let t = unique_name("lbt_sp");
     table(&t).await;
     let scripts: &[&[&str]] = &[
         &[
             "BEGIN",
+            "@",
             "SELECT count(*) FROM {t}",
             "SAVEPOINT a",
             "SELECT count(*) FROM {t}",
@@ -356,6 +358,7 @@ async fn savepoints_and_failures_answer_as_postgresql_does() {
         ],
         &[
             "BEGIN",
+            "@",
             "SELECT 1/0 FROM {t}",
             "ROLLBACK TO a",
             "SELECT 1",
@@ -364,6 +367,7 @@ async fn savepoints_and_failures_answer_as_postgresql_does() {
         ],
         &[
             "BEGIN",
+            "@",
             "SELECT count(*) FROM {t}",
             "SAVEPOINT a",
             "INSERT INTO {t} VALUES (3, 3)",
@@ -373,6 +377,7 @@ async fn savepoints_and_failures_answer_as_postgresql_does() {
         ],
         &[
             "BEGIN",
+            "@",
             "SELECT 1/0 FROM {t}",
             "ROLLBACK",
             "SELECT count(*) FROM {t}",
@@ -382,6 +387,13 @@ async fn savepoints_and_failures_answer_as_postgresql_does() {
         let mut direct = Wire::connect(cluster().primary_port, "postgres", "postgres").await;
         let mut proxied = Wire::connect(proxy.port, "postgres", "postgres").await;
         for step in *script {
+            if *step == "@" {
+                // Where the transaction's reads run so far: the replica, through the proxy.
+                let read = "SELECT inet_server_port()";
+                assert_eq!(value(&mut proxied, read).await, r, "{script:?}");
+                assert_eq!(value(&mut direct, read).await, p);
+                continue;
+            }
             let sql = step.replace("{t}", &t);
             let want = q(&mut direct, &sql).await;
             let got = q(&mut proxied, &sql).await;

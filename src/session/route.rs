@@ -205,7 +205,7 @@ impl Router {
         if self.unusable.get(node).copied().unwrap_or(true) {
             (primary, "node_unusable")
         } else {
-            let readable = self.readable_or_fallback(ctx, node);
+            let readable = self.readable_or_fallback(ctx, node, in_txn);
             if readable == node {
                 (node, reason)
             } else {
@@ -238,12 +238,13 @@ impl Router {
     /// reads: they go to the primary, or with `prefer_lower_delay_standby` to the
     /// least-delayed standby (spec 5.3 step 11). Checked per statement, so reads return to
     /// the replica as soon as it is back or has caught up.
-    fn readable_or_fallback(&self, ctx: &Context, node: usize) -> usize {
+    /// Inside a transaction only the primary: its reads must not spread over two standbys.
+    fn readable_or_fallback(&self, ctx: &Context, node: usize, in_txn: bool) -> usize {
         let primary = self.rcfg.primary_node;
         if node == primary || ctx.nodes.is_readable(node) {
             return node;
         }
-        if ctx.config().prefer_lower_delay_standby {
+        if ctx.config().prefer_lower_delay_standby && !in_txn {
             let r = rand::random::<f64>();
             if let Some(n) = ctx
                 .nodes
@@ -400,6 +401,11 @@ impl Router {
             // Temp tables exist only on the primary: keep the whole session there.
             self.pinned = true;
         }
+    }
+
+    /// See [`TxnBalance::needs_primary_query`], for the request just routed.
+    pub fn needs_primary_query(&mut self) -> bool {
+        self.txn.needs_primary_query(&self.current)
     }
 
     /// Statements of the request just routed (given to the slot that runs it).

@@ -204,6 +204,9 @@ impl Slot {
     pub fn inject_silent(&mut self, sql: &str) {
         protocol::query(&mut self.bout, sql);
         self.silent += 1;
+        // A simple Query destroys the unnamed statement: the client's is prepared again
+        // before it is next used here.
+        self.prepared.remove("");
     }
 
     /// Gives this idle replica connection a read-only transaction for the client's
@@ -414,6 +417,7 @@ impl Slot {
         self.drain_silent(max_len).await?;
         let mut q = BytesMut::new();
         protocol::query(&mut q, sql);
+        self.prepared.remove("");
         self.conn.stream.write_all(&q).await?;
         let mut error = None;
         let mut value = None;

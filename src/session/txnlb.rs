@@ -68,6 +68,8 @@ struct OpenTxn {
     pinned: bool,
     /// A read of it went to the replica.
     replica_used: bool,
+    /// The primary ran a query of the proxy's for it (see [`TxnBalance::needs_primary_query`]).
+    primary_queried: bool,
 }
 
 /// The session's state for balancing reads inside transactions.
@@ -81,6 +83,9 @@ pub struct TxnBalance {
     /// A read failed on the replica: the primary's transaction must fail before the next
     /// statement reaches it.
     abort_primary: bool,
+    /// The last answer said the transaction failed (`E`); the policy may not know it, when
+    /// the request had no statement it could see (an Execute of an unknown portal).
+    failed: bool,
 }
 
 impl TxnBalance {
@@ -112,6 +117,9 @@ impl TxnBalance {
         let Some(t) = self.txn else {
             return Some("in_transaction");
         };
+        if self.failed {
+            return Some("failed_transaction");
+        }
         if !t.known {
             return Some("in_transaction");
         }
@@ -163,6 +171,23 @@ impl TxnBalance {
         }
     }
 
+    /// Whether the primary must run a query (its answer dropped) before `stmts`: they set
+    /// what PostgreSQL only accepts before a transaction's first query, and that query ran
+    /// on the replica. Once per transaction.
+    pub fn needs_primary_query(&mut self, stmts: &[Arc<Statement>]) -> bool {
+        let Some(t) = self.txn.as_mut() else {
+            return false;
+        };
+        let sets_modes = stmts
+            .iter()
+            .any(|s| matches!(s.kind, StmtKind::SessionSet { .. } | StmtKind::Begin { .. }));
+        if t.replica_used && !t.primary_queried && sets_modes {
+            t.primary_queried = true;
+            return true;
+        }
+        false
+    }
+
     /// Takes the pending abort of the primary's transaction.
     pub fn take_abort_primary(&mut self) -> bool {
         std::mem::take(&mut self.abort_primary)
@@ -170,6 +195,7 @@ impl TxnBalance {
 
     /// A backend answered `stmts` with status `status`.
     pub fn answered(&mut self, stmts: &[Arc<Statement>], ok: bool, status: u8, on_replica: bool) {
+        self.failed = status == b'E';
         if on_replica {
             if status == b'E' && self.txn.is_some() {
                 self.abort_primary = true;
@@ -236,6 +262,7 @@ impl TxnBalance {
                 read_write: false,
                 pinned: true,
                 replica_used: false,
+                primary_queried: false,
             });
             return;
         };
@@ -255,6 +282,7 @@ impl TxnBalance {
             read_write,
             pinned: false,
             replica_used: false,
+            primary_queried: false,
         });
         for s in &stmts[at + 1..] {
             self.note(s, ok);
@@ -339,6 +367,18 @@ mod tests {
     fn gate_table() {
         let c = Classifier::new(ClassifyOptions::default());
         let cases: &[(&str, &[&str], &str, Option<&str>)] = &[
+            (
+                "read committed/off",
+                &["begin", "!execute nothing"],
+                "select 1",
+                Some("failed_transaction"),
+            ),
+            (
+                "read committed/off",
+                &["begin", "savepoint a", "!select 1/0", "rollback to a"],
+                "select 1",
+                Some("transaction_pinned"),
+            ),
             ("read committed/off", &["begin"], "select 1", None),
             ("read committed/off", &["begin read only"], "select 1", None),
             (
@@ -457,8 +497,12 @@ mod tests {
         for (defaults, before, read, want) in cases {
             let mut t = TxnBalance::default();
             t.set_defaults(Defaults::parse(defaults));
-            for sql in *before {
-                t.answered(&stmts(&c, sql), true, b'T', false);
+            for step in *before {
+                match step.strip_prefix('!') {
+                    // A failure of a request the policy saw no statement of.
+                    Some(_) => t.answered(&[], false, b'E', false),
+                    None => t.answered(&stmts(&c, step), true, b'T', false),
+                }
             }
             assert_eq!(
                 t.gate(&stmts(&c, read)),
@@ -486,6 +530,19 @@ mod tests {
         t.answered(&stmts(&c, "commit and chain"), true, b'T', false);
         assert!(!t.replica_txn_current(e));
         assert_eq!(t.gate(&stmts(&c, "select 1")), Some("in_transaction"));
+    }
+
+    #[test]
+    fn the_primary_runs_a_query_before_modes_are_set_after_a_balanced_read() {
+        let c = Classifier::new(ClassifyOptions::default());
+        let mut t = rc();
+        t.answered(&stmts(&c, "begin"), true, b'T', false);
+        let set = stmts(&c, "set transaction isolation level serializable");
+        assert!(!t.needs_primary_query(&set), "no read ran yet");
+        t.replica_used();
+        assert!(!t.needs_primary_query(&stmts(&c, "update t set v = 1")));
+        assert!(t.needs_primary_query(&set));
+        assert!(!t.needs_primary_query(&set), "once per transaction");
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl Relay {
                 }
             }
         }
-        self.prepare_txn(node).await?;
+        self.prepare_txn(node);
         let Some(slot) = self.slots[node].as_mut() else {
             return Err(BackendError::Closed { node }.into());
         };
@@ -290,33 +290,39 @@ impl Relay {
     /// Before a request goes to `node` inside the client's transaction: a replica gets its
     /// read-only transaction, the primary the failure of a read the replica answered with an
     /// error (PostgreSQL would have aborted the transaction there).
-    async fn prepare_txn(&mut self, node: usize) -> Result<(), SessionError> {
+    fn prepare_txn(&mut self, node: usize) {
         let primary = self.primary();
-        let in_txn = self.in_txn();
-        let txn = &mut self.router.txn;
+        if !self.in_txn() {
+            return;
+        }
         if node == primary {
+            // Not into an implicit transaction still open (a batch ended by Flush): the
+            // server may be skipping to Sync, and the first batch of it got them already.
+            if self.slots[node].as_ref().is_none_or(|s| s.unsynced) {
+                return;
+            }
+            let abort = self.router.txn.take_abort_primary();
+            // The transaction ran a query (on the replica): PostgreSQL refuses SET
+            // TRANSACTION ISOLATION and the like from then on, so the primary must too.
+            let query = self.router.needs_primary_query();
             if let Some(slot) = self.slots[node].as_mut() {
-                if txn.take_abort_primary() && in_txn {
+                if abort {
                     slot.inject_silent(crate::session::txnlb::ABORT_PRIMARY);
                 }
+                if query {
+                    slot.inject_silent("SELECT 1");
+                }
             }
-            return Ok(());
+            return;
         }
-        let Some(slot) = self.slots[node].as_mut().filter(|_| in_txn) else {
-            return Ok(());
+        let txn = &mut self.router.txn;
+        let Some(slot) = self.slots[node].as_mut() else {
+            return;
         };
         txn.replica_used();
-        if slot.lb_txn == Some(txn.epoch()) {
-            return Ok(());
+        if slot.lb_txn != Some(txn.epoch()) {
+            slot.begin_lb_txn(txn.replica_begin(), txn.epoch());
         }
-        slot.begin_lb_txn(txn.replica_begin(), txn.epoch());
-        // The primary's transaction counts as having run a query from now on, as it would
-        // have on PostgreSQL: SET TRANSACTION ISOLATION and the like are refused there
-        // alike (and a REPEATABLE READ snapshot is taken with the replica's).
-        if let Some(p) = self.slots[primary].as_mut().filter(|p| p.idle()) {
-            p.send_silent_now("SELECT 1").await?;
-        }
-        Ok(())
     }
 }
 
