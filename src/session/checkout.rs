@@ -386,6 +386,9 @@ async fn settle_proxy_queries(ctx: &Context, slot: &mut Slot) -> bool {
     if !slot.idle() {
         return false;
     }
+    if !slot.owes_proxy_queries() {
+        return true; // the usual case: no timer, no await
+    }
     let max = ctx.config().max_message_size;
     let settled = async {
         slot.end_lb_txn().await?;

@@ -209,6 +209,12 @@ impl Slot {
         self.prepared.remove("");
     }
 
+    /// A read-only transaction of the proxy's is open here, or answers to its own queries
+    /// are still due.
+    pub fn owes_proxy_queries(&self) -> bool {
+        self.lb_txn.is_some() || self.silent > 0
+    }
+
     /// Gives this idle replica connection a read-only transaction for the client's
     /// transaction `epoch` (ending one left from an earlier transaction first).
     pub fn begin_lb_txn(&mut self, begin: &str, epoch: u64) {
