@@ -449,25 +449,33 @@ async fn no_backend_is_left_idle_in_transaction() {
         "{} application_name={app}",
         proxy.conn_str("postgres", "postgres")
     );
-    for end in ["COMMIT", "ROLLBACK", "disconnect"] {
-        let c = common::connect_str(&conn).await.unwrap();
-        c.batch_execute("BEGIN").await.unwrap();
-        let port: i32 = c
-            .query_one("select inet_server_port()", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(port, r);
-        assert_eq!(
-            idle_in_transaction(cluster().replica_port, &app).await,
-            1,
-            "the replica runs the read in a transaction"
-        );
-        match end {
-            "disconnect" => drop(c),
-            sql => c.batch_execute(sql).await.unwrap(),
+    // READ COMMITTED reads run in autocommit on the replica; a REPEATABLE READ READ ONLY
+    // transaction keeps its snapshot in a transaction there.
+    let begins = [
+        ("BEGIN", 0),
+        ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 1),
+    ];
+    for (begin, replica_txns) in begins {
+        for end in ["COMMIT", "ROLLBACK", "disconnect"] {
+            let c = common::connect_str(&conn).await.unwrap();
+            c.batch_execute(begin).await.unwrap();
+            let port: i32 = c
+                .query_one("select inet_server_port()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(port, r);
+            assert_eq!(
+                idle_in_transaction(cluster().replica_port, &app).await,
+                replica_txns,
+                "{begin}"
+            );
+            match end {
+                "disconnect" => drop(c),
+                sql => c.batch_execute(sql).await.unwrap(),
+            }
+            no_backend_idle_in_transaction(&app, &format!("{begin}; …; {end}")).await;
         }
-        no_backend_idle_in_transaction(&app, end).await;
     }
 }
 

@@ -73,6 +73,9 @@ pub struct Slot {
     /// The transaction (the session's count) of the read-only transaction the proxy began
     /// here for reads inside the client's transaction, while it is open.
     pub lb_txn: Option<u64>,
+    /// The requests in flight here are reads of the client's READ COMMITTED transaction
+    /// run in autocommit: their ReadyForQuery says `T` (`E` after an error), not `I`.
+    pub in_client_txn: bool,
 }
 
 impl Slot {
@@ -124,6 +127,7 @@ impl Slot {
             sent_at: VecDeque::new(),
             silent: 0,
             lb_txn: None,
+            in_client_txn: false,
         }
     }
 
@@ -348,8 +352,16 @@ impl Slot {
                     self.conn.txn_status = decode_ready(body).unwrap_or(b'I');
                     self.in_copy = false;
                     self.stmts.synced();
+                    let failed = self.inflight.front().is_some_and(|f| f.1);
+                    // A read of the client's READ COMMITTED transaction ran in autocommit
+                    // here: the client gets the status its transaction has.
+                    let status = match (self.in_client_txn, self.conn.txn_status, failed) {
+                        (true, b'I', false) => b'T',
+                        (true, b'I', true) => b'E',
+                        (_, s, _) => s,
+                    };
                     if let Some((stmts, failed)) = self.inflight.pop_front() {
-                        self.done.push((stmts, !failed, self.conn.txn_status));
+                        self.done.push((stmts, !failed, status));
                     }
                     if let (Some(st), Some(t)) = (&self.stats, self.sent_at.pop_front()) {
                         st.node(self.conn.node).observe_latency(t.elapsed());
@@ -357,7 +369,8 @@ impl Slot {
                     if let Some(w) = self.replica.as_mut() {
                         w.answered(out);
                     }
-                    out.extend_from_slice(&rbuf[..total]);
+                    out.extend_from_slice(&rbuf[..total - 1]);
+                    out.extend_from_slice(&[status]);
                     rbuf.advance(total);
                     continue;
                 }

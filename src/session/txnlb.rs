@@ -6,10 +6,12 @@
 //! temp tables, …), and a read that failed on the replica (the primary's transaction must
 //! fail too).
 //!
-//! The replica runs its reads in a read-only transaction of its own, begun right before the
-//! first read sent there and ended when the primary's transaction ends (see the slot's
-//! `begin_lb_txn` / `end_lb_txn`): its ReadyForQuery status bytes are what the primary's
-//! would have been, and a REPEATABLE READ READ ONLY transaction keeps one snapshot.
+//! A READ COMMITTED transaction's reads run on the replica in autocommit (each statement
+//! takes a new snapshot either way) and the client gets its transaction's status byte (see
+//! the slot's `in_client_txn`). A REPEATABLE READ READ ONLY transaction's reads run in a
+//! read-only transaction of the replica's own, begun right before the first read sent there
+//! and ended when the primary's transaction ends (the slot's `begin_lb_txn` / `end_lb_txn`),
+//! so they share one snapshot.
 
 use std::sync::Arc;
 
@@ -149,6 +151,16 @@ impl TxnBalance {
             .is_some_and(|t| t.read_only || (!t.read_write && d.read_only))
     }
 
+    /// Whether the replica's reads need a transaction of their own: a snapshot kept for the
+    /// whole transaction (REPEATABLE READ READ ONLY). READ COMMITTED reads take a new one
+    /// each, as in autocommit.
+    pub fn replica_needs_txn(&self) -> bool {
+        match self.defaults {
+            Some(Some(d)) => self.isolation(d) != Isolation::ReadCommitted,
+            _ => true,
+        }
+    }
+
     /// The BEGIN that gives the replica a transaction like the primary's (a standby refuses
     /// READ WRITE; SERIALIZABLE never gets here).
     pub fn replica_begin(&self) -> &'static str {
@@ -186,6 +198,14 @@ impl TxnBalance {
             return true;
         }
         false
+    }
+
+    /// A read of the open transaction failed off the primary (its replica died mid-answer).
+    pub fn read_failed(&mut self) {
+        if self.txn.is_some() {
+            self.abort_primary = true;
+            self.failed = true;
+        }
     }
 
     /// Takes the pending abort of the primary's transaction.

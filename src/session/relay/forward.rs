@@ -292,13 +292,11 @@ impl Relay {
     /// error (PostgreSQL would have aborted the transaction there).
     fn prepare_txn(&mut self, node: usize) {
         let primary = self.primary();
-        if !self.in_txn() {
-            return;
-        }
+        let in_txn = self.in_txn();
         if node == primary {
             // Not into an implicit transaction still open (a batch ended by Flush): the
             // server may be skipping to Sync, and the first batch of it got them already.
-            if self.slots[node].as_ref().is_none_or(|s| s.unsynced) {
+            if !in_txn || self.slots[node].as_ref().is_none_or(|s| s.unsynced) {
                 return;
             }
             let abort = self.router.txn.take_abort_primary();
@@ -319,8 +317,19 @@ impl Relay {
         let Some(slot) = self.slots[node].as_mut() else {
             return;
         };
+        slot.in_client_txn = false;
+        if !in_txn {
+            return;
+        }
         txn.replica_used();
-        if slot.lb_txn != Some(txn.epoch()) {
+        if !txn.replica_needs_txn() {
+            // READ COMMITTED: each read takes a new snapshot anyway, so it runs in
+            // autocommit and only the status byte tells the client about its transaction.
+            slot.in_client_txn = true;
+            if slot.lb_txn.take().is_some() {
+                slot.inject_silent("ROLLBACK");
+            }
+        } else if slot.lb_txn != Some(txn.epoch()) {
             slot.begin_lb_txn(txn.replica_begin(), txn.epoch());
         }
     }

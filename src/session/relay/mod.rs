@@ -243,8 +243,15 @@ impl Relay {
             return Ok(());
         };
         self.cancel.remove_backend(&slot.conn);
-        let recovery = super::failover::replica_died(&self.ctx, node, slot, why, &mut self.out)
-            .map_err(|_| SessionError::ClientGone)?;
+        let in_txn = self.in_txn();
+        let status = if in_txn { b'E' } else { b'I' };
+        let recovery =
+            super::failover::replica_died(&self.ctx, node, slot, why, &mut self.out, status)
+                .map_err(|_| SessionError::ClientGone)?;
+        if in_txn && recovery.failed > 0 {
+            // The client was told its read failed: its transaction fails on the primary too.
+            self.router.txn.read_failed();
+        }
         for req in recovery.retry.into_iter().rev() {
             self.queue.push_front(req);
         }
