@@ -288,11 +288,31 @@ async fn explain_route_names_the_node_that_then_answers() {
     assert_eq!(write.rows[0][0], "0");
     assert_eq!(write.rows[0][4], "write");
     c.batch_execute("BEGIN").await.unwrap();
-    let in_txn = table(&c, "PGPOOL EXPLAIN ROUTE select 1").await;
+    let in_txn = table(&c, "PGPOOL EXPLAIN ROUTE select inet_server_port()").await;
     assert_eq!(
-        in_txn.rows[0][0], "0",
-        "reads in a transaction stay on the primary"
+        in_txn.rows[0][3], "standby",
+        "reads in a transaction balance"
     );
+    assert_eq!(in_txn.rows[0][4], "load_balance");
+    let port: i32 = c
+        .query_one("select inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_txn.rows[0][2], port.to_string());
+    c.batch_execute("SAVEPOINT s").await.unwrap();
+    let pinned = table(&c, "PGPOOL EXPLAIN ROUTE select inet_server_port()").await;
+    assert_eq!(
+        pinned.rows[0][0], "0",
+        "a savepoint keeps the rest on the primary"
+    );
+    assert_eq!(pinned.rows[0][4], "transaction_pinned");
+    let port: i32 = c
+        .query_one("select inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pinned.rows[0][2], port.to_string());
     c.batch_execute("COMMIT").await.unwrap();
 }
 

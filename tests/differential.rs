@@ -61,6 +61,12 @@ const PROXIES: &[(&str, &str)] = &[
         "load balanced, disable_load_balance_on_write = always",
         "disable_load_balance_on_write = 'always'\n",
     ),
+    // Reads after a write of the transaction stay on the replica (other tables): the
+    // paths where a failing balanced read must abort a transaction that wrote.
+    (
+        "load balanced, disable_load_balance_on_write = dml_adaptive",
+        "disable_load_balance_on_write = 'dml_adaptive'\n",
+    ),
     // Reads after writes are checked first with silent queries on the session's own
     // primary and replica connections, between and around the client's messages.
     (

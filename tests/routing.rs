@@ -123,11 +123,15 @@ async fn extended_protocol_reads_are_balanced_and_prepared_statements_follow() {
         assert_eq!(row.get::<_, i32>(0), cluster().replica_port as i32);
         assert_eq!(row.get::<_, i32>(1), i);
     }
-    // The same named statement used inside a transaction runs on the primary: the proxy
-    // prepares it there transparently.
+    // Inside a transaction it is balanced too; after a savepoint the rest of the
+    // transaction runs on the primary, where the proxy prepares it transparently.
     c.batch_execute("begin").await.unwrap();
     let row = c.query_one(&stmt, &[&7]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), cluster().replica_port as i32);
+    c.batch_execute("savepoint s").await.unwrap();
+    let row = c.query_one(&stmt, &[&8]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), cluster().primary_port as i32);
+    assert_eq!(row.get::<_, i32>(1), 8);
     c.batch_execute("commit").await.unwrap();
 }
 

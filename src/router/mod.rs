@@ -49,5 +49,7 @@ pub use policy::{
     is_system_relation, Catalog, CatalogKey, Decision, RouteResult, SessionRouting, Target,
 };
 pub use reason::Reason;
-pub use statement::{AdminCommand, ClassifyOptions, PrimaryCause, SetEffect, Statement, StmtKind};
+pub use statement::{
+    AdminCommand, ClassifyOptions, Isolation, PrimaryCause, SetEffect, Statement, StmtKind,
+};
 pub use stmt_class::StmtClass;

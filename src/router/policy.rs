@@ -305,10 +305,15 @@ impl SessionRouting {
         if !self.in_transaction() {
             return None;
         }
+        // `off` balances reads after a write in Pgpool-II, where the load-balance node then
+        // answers without the transaction's own uncommitted writes: here it acts as
+        // `transaction` inside a transaction (a read never misses its transaction's writes).
         let wrote = match self.mode {
-            DisableLbOnWrite::Off | DisableLbOnWrite::DmlAdaptive => false,
+            DisableLbOnWrite::DmlAdaptive => false,
             DisableLbOnWrite::TransTransaction => self.wrote_in_txn || self.wrote_in_earlier_txn,
-            DisableLbOnWrite::Transaction | DisableLbOnWrite::Always => self.wrote_in_txn,
+            DisableLbOnWrite::Off | DisableLbOnWrite::Transaction | DisableLbOnWrite::Always => {
+                self.wrote_in_txn
+            }
         };
         if wrote {
             Some(Reason::InWriteTransaction)

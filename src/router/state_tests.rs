@@ -121,12 +121,19 @@ fn always_mode_keeps_every_read_after_any_write_on_the_primary() {
 }
 
 #[test]
-fn off_mode_balances_reads_even_after_a_write() {
+fn off_mode_balances_autocommit_reads_after_a_write_but_not_the_transactions_own() {
     run(
         Off,
         &[
+            ("insert into t values (1)", P, Write),
+            ("select * from t", R, LoadBalance),
             ("begin", ALL, TransactionControl),
+            ("select * from t", R, LoadBalance),
             ("update t set v = 1", P, Write),
+            // The replica cannot see this transaction's uncommitted update.
+            ("select * from t", P, InWriteTransaction),
+            ("commit", ALL, TransactionControl),
+            ("begin", ALL, TransactionControl),
             ("select * from t", R, LoadBalance),
             ("commit", ALL, TransactionControl),
         ],

@@ -94,6 +94,15 @@ pub enum PrimaryCause {
     CopyToFile,
 }
 
+/// A transaction isolation level as written (READ UNCOMMITTED is READ COMMITTED in
+/// PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
+}
+
 /// What a SET/RESET does to routing state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetEffect {
@@ -102,6 +111,11 @@ pub enum SetEffect {
     TxnSerializable,
     /// `SET transaction_read_only = off`, `SET TRANSACTION READ WRITE`.
     TxnReadWrite,
+    /// `SET TRANSACTION` with modes a hot standby accepts (no SERIALIZABLE, no READ WRITE).
+    TxnModes {
+        isolation: Option<Isolation>,
+        read_only: bool,
+    },
     /// `SET SESSION CHARACTERISTICS … ISOLATION LEVEL x`, `SET default_transaction_isolation = x`.
     SessionIsolation {
         serializable: bool,
@@ -136,10 +150,14 @@ pub enum StmtKind {
     PrimaryOnly(PrimaryCause),
     /// BEGIN / START TRANSACTION. `plain_on_replica`: the replica must get a plain `BEGIN`
     /// (READ WRITE and SERIALIZABLE are refused by a hot standby).
+    /// `isolation`, `read_write`: the modes given explicitly (the session's defaults apply
+    /// to the rest).
     Begin {
         read_only: bool,
         serializable: bool,
         plain_on_replica: bool,
+        isolation: Option<Isolation>,
+        read_write: bool,
     },
     Commit,
     Rollback,

@@ -5,7 +5,7 @@
 
 use super::cursor::{unquote, Cur};
 use super::lexer::TokKind;
-use super::statement::{Facts, SetEffect, StmtKind};
+use super::statement::{Facts, Isolation, SetEffect, StmtKind};
 
 /// BEGIN/START/COMMIT/END/ROLLBACK/ABORT/SAVEPOINT/RELEASE; anything else is `Unparseable`.
 pub(crate) fn transaction_control(c: &mut Cur, word: &str) -> StmtKind {
@@ -45,6 +45,7 @@ struct Modes {
     read_write: bool,
     serializable: bool,
     isolation_given: bool,
+    isolation: Option<Isolation>,
 }
 
 fn scan_modes(c: &mut Cur) -> Modes {
@@ -53,6 +54,7 @@ fn scan_modes(c: &mut Cur) -> Modes {
         read_write: false,
         serializable: false,
         isolation_given: false,
+        isolation: None,
     };
     while c.pos < c.toks.len() {
         if c.eat_kw("isolation") {
@@ -60,10 +62,13 @@ fn scan_modes(c: &mut Cur) -> Modes {
             m.isolation_given = true;
             if c.eat_kw("serializable") {
                 m.serializable = true;
+                m.isolation = Some(Isolation::Serializable);
             } else if c.eat_kw("repeatable") {
                 c.eat_kw("read");
+                m.isolation = Some(Isolation::RepeatableRead);
             } else if c.eat_kw("read") {
                 let _ = c.eat_kw("committed") || c.eat_kw("uncommitted");
+                m.isolation = Some(Isolation::ReadCommitted);
             }
         } else if c.eat_kw("read") {
             m.read_only |= c.is_kw("only");
@@ -82,6 +87,8 @@ fn begin_modes(c: &mut Cur) -> StmtKind {
         read_only: m.read_only,
         serializable: m.serializable,
         plain_on_replica: m.serializable || m.read_write,
+        isolation: m.isolation,
+        read_write: m.read_write,
     }
 }
 
@@ -103,7 +110,13 @@ pub(crate) fn set_statement(c: &mut Cur) -> StmtKind {
         return match (m.serializable, m.read_write) {
             (true, _) => set_kind(true, SetEffect::TxnSerializable),
             (false, true) => set_kind(true, SetEffect::TxnReadWrite),
-            _ => set_kind(false, SetEffect::None),
+            _ => set_kind(
+                false,
+                SetEffect::TxnModes {
+                    isolation: m.isolation,
+                    read_only: m.read_only,
+                },
+            ),
         };
     }
     if c.eat_kw("characteristics") {

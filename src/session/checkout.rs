@@ -434,7 +434,7 @@ pub async fn release(ctx: &Context, mut slot: Slot) {
     // Only a connection whose last ReadyForQuery said idle, with nothing sent since (a
     // batch ended by Flush leaves an implicit transaction open), may serve another client;
     // closing the others rolls back what they hold.
-    let reusable = slot.at_rest() && !slot.fatal;
+    let reusable = settle_proxy_queries(ctx, &mut slot).await && slot.at_rest() && !slot.fatal;
     let Some(key) = slot.pool_key.take().filter(|_| reusable) else {
         if !slot.idle() {
             let c = &slot.conn;
@@ -502,6 +502,27 @@ async fn roll_back_abandoned(slot: &mut Slot, max_len: u64) {
     } else {
         slot.fatal = true;
     }
+}
+
+/// Ends a replica's read-only transaction left by a client gone mid-transaction and reads
+/// the answers to the proxy's own queries; false when the connection is not in a state to
+/// know.
+async fn settle_proxy_queries(ctx: &Context, slot: &mut Slot) -> bool {
+    if !slot.idle() {
+        return false;
+    }
+    if !slot.owes_proxy_queries() {
+        return true; // the usual case: no timer, no await
+    }
+    let max = ctx.config().max_message_size;
+    let settled = async {
+        slot.end_lb_txn().await?;
+        slot.drain_silent(max).await
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), settled).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The reset list only undoes session state (the default `ABORT;DISCARD ALL` and its

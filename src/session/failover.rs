@@ -98,17 +98,21 @@ fn node_is_gone(fatal: Option<&PgError>) -> bool {
 pub struct Recovery {
     /// Requests to route again, in order (they go to the primary now).
     pub retry: VecDeque<Request>,
+    /// Requests answered with an ERROR instead.
+    pub failed: usize,
 }
 
 /// The replica connection `slot` of `node` broke. Marks the node down if the server is gone,
 /// queues an ERROR + ReadyForQuery for a request whose answer had begun, and returns the
 /// requests to run again. `Err` when the client's stream cannot be kept consistent.
+/// `status`: the ReadyForQuery status after such an ERROR (`E` inside a transaction).
 pub fn replica_died(
     ctx: &Arc<Context>,
     node: usize,
     slot: Slot,
     why: &str,
     out: &mut BytesMut,
+    status: u8,
 ) -> Result<Recovery, BackendError> {
     let mid_message = slot.mid_message();
     let watch = slot.replica.unwrap_or_default();
@@ -139,7 +143,7 @@ pub fn replica_died(
                 .with_detail(reason.clone())
                 .with_hint("The session goes on with the primary; run the query again.")
                 .encode(out);
-            protocol::ready_for_query(out, b'I');
+            protocol::ready_for_query(out, status);
         }
     }
     if let Some(n) = ctx.nodes.node(node) {
@@ -151,7 +155,10 @@ pub fn replica_died(
         failed = lost.len(),
         "replica connection lost ({reason}): reads go to the primary"
     );
-    Ok(Recovery { retry })
+    Ok(Recovery {
+        retry,
+        failed: lost.len(),
+    })
 }
 
 /// How an idle connection looks when checked without waiting.

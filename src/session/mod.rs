@@ -16,6 +16,7 @@ mod ryw;
 mod slot;
 mod startup;
 mod statements;
+mod txnlb;
 
 use std::sync::Arc;
 use std::time::Duration;

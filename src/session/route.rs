@@ -12,6 +12,7 @@ use super::catalog::Questions;
 use super::request::Request;
 use super::slot::{Slot, Stmts};
 use super::statements::{Pending, Registry};
+use super::txnlb::{Defaults, TxnBalance};
 use crate::backend::{BackendError, Credential};
 use crate::protocol::{self, decode_bind, decode_parse, decode_query, tag, Frame, PgError};
 use crate::router::{
@@ -19,6 +20,8 @@ use crate::router::{
     Target as PolicyTarget,
 };
 use crate::server::Context;
+
+mod explain;
 
 /// Routing reason: the request belongs to an implicit transaction still open on a backend
 /// (a batch ended by Flush, not yet by Sync), or opens one.
@@ -31,6 +34,8 @@ pub enum Target {
     Admin(AdminCommand),
     /// Ask the primary's catalog about these names, then route again.
     Lookup(Questions),
+    /// Ask the primary for the session's transaction defaults, then route again.
+    TxnDefaults,
 }
 
 /// Routing state of one session.
@@ -71,6 +76,8 @@ pub struct Router {
     last_reason: &'static str,
     /// Read-your-writes bookkeeping (`read_your_writes`).
     pub(super) ryw: super::ryw::ReadYourWrites,
+    /// What reads inside the open transaction may run on the load-balance node.
+    pub txn: TxnBalance,
 }
 
 impl Router {
@@ -110,6 +117,7 @@ impl Router {
             catalog_changed_in_txn: false,
             last_reason: "primary_default",
             ryw: Default::default(),
+            txn: TxnBalance::default(),
             params,
             credential,
         }
@@ -124,11 +132,20 @@ impl Router {
         let target = self.route_inner(ctx, req, in_txn);
         // No catalog look-up when the node is set already: it would run on that node
         // inside the client's open implicit transaction.
-        if self.lookups.is_empty() || self.last_reason == UNSYNCED {
-            target
-        } else {
-            Target::Lookup(std::mem::take(&mut self.lookups))
+        if !self.lookups.is_empty() && self.last_reason != UNSYNCED {
+            return Target::Lookup(std::mem::take(&mut self.lookups));
         }
+        // A transaction starts: its reads may balance once the defaults it inherits are known.
+        if !in_txn
+            && self.open_unit.is_none()
+            && self.last_reason != UNSYNCED
+            && self.rcfg.load_balance_mode
+            && self.policy.lb_node() != self.rcfg.primary_node
+            && self.txn.needs_defaults(&self.current)
+        {
+            return Target::TxnDefaults;
+        }
+        target
     }
 
     fn route_inner(&mut self, ctx: &Context, req: &Request, in_txn: bool) -> Target {
@@ -157,35 +174,41 @@ impl Router {
             }
             _ => PolicyTarget::Primary,
         };
-        let (node, reason) = self.final_node(ctx, decision, in_txn, self.last_reason);
+        let (node, reason) =
+            self.final_node(ctx, decision, in_txn, self.last_reason, &self.current);
         self.last_reason = reason;
         Target::Node(node)
     }
 
-    /// The policy's verdict adjusted for the session: transactions and pinned sessions stay
-    /// on the primary, and nodes that failed for this session are avoided.
+    /// The policy's verdict adjusted for the session: reads of transactions that cannot
+    /// balance (see [`TxnBalance::gate`]) and of pinned sessions stay on the primary, and
+    /// nodes that failed for this session are avoided.
     fn final_node(
         &self,
         ctx: &Context,
         decision: PolicyTarget,
         in_txn: bool,
         reason: &'static str,
+        stmts: &[Arc<Statement>],
     ) -> (usize, &'static str) {
         let primary = self.rcfg.primary_node;
         if let Some(node) = self.open_unit {
             return (node, UNSYNCED);
         }
-        let (node, reason) = match decision {
-            // Transactions stay on the primary, so a transaction never spans two servers.
-            PolicyTarget::Node(n) if !in_txn && !self.pinned => (n, reason),
-            PolicyTarget::Node(_) if in_txn => (primary, "in_transaction"),
-            PolicyTarget::Node(_) => (primary, "session_pinned"),
+        let gate = match in_txn {
+            true => self.txn.gate(stmts),
+            false => None,
+        };
+        let (node, reason) = match (decision, gate) {
+            (PolicyTarget::Node(_), Some(why)) => (primary, why),
+            (PolicyTarget::Node(n), None) if !self.pinned => (n, reason),
+            (PolicyTarget::Node(_), None) => (primary, "session_pinned"),
             _ => (primary, reason),
         };
         if self.unusable.get(node).copied().unwrap_or(true) {
             (primary, "node_unusable")
         } else {
-            let readable = self.readable_or_fallback(ctx, node);
+            let readable = self.readable_or_fallback(ctx, node, in_txn);
             if readable == node {
                 (node, reason)
             } else {
@@ -219,55 +242,17 @@ impl Router {
         self.policy.lb_node()
     }
 
-    /// Catalog facts `PGPOOL EXPLAIN ROUTE <sql>` needs looked up first.
-    pub fn explain_lookups(&self, ctx: &Context, sql: &str) -> Questions {
-        if self.open_unit.is_some() {
-            // The node is set, and a look-up would run inside the client's open unit.
-            return Questions::default();
-        }
-        let stmt = self.classifier.classify_for(sql, &self.rcfg);
-        match self
-            .policy
-            .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
-        {
-            RouteResult::NeedCatalog {
-                functions,
-                relations,
-            } => Questions {
-                functions,
-                relations,
-            },
-            RouteResult::Decided(_) => Questions::default(),
-        }
-    }
-
-    /// Where `sql` would go now and why (`PGPOOL EXPLAIN ROUTE`); changes no state.
-    pub fn explain(&self, ctx: &Context, sql: &str, in_txn: bool) -> crate::admin::Explained {
-        let stmt = self.classifier.classify_for(sql, &self.rcfg);
-        let (decision, reason) = match self
-            .policy
-            .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
-        {
-            RouteResult::Decided(d) => (d.target, d.reason.code()),
-            RouteResult::NeedCatalog { .. } => (PolicyTarget::Primary, "volatility_unknown"),
-        };
-        let (node, mut reason) = self.final_node(ctx, decision, in_txn, reason);
-        if node != self.primary() && ctx.config().read_your_writes && self.ryw.pending(node) {
-            reason = "read_your_writes_check";
-        }
-        crate::admin::Explained { node, reason }
-    }
-
     /// A replica that is down, past the delay threshold or no longer in recovery gets no
     /// reads: they go to the primary, or with `prefer_lower_delay_standby` to the
     /// least-delayed standby (spec 5.3 step 11). Checked per statement, so reads return to
     /// the replica as soon as it is back or has caught up.
-    fn readable_or_fallback(&self, ctx: &Context, node: usize) -> usize {
+    /// Inside a transaction only the primary: its reads must not spread over two standbys.
+    fn readable_or_fallback(&self, ctx: &Context, node: usize, in_txn: bool) -> usize {
         let primary = self.rcfg.primary_node;
         if node == primary || ctx.nodes.is_readable(node) {
             return node;
         }
-        if ctx.config().prefer_lower_delay_standby {
+        if ctx.config().prefer_lower_delay_standby && !in_txn {
             let r = rand::random::<f64>();
             if let Some(n) = ctx
                 .nodes
@@ -379,7 +364,15 @@ impl Router {
 
     /// The backend answered requests of this session: keep the transaction state current,
     /// and drop the cached catalog facts after DDL (again when its transaction ends).
-    pub fn completed(&mut self, ctx: &Context, stmts: &[Arc<Statement>], ok: bool, status: u8) {
+    pub fn completed(
+        &mut self,
+        ctx: &Context,
+        stmts: &[Arc<Statement>],
+        ok: bool,
+        status: u8,
+        on_replica: bool,
+    ) {
+        self.txn.answered(stmts, ok, status, on_replica);
         let mut wrote = false;
         for stmt in stmts {
             let db = &self.database;
@@ -428,9 +421,19 @@ impl Router {
         &self.current
     }
 
+    /// See [`TxnBalance::needs_primary_query`], for the request just routed.
+    pub fn needs_primary_query(&mut self) -> bool {
+        self.txn.needs_primary_query(&self.current)
+    }
+
     /// Statements of the request just routed (given to the slot that runs it).
     pub fn take_current(&mut self) -> Stmts {
         std::mem::take(&mut self.current)
+    }
+
+    /// The answer to [`super::txnlb::DEFAULTS_QUERY`] (`None`: no usable answer).
+    pub fn set_txn_defaults(&mut self, answer: Option<&str>) {
+        self.txn.set_defaults(answer.and_then(Defaults::parse));
     }
 
     pub fn mark_unusable(&mut self, node: usize) {

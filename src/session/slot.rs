@@ -68,6 +68,16 @@ pub struct Slot {
     pub stats: Option<Arc<Stats>>,
     /// When each request awaiting its ReadyForQuery was sent.
     pub sent_at: VecDeque<Instant>,
+    /// Answers to the proxy's own simple queries (a replica's BEGIN and ROLLBACK, the
+    /// primary's abort) still to come, each up to its ReadyForQuery: dropped. They are only
+    /// sent to an idle backend, so they come before any other answer.
+    silent: usize,
+    /// The transaction (the session's count) of the read-only transaction the proxy began
+    /// here for reads inside the client's transaction, while it is open.
+    pub lb_txn: Option<u64>,
+    /// The requests in flight here are reads of the client's READ COMMITTED transaction
+    /// run in autocommit: their ReadyForQuery says `T` (`E` after an error), not `I`.
+    pub in_client_txn: bool,
 }
 
 impl Slot {
@@ -119,6 +129,9 @@ impl Slot {
             auth: AuthMemo::Trust,
             stats: None,
             sent_at: VecDeque::new(),
+            silent: 0,
+            lb_txn: None,
+            in_client_txn: false,
         }
     }
 
@@ -191,14 +204,101 @@ impl Slot {
     /// Idle, and nothing was sent since a ReadyForQuery that said idle (`I`): no
     /// transaction, explicit or implicit, is open. Only such a connection may be cached.
     pub fn at_rest(&self) -> bool {
-        self.idle() && !self.unsynced && self.conn.txn_status == b'I'
+        self.idle() && !self.unsynced && self.conn.txn_status == b'I' && self.silent == 0
+    }
+
+    /// Writes `sql` ahead of what is sent next, its answer to be dropped. Only on an idle
+    /// backend (its answer must come first).
+    pub fn inject_silent(&mut self, sql: &str) {
+        protocol::query(&mut self.bout, sql);
+        self.silent += 1;
+        // A simple Query destroys the unnamed statement: the client's is prepared again
+        // before it is next used here.
+        self.prepared.remove("");
+    }
+
+    /// A read-only transaction of the proxy's is open here, or answers to its own queries
+    /// are still due.
+    pub fn owes_proxy_queries(&self) -> bool {
+        self.lb_txn.is_some() || self.silent > 0
+    }
+
+    /// Gives this idle replica connection a read-only transaction for the client's
+    /// transaction `epoch` (ending one left from an earlier transaction first).
+    pub fn begin_lb_txn(&mut self, begin: &str, epoch: u64) {
+        if self.lb_txn.replace(epoch).is_some() {
+            self.inject_silent("ROLLBACK");
+        }
+        self.inject_silent(begin);
+    }
+
+    /// Ends the read-only transaction of this idle replica connection at once, without
+    /// waiting for the answer (read whenever the connection is next used).
+    pub async fn end_lb_txn(&mut self) -> Result<(), BackendError> {
+        if self.lb_txn.take().is_none() {
+            return Ok(());
+        }
+        self.send_silent_now("ROLLBACK").await
+    }
+
+    /// Sends `sql` to this idle connection now (it need not be the active one), its answer
+    /// to be dropped whenever the connection is next read.
+    pub async fn send_silent_now(&mut self, sql: &str) -> Result<(), BackendError> {
+        self.inject_silent(sql);
+        let bytes = self.bout.split();
+        self.conn.stream.write_all(&bytes).await?;
+        Ok(())
+    }
+
+    /// Reads the answers to the proxy's own queries still due on this idle connection.
+    pub async fn drain_silent(&mut self, max_len: u64) -> Result<(), BackendError> {
+        while self.silent > 0 {
+            let f = self.conn.read_frame(max_len).await?;
+            match f.tag {
+                btag::READY_FOR_QUERY => {
+                    self.silent -= 1;
+                    self.conn.txn_status = decode_ready(&f.body).unwrap_or(b'I');
+                }
+                btag::ERROR_RESPONSE if PgError::decode(&f.body).is_fatal() => self.fatal = true,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops one whole message of an answer to the proxy's own query from the front of the
+    /// read buffer; false when it has not fully arrived.
+    fn drop_silent(&mut self, tag: u8, total: usize) -> bool {
+        let rbuf = &mut self.conn.rbuf;
+        if rbuf.len() < total {
+            rbuf.reserve(total - rbuf.len());
+            return false;
+        }
+        match tag {
+            btag::READY_FOR_QUERY => {
+                self.silent -= 1;
+                self.conn.txn_status = decode_ready(&rbuf[HEADER_LEN..total]).unwrap_or(b'I');
+            }
+            btag::ERROR_RESPONSE => {
+                let e = PgError::decode(&rbuf[HEADER_LEN..total]);
+                if e.is_fatal() {
+                    self.fatal = true;
+                    if let Some(w) = self.replica.as_mut() {
+                        w.fatal = Some(e);
+                    }
+                }
+            }
+            _ => {}
+        }
+        rbuf.advance(total);
+        true
     }
 
     /// Copies whole or opaque messages from the backend's buffer to `out`, noting the few
     /// that change session state and dropping answers to injected requests.
     pub fn scan(&mut self, out: &mut BytesMut) -> Result<(), BackendError> {
-        let rbuf = &mut self.conn.rbuf;
         loop {
+            let rbuf = &mut self.conn.rbuf;
             if self.passthrough > 0 {
                 let n = self.passthrough.min(rbuf.len());
                 if n == 0 {
@@ -220,6 +320,12 @@ impl Slot {
                 )));
             }
             let total = len as usize + 1;
+            if self.silent > 0 {
+                if !self.drop_silent(tag, total) {
+                    return Ok(());
+                }
+                continue;
+            }
             if matches!(
                 tag,
                 btag::DATA_ROW | btag::COPY_DATA | btag::ROW_DESCRIPTION
@@ -250,8 +356,16 @@ impl Slot {
                     self.conn.txn_status = decode_ready(body).unwrap_or(b'I');
                     self.in_copy = false;
                     self.stmts.synced();
+                    let failed = self.inflight.front().is_some_and(|f| f.1);
+                    // A read of the client's READ COMMITTED transaction ran in autocommit
+                    // here: the client gets the status its transaction has.
+                    let status = match (self.in_client_txn, self.conn.txn_status, failed) {
+                        (true, b'I', false) => b'T',
+                        (true, b'I', true) => b'E',
+                        (_, s, _) => s,
+                    };
                     if let Some((stmts, failed)) = self.inflight.pop_front() {
-                        self.done.push((stmts, !failed, self.conn.txn_status));
+                        self.done.push((stmts, !failed, status));
                     }
                     if let (Some(st), Some(t)) = (&self.stats, self.sent_at.pop_front()) {
                         st.node(self.conn.node).observe_latency(t.elapsed());
@@ -259,7 +373,8 @@ impl Slot {
                     if let Some(w) = self.replica.as_mut() {
                         w.answered(out);
                     }
-                    out.extend_from_slice(&rbuf[..total]);
+                    out.extend_from_slice(&rbuf[..total - 1]);
+                    out.extend_from_slice(&[status]);
                     rbuf.advance(total);
                     continue;
                 }
@@ -322,8 +437,10 @@ impl Slot {
         sql: &str,
         max_len: u64,
     ) -> Result<(Option<PgError>, Option<String>), BackendError> {
+        self.drain_silent(max_len).await?;
         let mut q = BytesMut::new();
         protocol::query(&mut q, sql);
+        self.prepared.remove("");
         self.conn.stream.write_all(&q).await?;
         let mut error = None;
         let mut value = None;

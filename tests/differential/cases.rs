@@ -294,4 +294,120 @@ pub const CASES: &[(&str, &str)] = &[
 'Y'
 "#,
     ),
+    (
+        // Found by the fuzzer: a read of the transaction ran on the replica, so the primary
+        // had run no query yet and accepted an isolation level PostgreSQL refuses (25001).
+        "isolation_level_after_a_balanced_read_is_refused",
+        r#"
+'Q' "BEGIN READ ONLY"
+'Y'
+'Q' "SELECT count(*), sum(n) FROM acct"
+'Y'
+'P' "" "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" 0
+'B' "" "" 0 0 0
+'E' "" 0
+'S'
+'Y'
+'Q' "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+'Y'
+'Q' "COMMIT"
+'Y'
+"#,
+    ),
+    (
+        // Reads of a transaction on the replica: one that fails there aborts the whole
+        // transaction (25P02 after it, COMMIT answers ROLLBACK, the insert is gone), and a
+        // savepoint keeps the rest on the primary.
+        "a_failing_balanced_read_aborts_the_transaction",
+        r#"
+'Q' "BEGIN"
+'Y'
+'Q' "SELECT count(*), sum(n) FROM acct"
+'Y'
+'Q' "INSERT INTO log VALUES (7, 7, 'log')"
+'Y'
+'P' "" "SELECT 10 / $1::int" 0
+'B' "" "" 0 1 1 "0" 0
+'E' "" 0
+'S'
+'Y'
+'Q' "SELECT 1"
+'Y'
+'Q' "COMMIT"
+'Y'
+'Q' "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+'Y'
+'Q' "SELECT id, n FROM acct ORDER BY id"
+'Y'
+'Q' "SAVEPOINT sp"
+'Y'
+'Q' "SELECT 10 / 0"
+'Y'
+'Q' "ROLLBACK TO SAVEPOINT sp"
+'Y'
+'Q' "SELECT count(*) FROM acct"
+'Y'
+'Q' "COMMIT"
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer: an Execute of an unknown portal fails the transaction, and the
+        // next read went to the replica (no statement told the policy the transaction failed).
+        "a_transaction_failed_by_an_unknown_portal_keeps_failing",
+        r#"
+'Q' "BEGIN"
+'Y'
+'E' "p3" 0
+'S'
+'Y'
+'Q' "SHOW work_mem"
+'Y'
+'Q' "ROLLBACK"
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer: the proxy's own simple queries (the transaction defaults, a
+        // replica's BEGIN) destroy the unnamed statement; it must be prepared again.
+        "unnamed_statement_outlives_the_proxys_own_queries",
+        r#"
+'P' "" "BEGIN" 0
+'S'
+'Y'
+'B' "" "" 0 0 0
+'E' "" 0
+'S'
+'Y'
+'P' "" "SELECT count(*), sum(n) FROM acct" 0
+'S'
+'Y'
+'B' "" "" 0 0 0
+'E' "" 0
+'S'
+'Y'
+'Q' "COMMIT"
+'Y'
+"#,
+    ),
+    (
+        // Found by the fuzzer: nothing of the proxy's may go into an implicit transaction
+        // the server skips to Sync (it never answers).
+        "no_proxy_query_inside_a_failed_flush_unit",
+        r#"
+'Q' "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+'Y'
+'Q' "SELECT 10 / '2'::int"
+'Y'
+'E' "" 0
+'H'
+'P' "s3" "SET work_mem = '6MB'" 0
+'B' "p4" "s3" 0 0 0
+'E' "p4" 0
+'S'
+'Y'
+'Q' "ROLLBACK"
+'Y'
+"#,
+    ),
 ];

@@ -66,7 +66,7 @@ fn statement(rng: &mut Rng) -> Stmt {
     let k = (1 + rng.below(8)).to_string();
     let v = rng.below(100).to_string();
     let s = |sql: &str, params: &[String]| Stmt::new(sql, params);
-    match rng.below(31) {
+    match rng.below(38) {
         0 | 1 => s("SELECT id, n, note FROM acct WHERE id = $1", &[k]),
         2 => s("SELECT count(*), sum(n) FROM acct", &[]),
         3 => s("SELECT id, n FROM acct ORDER BY id", &[]),
@@ -103,6 +103,14 @@ fn statement(rng: &mut Rng) -> Stmt {
         27 => s("ROLLBACK", &[]),
         28 => s("SAVEPOINT sp", &[]),
         29 => s("RELEASE SAVEPOINT sp", &[]),
+        // Transactions whose reads may run on the replica, and what pins them.
+        31 => s("BEGIN READ ONLY", &[]),
+        32 => s("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[]),
+        33 => s("START TRANSACTION ISOLATION LEVEL REPEATABLE READ", &[]),
+        34 => s("SET TRANSACTION READ ONLY", &[]),
+        35 => s("SET LOCAL work_mem = '4MB'", &[]),
+        36 => s("DECLARE c CURSOR FOR SELECT id FROM acct ORDER BY id", &[]),
+        37 => s("FETCH 2 FROM c", &[]),
         _ => s("ROLLBACK TO SAVEPOINT sp", &[]),
     }
 }

@@ -63,6 +63,60 @@ impl Relay {
         Ok(true)
     }
 
+    /// Asks the idle primary, outside any transaction, for the session's transaction
+    /// defaults (see [`crate::session::txnlb`]). Returns false when it is busy right now.
+    pub(super) async fn ask_txn_defaults(&mut self) -> Result<bool, SessionError> {
+        let max = self.decoder.max_len;
+        let node = self.primary();
+        if self.active != node && !self.active_idle() {
+            return Ok(false);
+        }
+        self.ensure_connected(node).await?;
+        let Some(primary) = self.slots[node].as_mut() else {
+            return Err(BackendError::Closed { node }.into());
+        };
+        if !primary.idle() {
+            return Ok(false);
+        }
+        // Never inside an open transaction or implicit unit (a server skipping to Sync
+        // would not even answer).
+        let answer = match primary.at_rest() {
+            true => primary
+                .exec_collect(crate::session::txnlb::DEFAULTS_QUERY, max)
+                .await?
+                .1
+                .filter(|_| primary.conn.txn_status == b'I'),
+            false => None,
+        };
+        self.router.set_txn_defaults(answer.as_deref());
+        Ok(true)
+    }
+
+    /// Ends the replicas' read-only transactions whose client transaction has ended (all of
+    /// them with `all`: a SET is about to be mirrored there, and must outlive them). A
+    /// replica lost here costs nothing: it is opened again when needed.
+    pub(super) async fn end_replica_txns(&mut self, all: bool) {
+        let primary = self.primary();
+        for node in 0..self.slots.len() {
+            let Some(slot) = self.slots[node].as_mut() else {
+                continue;
+            };
+            let stale = match slot.lb_txn {
+                Some(epoch) => all || !self.router.txn.replica_txn_current(epoch),
+                None => false,
+            };
+            if node == primary || !stale || !slot.idle() {
+                continue;
+            }
+            if let Err(e) = slot.end_lb_txn().await {
+                tracing::debug!(node, "replica lost while ending its transaction: {e}");
+                if let Some(slot) = self.slots[node].take() {
+                    self.cancel.remove_backend(&slot.conn);
+                }
+            }
+        }
+    }
+
     /// Opens the connection to `node` on first use, or falls back to the primary when it
     /// cannot be reached (a replica failure must never fail a read the primary can serve).
     pub(super) async fn ensure_connected(&mut self, node: usize) -> Result<usize, SessionError> {
@@ -168,7 +222,11 @@ impl Relay {
     /// and state commands mirrored to the other backends.
     pub(super) async fn send(&mut self, node: usize, req: Request) -> Result<(), SessionError> {
         let max = self.decoder.max_len;
-        for other in self.router.mirror_targets(&req, node, &self.slots) {
+        let mirrors = self.router.mirror_targets(&req, node, &self.slots);
+        if !mirrors.is_empty() {
+            self.end_replica_txns(true).await;
+        }
+        for other in mirrors {
             if let Some(slot) = self.slots[other].as_mut() {
                 slot.dirty = true;
                 if let Some(sql) = Router::simple_text(&req) {
@@ -191,9 +249,10 @@ impl Relay {
                 }
             }
         }
-        let slot = self.slots[node]
-            .as_mut()
-            .ok_or(SessionError::Backend(BackendError::Closed { node }))?;
+        self.prepare_txn(node);
+        let Some(slot) = self.slots[node].as_mut() else {
+            return Err(BackendError::Closed { node }.into());
+        };
         let n = slot.ready_due(&req);
         let injected = self.router.write_request(&req, slot);
         if let Request::Extended {
@@ -228,6 +287,55 @@ impl Relay {
         }
         self.router.sent(&req, n, node, slot);
         Ok(())
+    }
+}
+
+impl Relay {
+    /// Before a request goes to `node` inside the client's transaction: a replica gets its
+    /// read-only transaction, the primary the failure of a read the replica answered with an
+    /// error (PostgreSQL would have aborted the transaction there).
+    fn prepare_txn(&mut self, node: usize) {
+        let primary = self.primary();
+        let in_txn = self.in_txn();
+        if node == primary {
+            // Not into an implicit transaction still open (a batch ended by Flush): the
+            // server may be skipping to Sync, and the first batch of it got them already.
+            if !in_txn || self.slots[node].as_ref().is_none_or(|s| s.unsynced) {
+                return;
+            }
+            let abort = self.router.txn.take_abort_primary();
+            // The transaction ran a query (on the replica): PostgreSQL refuses SET
+            // TRANSACTION ISOLATION and the like from then on, so the primary must too.
+            let query = self.router.needs_primary_query();
+            if let Some(slot) = self.slots[node].as_mut() {
+                if abort {
+                    slot.inject_silent(crate::session::txnlb::ABORT_PRIMARY);
+                }
+                if query {
+                    slot.inject_silent("SELECT 1");
+                }
+            }
+            return;
+        }
+        let txn = &mut self.router.txn;
+        let Some(slot) = self.slots[node].as_mut() else {
+            return;
+        };
+        slot.in_client_txn = false;
+        if !in_txn {
+            return;
+        }
+        txn.replica_used();
+        if !txn.replica_needs_txn() {
+            // READ COMMITTED: each read takes a new snapshot anyway, so it runs in
+            // autocommit and only the status byte tells the client about its transaction.
+            slot.in_client_txn = true;
+            if slot.lb_txn.take().is_some() {
+                slot.inject_silent("ROLLBACK");
+            }
+        } else if slot.lb_txn != Some(txn.epoch()) {
+            slot.begin_lb_txn(txn.replica_begin(), txn.epoch());
+        }
     }
 }
 

@@ -211,12 +211,13 @@ impl Relay {
                         ..
                     } = self;
                     let mut broken = None;
+                    let on_replica = *active != router.primary();
                     if let Some(slot) = slots[*active].as_mut() {
                         if let Err(e) = slot.scan(out) {
                             broken = Some(e);
                         }
                         for (stmts, ok, status) in slot.done.drain(..) {
-                            router.completed(ctx, &stmts, ok, status);
+                            router.completed(ctx, &stmts, ok, status, on_replica);
                         }
                         for op in slot.stmts.settled.drain(..) {
                             router.settle(op);
@@ -225,6 +226,7 @@ impl Relay {
                     match broken {
                         Some(e) if self.on_replica() => self.lost_replica(&e.to_string())?,
                         Some(e) => return Err(e.into()),
+                        None if !on_replica => self.end_replica_txns(false).await,
                         None => {}
                     }
                 }
@@ -251,8 +253,15 @@ impl Relay {
             return Ok(());
         };
         self.cancel.remove_backend(&slot.conn);
-        let recovery = super::failover::replica_died(&self.ctx, node, slot, why, &mut self.out)
-            .map_err(|_| SessionError::ClientGone)?;
+        let in_txn = self.in_txn();
+        let status = if in_txn { b'E' } else { b'I' };
+        let recovery =
+            super::failover::replica_died(&self.ctx, node, slot, why, &mut self.out, status)
+                .map_err(|_| SessionError::ClientGone)?;
+        if in_txn && recovery.failed > 0 {
+            // The client was told its read failed: its transaction fails on the primary too.
+            self.router.txn.read_failed();
+        }
         for req in recovery.retry.into_iter().rev() {
             self.queue.push_front(req);
         }
@@ -412,6 +421,12 @@ impl Relay {
             let in_txn = self.in_txn();
             let node = match self.router.route(&self.ctx, req, in_txn) {
                 Target::Node(n) => n,
+                Target::TxnDefaults => {
+                    if !self.ask_txn_defaults().await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 Target::Lookup(questions) => {
                     if !self.look_up_catalog(&questions).await? {
                         return Ok(()); // the primary is busy; try again when it answers
