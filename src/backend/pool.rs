@@ -71,6 +71,9 @@ pub struct Idle {
     pub auth: AuthMemo,
     /// Its share of a transaction-mode bound (see `limits`), kept while it is cached.
     pub permit: Option<super::ConnPermit>,
+    /// The named statements it holds: name → definition key (transaction pooling shares
+    /// them between clients).
+    pub prepared: foldhash::HashMap<String, u64>,
     returned_at: Instant,
 }
 
@@ -315,6 +318,7 @@ impl Idle {
             credential,
             auth,
             permit: None,
+            prepared: Default::default(),
             returned_at: Instant::now(),
         }
     }
@@ -322,6 +326,12 @@ impl Idle {
     /// The same, carrying `permit` (the connection counts against a bound).
     pub fn with_permit(mut self, permit: Option<super::ConnPermit>) -> Idle {
         self.permit = permit;
+        self
+    }
+
+    /// The same, holding `prepared` statements.
+    pub fn with_statements(mut self, prepared: foldhash::HashMap<String, u64>) -> Idle {
+        self.prepared = prepared;
         self
     }
 }

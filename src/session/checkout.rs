@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::auth::{ClientAuth, Proof, Verified};
+use super::reset_list::{resets_only_session_state, settle_statements, MAX_HELD_STATEMENTS};
 use super::slot::Slot;
 use super::SessionError;
 use crate::backend::{
@@ -446,7 +447,8 @@ pub async fn release(ctx: &Context, mut slot: Slot) {
         return;
     };
     let cfg = ctx.config();
-    if !slot.dirty && resets_only_session_state(&cfg.reset_query_list) {
+    let too_many = slot.prepared.len() > MAX_HELD_STATEMENTS;
+    if !slot.dirty && !too_many && resets_only_session_state(&cfg.reset_query_list) {
         // Nothing the session ran can have left state: the reset would change nothing.
         ctx.pool.note_reset_skipped(node);
         check_in(ctx, key, slot).await;
@@ -469,14 +471,24 @@ pub async fn release(ctx: &Context, mut slot: Slot) {
             return;
         }
     }
+    if !settle_statements(&mut slot, &cfg.reset_query_list, cfg.max_message_size).await {
+        ctx.pool.note_dirty(node);
+        crate::admin::note_backend_closed(ctx, node);
+        slot.conn.terminate().await;
+        return;
+    }
     ctx.pool.note_reset(node);
     check_in(ctx, key, slot).await;
 }
 
 /// Caches a clean connection; a bounded one wakes the sessions waiting for it.
-async fn check_in(ctx: &Context, key: PoolKey, slot: Slot) {
+async fn check_in(ctx: &Context, key: PoolKey, mut slot: Slot) {
     let limit = slot.permit.is_some().then(|| ctx.conn_limits.of(&key));
-    let idle = Idle::new(slot.conn, slot.credential, slot.auth).with_permit(slot.permit);
+    // Any simple Query of the next client drops the unnamed statement: never count on it.
+    slot.prepared.remove("");
+    let idle = Idle::new(slot.conn, slot.credential, slot.auth)
+        .with_permit(slot.permit)
+        .with_statements(slot.prepared);
     for conn in ctx.pool.checkin(key, idle) {
         conn.terminate().await;
     }
@@ -523,31 +535,6 @@ async fn settle_proxy_queries(ctx: &Context, slot: &mut Slot) -> bool {
         tokio::time::timeout(Duration::from_secs(10), settled).await,
         Ok(Ok(()))
     )
-}
-
-/// The reset list only undoes session state (the default `ABORT;DISCARD ALL` and its
-/// parts), so skipping it on a connection that holds none is invisible. A list with anything
-/// else (a custom cleanup function, say) always runs.
-fn resets_only_session_state(list: &[String]) -> bool {
-    const STATE_RESETS: &[&str] = &[
-        "abort",
-        "discard all",
-        "discard plans",
-        "discard sequences",
-        "discard temp",
-        "discard temporary",
-        "reset all",
-        "deallocate all",
-        "close all",
-        "unlisten *",
-        "set session authorization default",
-        "reset session authorization",
-        "select pg_advisory_unlock_all()",
-    ];
-    list.iter().all(|q| {
-        let q = q.split_whitespace().collect::<Vec<_>>().join(" ");
-        STATE_RESETS.iter().any(|r| q.eq_ignore_ascii_case(r))
-    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ use crate::router::{Statement, StmtKind};
 /// known side-effect-free built-ins, transaction control, unnamed extended statements — so a
 /// session made only of those returns its connection to the cache without a reset.
 ///
+/// `statements_shared`: named statements stay on the connection for the next client
+/// (transaction pooling), so they leave nothing it must not find.
+///
 /// `builtins_safe` says whether the primary's catalog has no VOLATILE function named like a
 /// built-in of the "safe" table (a user's overload such as `public.abs(text)` may set
 /// anything); while it is not known, calls under those names count as leaving state. Asked
@@ -21,12 +24,19 @@ use crate::router::{Statement, StmtKind};
 pub fn leaves_state(
     req: &Request,
     stmts: &[Arc<Statement>],
+    statements_shared: bool,
     builtins_safe: impl FnOnce() -> bool,
 ) -> bool {
-    leaves(req, stmts, false) && (!builtins_safe() || leaves(req, stmts, true))
+    leaves(req, stmts, statements_shared, false)
+        && (!builtins_safe() || leaves(req, stmts, statements_shared, true))
 }
 
-fn leaves(req: &Request, stmts: &[Arc<Statement>], trust_builtins: bool) -> bool {
+fn leaves(
+    req: &Request,
+    stmts: &[Arc<Statement>],
+    statements_shared: bool,
+    trust_builtins: bool,
+) -> bool {
     let stmt_leaves_state = |s: &Arc<Statement>| stmt_leaves_state(s, trust_builtins);
     match req {
         Request::Copy(_) => false,
@@ -36,9 +46,11 @@ fn leaves(req: &Request, stmts: &[Arc<Statement>], trust_builtins: bool) -> bool
             let executes = frames.iter().filter(|f| f.tag == tag::EXECUTE).count();
             // A named statement persists; an Execute the router could not attribute
             // (a portal bound earlier) runs something unknown.
-            let named = frames.iter().any(|f| {
-                f.tag == tag::PARSE && decode_parse(&f.body).map_or(true, |p| !p.name.is_empty())
-            });
+            let named = !statements_shared
+                && frames.iter().any(|f| {
+                    f.tag == tag::PARSE
+                        && decode_parse(&f.body).map_or(true, |p| !p.name.is_empty())
+                });
             named || executes != stmts.len() || stmts.iter().any(stmt_leaves_state)
         }
     }
@@ -220,11 +232,11 @@ mod tests {
             let frame = Frame::new(tag::QUERY, Bytes::copy_from_slice(&body[5..]));
             let stmts = [classifier.classify(sql)];
             let req = Request::Simple(frame);
-            assert_eq!(leaves_state(&req, &stmts, || true), dirty, "{sql}");
+            assert_eq!(leaves_state(&req, &stmts, false, || true), dirty, "{sql}");
             // Not known yet (or a user overloaded one): a built-in name is no proof.
             let strict = dirty || calls_a_builtin(sql);
             assert_eq!(
-                leaves_state(&req, &stmts, || false),
+                leaves_state(&req, &stmts, false, || false),
                 strict,
                 "unknown: {sql}"
             );

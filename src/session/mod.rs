@@ -10,6 +10,7 @@ mod leaves_state;
 mod logstmt;
 mod relay;
 mod request;
+mod reset_list;
 mod route;
 mod routecfg;
 mod ryw;

@@ -400,9 +400,13 @@ impl Router {
     fn note_state(&mut self, stmt: &Statement) {
         match &stmt.kind {
             StmtKind::SessionSet { .. } if !stmt.multi => {
-                self.state_log.push(stmt.text.to_string())
+                self.state_log.push(stmt.text.to_string());
+                self.registry.settings_changed(&self.state_log);
             }
-            StmtKind::Discard { .. } => self.state_log.clear(),
+            StmtKind::Discard { .. } => {
+                self.state_log.clear();
+                self.registry.settings_changed(&self.state_log);
+            }
             StmtKind::Prepare { .. } => self.pinned = true,
             _ => {}
         }

@@ -28,7 +28,8 @@ pub struct Slot {
     pub outstanding: usize,
     /// Body bytes of an opaque message still to copy through.
     passthrough: usize,
-    /// Named statements prepared on this backend, by the session's generation number.
+    /// Statements prepared on this backend: name → definition key (see
+    /// `statements::definition`). It travels with the connection through the cache.
     pub prepared: HashMap<String, u64>,
     /// Parses and Closes sent here, until the server answers them; it also tells which
     /// answers belong to the proxy's own re-Parses and Closes (dropped, not relayed).
@@ -101,8 +102,33 @@ impl Slot {
         s.credential = idle.credential;
         s.auth = idle.auth;
         s.permit = idle.permit;
+        s.prepared = idle.prepared;
         s.pool_key = pool_key;
         s
+    }
+
+    /// Transaction pooling (the connection counts against a bound): named statements stay
+    /// on the connection for the next client instead of making it dirty.
+    pub fn shares_statements(&self) -> bool {
+        self.permit.is_some()
+    }
+
+    /// A statement run here dropped named statements (`DISCARD ALL`, `DEALLOCATE`): the
+    /// connection no longer holds what it remembered.
+    pub fn forget_deallocated(&mut self, stmts: &[Arc<Statement>]) {
+        use crate::router::StmtKind;
+        for s in stmts {
+            match &s.kind {
+                StmtKind::Discard {
+                    deallocates: true, ..
+                }
+                | StmtKind::Deallocate { name: None } => self.prepared.clear(),
+                StmtKind::Deallocate { name: Some(n) } => {
+                    self.prepared.remove(n.as_str());
+                }
+                _ => {}
+            }
+        }
     }
 
     fn new(conn: BackendConn) -> Slot {

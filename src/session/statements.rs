@@ -2,9 +2,14 @@
 //! server's ParseComplete to its CloseComplete: a Parse the server skipped (it came after an
 //! error, before the Sync) or rejected created nothing, and a skipped Close dropped nothing.
 //! The session keeps each statement's Parse so a backend that lacks it gets it first.
+//! A statement is known by its definition (text, parameter types, the session's settings),
+//! the same way in every session: under transaction pooling a backend connection keeps its
+//! statements from one client to the next, and a client whose statement a connection
+//! already holds under the same name with the same definition uses it as it is.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 use foldhash::{HashMap, HashSet};
@@ -23,7 +28,26 @@ struct Prepared {
 #[derive(Default)]
 pub struct Registry {
     statements: HashMap<String, Prepared>,
-    next_generation: u64,
+    /// The session settings (replayed SETs) in force: a statement prepared under other
+    /// settings (a `search_path`) may mean something else, so they are part of its key.
+    settings: u64,
+}
+
+/// The key of a statement's definition: its Parse without the name (text, parameter
+/// types) and the settings it was prepared under. The same in every session of the
+/// process, so connections carry statements between clients; keyed with random SipHash
+/// keys so that no client can make its statement pass for another's.
+pub fn definition(parse_body: &[u8], settings: u64) -> u64 {
+    let name_end = parse_body.iter().position(|&b| b == 0).map_or(0, |i| i + 1);
+    let mut h = keyed_hasher();
+    h.write(&parse_body[name_end..]);
+    h.write_u64(settings);
+    h.finish()
+}
+
+fn keyed_hasher() -> std::hash::DefaultHasher {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new).build_hasher()
 }
 
 /// A message sent to one backend whose effect on statements waits for the server's answer;
@@ -182,10 +206,23 @@ impl Tracker {
 
 impl Registry {
     pub fn new() -> Registry {
-        Registry {
-            statements: HashMap::default(),
-            next_generation: 1,
-        }
+        Registry::default()
+    }
+
+    /// The session's settings changed to those `log` replays: statements parsed from now
+    /// on are told apart from the same text parsed before.
+    pub fn settings_changed(&mut self, log: &[String]) {
+        self.settings = match log {
+            [] => 0,
+            log => {
+                let mut h = keyed_hasher();
+                for sql in log {
+                    h.write(sql.as_bytes());
+                    h.write_u8(0);
+                }
+                h.finish()
+            }
+        };
     }
 
     /// Whether the server prepared a statement `name` for the client (and has not closed it).
@@ -228,11 +265,10 @@ impl Registry {
                     let verdict = decode_parse(&f.body).ok().map(|p| classify(p.query));
                     ops.push(Pending::Parse {
                         frame: f.clone(),
-                        generation: self.next_generation,
+                        generation: definition(&f.body, self.settings),
                         injected: false,
                         verdict,
                     });
-                    self.next_generation += 1;
                 }
                 tag::CLOSE => ops.push(Pending::Close {
                     frame: f.clone(),
@@ -304,8 +340,7 @@ impl Registry {
             inject.clear();
             match f.tag {
                 tag::PARSE => {
-                    let generation = self.next_generation;
-                    self.next_generation += 1;
+                    let generation = definition(&f.body, self.settings);
                     slot.stmts.push(Pending::Parse {
                         frame: f.clone(),
                         generation,
@@ -373,10 +408,15 @@ impl Registry {
         if parsed_here.contains(name) {
             return;
         }
-        let Some(p) = self.statements.get(name) else {
-            return; // unknown: the server answers 26000 itself
-        };
         let held = slot.stmts.holds(name, &slot.prepared);
+        let Some(p) = self.statements.get(name) else {
+            // Unknown to the client: the server answers 26000 itself — once another
+            // client's statement of that name, still on the connection, is gone.
+            if !name.is_empty() && !matches!(held, Holds::Version(None) | Holds::AsClientLeftIt) {
+                inject_close(inject, slot, name);
+            }
+            return;
+        };
         match held {
             Holds::AsClientLeftIt => return,
             Holds::Version(Some(g)) if g == p.generation => return,
@@ -419,8 +459,10 @@ impl<'a> Names<'a> {
 /// Prepares `p` on `slot` ahead of the client's messages; the answer is dropped.
 fn inject_parse(inject: &mut BytesMut, slot: &mut Slot, p: &Prepared) {
     p.parse.encode(inject);
-    // A named statement outlives the session: the next client must not find it there.
-    slot.dirty |= decode_parse(&p.parse.body).map_or(true, |p| !p.name.is_empty());
+    // A named statement outlives the session: the next client must not find it there,
+    // unless statements stay with the connection (transaction pooling).
+    slot.dirty |= !slot.shares_statements()
+        && decode_parse(&p.parse.body).map_or(true, |p| !p.name.is_empty());
     slot.stmts.push(Pending::Parse {
         frame: p.parse.clone(),
         generation: p.generation,

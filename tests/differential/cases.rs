@@ -410,4 +410,34 @@ pub const CASES: &[(&str, &str)] = &[
 'Y'
 "#,
     ),
+    (
+        // Transaction pooling keeps named statements on the backend connections: a new
+        // session must still find only its own — a name it never prepared is 26000, a Parse
+        // of a name the connection holds (same or other text) is no 42P05. Writes, so that
+        // both sessions' statements run on the primary's connection.
+        "statements_left_on_a_shared_connection_stay_the_other_clients",
+        r#"
+'P' "s1" "UPDATE acct SET n = n + 1 WHERE id = 1 RETURNING n" 0
+'P' "s2" "SELECT n FROM acct WHERE id = 2" 0
+'B' "" "s1" 0 0 0
+'E' "" 0
+'B' "" "s2" 0 0 0
+'E' "" 0
+'S'
+'Y'
+'X'
+'B' "" "s1" 0 0 0
+'E' "" 0
+'S'
+'Y'
+'P' "s1" "SELECT n FROM acct WHERE id = 3" 0
+'B' "" "s1" 0 0 0
+'E' "" 0
+'P' "s2" "SELECT n FROM acct WHERE id = 2" 0
+'B' "" "s2" 0 0 0
+'E' "" 0
+'S'
+'Y'
+"#,
+    ),
 ];

@@ -122,6 +122,9 @@ struct Builder {
     msgs: Vec<Msg>,
     /// Named statements parsed so far, with how many parameters each takes.
     named: Vec<(String, usize)>,
+    /// Names an earlier session of the sequence parsed: under transaction pooling the
+    /// backend connection the new session gets may still hold them.
+    former: Vec<(String, usize)>,
     counter: usize,
 }
 
@@ -161,6 +164,9 @@ impl Builder {
             if self.rng.chance(10) && !self.named.is_empty() {
                 // Parse under a name already used: 42P05 unless it was closed or discarded.
                 self.named[self.rng.below(self.named.len())].0.clone()
+            } else if self.rng.chance(30) && !self.former.is_empty() {
+                // A name an earlier session used, most likely for another text.
+                self.former[self.rng.below(self.former.len())].0.clone()
             } else {
                 self.fresh("s")
             }
@@ -228,7 +234,13 @@ impl Builder {
 
     /// Reuses an earlier named statement: Describe it or run it again.
     fn reuse_statement(&mut self) {
-        let (name, nparams) = self.named[self.rng.below(self.named.len())].clone();
+        let from_former = self.named.is_empty() || self.rng.chance(20);
+        let (name, nparams) = if !self.former.is_empty() && from_former {
+            // Never parsed in this session: 26000, whatever a shared backend still holds.
+            self.former[self.rng.below(self.former.len())].clone()
+        } else {
+            self.named[self.rng.below(self.named.len())].clone()
+        };
         if self.rng.chance(50) {
             self.msgs.push(Msg::Describe { kind: 'S', name });
         } else {
@@ -263,7 +275,8 @@ impl Builder {
 
     fn extended_round(&mut self) {
         for _ in 0..1 + self.rng.below(3) {
-            if !self.named.is_empty() && self.rng.chance(25) {
+            let reusable = !self.named.is_empty() || !self.former.is_empty();
+            if reusable && self.rng.chance(25) {
                 self.reuse_statement();
             } else {
                 self.extended_statement();
@@ -282,6 +295,7 @@ pub fn sequence(seed: u64) -> Sequence {
         rng: Rng::new(seed),
         msgs: Vec::new(),
         named: Vec::new(),
+        former: Vec::new(),
         counter: 0,
     };
     let pipelined = b.rng.chance(25);
@@ -294,7 +308,8 @@ pub fn sequence(seed: u64) -> Sequence {
             94..=97 => {
                 // A new session: nothing of the old one may show (cached connections).
                 b.msgs.push(Msg::Terminate);
-                b.named.clear();
+                let named = std::mem::take(&mut b.named);
+                b.former.extend(named);
             }
             _ => b.msgs.push(Msg::Cancel("SELECT pg_sleep(10)".into())),
         }

@@ -229,6 +229,7 @@ impl Relay {
         for other in mirrors {
             if let Some(slot) = self.slots[other].as_mut() {
                 slot.dirty = true;
+                slot.forget_deallocated(self.router.current());
                 if let Some(sql) = Router::simple_text(&req) {
                     match slot.exec_silent(&sql, max).await {
                         Ok(None) => {}
@@ -267,10 +268,12 @@ impl Relay {
         crate::admin::count_sent(&self.ctx, node, &stmts, self.router.last_reason());
         crate::session::logstmt::log_sent(&self.ctx, &slot.conn, &req);
         let catalog = &self.ctx.catalog;
+        let shared = slot.shares_statements();
         slot.dirty = slot.dirty
-            || leaves_state(&req, &stmts, || {
+            || leaves_state(&req, &stmts, shared, || {
                 catalog.builtins_safe(self.router.database())
             });
+        slot.forget_deallocated(&stmts);
         let stmts = slot.join_unit(&req, n, stmts);
         if n > 0 {
             let now = std::time::Instant::now();
