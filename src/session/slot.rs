@@ -73,6 +73,9 @@ pub struct Slot {
     /// primary's abort) still to come, each up to its ReadyForQuery: dropped. They are only
     /// sent to an idle backend, so they come before any other answer.
     silent: usize,
+    /// Re-prepares the proxy sent with a Sync of their own ahead of a client's batch (see
+    /// `Registry::write_batch`), answered up to that ReadyForQuery: dropped.
+    presync: usize,
     /// The transaction (the session's count) of the read-only transaction the proxy began
     /// here for reads inside the client's transaction, while it is open.
     pub lb_txn: Option<u64>,
@@ -156,6 +159,7 @@ impl Slot {
             stats: None,
             sent_at: VecDeque::new(),
             silent: 0,
+            presync: 0,
             lb_txn: None,
             in_client_txn: false,
         }
@@ -175,7 +179,17 @@ impl Slot {
 
     /// Nothing sent to this backend is still unanswered.
     pub fn idle(&self) -> bool {
-        self.outstanding == 0 && self.bout.is_empty() && self.passthrough == 0 && !self.in_copy
+        self.outstanding == 0
+            && self.bout.is_empty()
+            && self.passthrough == 0
+            && !self.in_copy
+            && self.presync == 0
+    }
+
+    /// Re-prepares ahead of a client's batch go with a Sync of their own (see
+    /// `Registry::write_batch`): its ReadyForQuery and everything before it are the proxy's.
+    pub fn presynced(&mut self) {
+        self.presync += 1;
     }
 
     /// How many ReadyForQuery `req` will get here: none for a simple Query or FunctionCall
@@ -292,6 +306,45 @@ impl Slot {
         Ok(())
     }
 
+    /// Drops one whole message of the answer to re-prepares synced on their own, keeping the
+    /// statement books; false when it has not fully arrived. An error (the statement no
+    /// longer prepares) is not the client's: its own message then fails as PostgreSQL's would.
+    fn drop_presync(&mut self, tag: u8, total: usize) -> bool {
+        let rbuf = &mut self.conn.rbuf;
+        if rbuf.len() < total {
+            rbuf.reserve(total - rbuf.len());
+            return false;
+        }
+        let body = &rbuf[HEADER_LEN..total];
+        match tag {
+            btag::PARSE_COMPLETE | btag::CLOSE_COMPLETE => {
+                self.stmts.answered(tag, &mut self.prepared);
+            }
+            btag::READY_FOR_QUERY => {
+                self.presync -= 1;
+                self.conn.txn_status = decode_ready(body).unwrap_or(b'I');
+                self.stmts.synced();
+            }
+            btag::PARAMETER_STATUS => {
+                if let Ok((k, v)) = decode_parameter_status(body) {
+                    set_param(&mut self.conn.params, k, v);
+                }
+            }
+            btag::ERROR_RESPONSE => {
+                let e = PgError::decode(body);
+                if e.is_fatal() {
+                    self.fatal = true;
+                    if let Some(w) = self.replica.as_mut() {
+                        w.fatal = Some(e);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.conn.rbuf.advance(total);
+        true
+    }
+
     /// Drops one whole message of an answer to the proxy's own query from the front of the
     /// read buffer; false when it has not fully arrived.
     fn drop_silent(&mut self, tag: u8, total: usize) -> bool {
@@ -348,6 +401,12 @@ impl Slot {
             let total = len as usize + 1;
             if self.silent > 0 {
                 if !self.drop_silent(tag, total) {
+                    return Ok(());
+                }
+                continue;
+            }
+            if self.presync > 0 {
+                if !self.drop_presync(tag, total) {
                     return Ok(());
                 }
                 continue;

@@ -321,7 +321,8 @@ impl Registry {
     /// skips the client's own messages — and the answers to those injected messages are
     /// dropped. Every Parse and Close, the client's and the proxy's, waits for its answer
     /// in wire order. `verdicts`: the router's, one per client Parse. Returns how many
-    /// messages the proxy added.
+    /// messages the proxy added inside the batch (those synced on their own ahead of it
+    /// answer before it).
     pub fn write_batch(
         &mut self,
         frames: &[Frame],
@@ -332,10 +333,22 @@ impl Registry {
         let mut inject = BytesMut::new();
         let mut injected = 0;
         let mut parsed_here = Names::default();
+        // Nothing is open there: re-prepares ahead of the first message go in a unit of their
+        // own. Inside the client's implicit transaction a Parse would take its snapshot, and a
+        // BEGIN ISOLATION LEVEL later in the batch would then fail (25001) where PostgreSQL,
+        // which holds the statement already, accepts it.
+        let mut first = slot.at_rest();
         for f in frames {
             let before = slot.stmts.pending_ops();
             self.inject_needed(f, slot, &mut parsed_here, &mut inject);
-            injected += slot.stmts.pending_ops() - before;
+            let added = slot.stmts.pending_ops() - before;
+            if std::mem::take(&mut first) && added > 0 {
+                protocol::sync(&mut inject);
+                slot.stmts.push(Pending::Sync);
+                slot.presynced();
+            } else {
+                injected += added;
+            }
             slot.bout.extend_from_slice(&inject);
             inject.clear();
             match f.tag {

@@ -411,6 +411,25 @@ pub const CASES: &[(&str, &str)] = &[
 "#,
     ),
     (
+        // Found by the fuzzer: the statement was prepared on the replica; the batch that
+        // describes it and begins a REPEATABLE READ transaction goes to the primary, where the
+        // proxy's re-Parse took a snapshot ahead of the BEGIN (25001).
+        "a_reprepare_ahead_of_begin_isolation_takes_no_snapshot",
+        r#"
+'P' "s1" "SELECT id, n FROM acct ORDER BY id" 0
+'S'
+'Y'
+'D' 'S' "s1"
+'P' "" "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" 0
+'B' "" "" 0 0 0
+'E' "" 0
+'S'
+'Y'
+'Q' "COMMIT"
+'Y'
+"#,
+    ),
+    (
         // Transaction pooling keeps named statements on the backend connections: a new
         // session must still find only its own — a name it never prepared is 26000, a Parse
         // of a name the connection holds (same or other text) is no 42P05. Writes, so that
