@@ -21,6 +21,8 @@ mod types;
 mod values;
 
 #[cfg(test)]
+mod env_tests;
+#[cfg(test)]
 mod sample_tests;
 #[cfg(test)]
 mod tests;

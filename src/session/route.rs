@@ -4,17 +4,15 @@
 
 use foldhash::HashMap;
 
-use bytes::{Bytes, BytesMut};
-
 use std::sync::Arc;
 
 use super::catalog::Questions;
 use super::request::Request;
 use super::slot::{Slot, Stmts};
-use super::statements::{Pending, Registry};
+use super::statements::Registry;
 use super::txnlb::{Defaults, TxnBalance};
 use crate::backend::{BackendError, Credential};
-use crate::protocol::{self, decode_bind, decode_parse, decode_query, tag, Frame, PgError};
+use crate::protocol::{decode_bind, decode_parse, decode_query, tag, Frame};
 use crate::router::{
     AdminCommand, Classifier, RouteResult, RouterConfig, SessionRouting, Statement, StmtKind,
     Target as PolicyTarget,
@@ -22,6 +20,7 @@ use crate::router::{
 use crate::server::Context;
 
 mod explain;
+mod prepared;
 
 /// Routing reason: the request belongs to an implicit transaction still open on a backend
 /// (a batch ended by Flush, not yet by Sync), or opens one.
@@ -501,119 +500,9 @@ impl Router {
         }
     }
 
-    /// Writes `req` to `slot`: an extended batch with the statements it needs that the
-    /// backend lacks prepared right before the messages that need them. Returns how many
-    /// messages the proxy added.
-    pub fn write_request(&mut self, req: &Request, slot: &mut Slot) -> usize {
-        let Request::Extended { frames, .. } = req else {
-            req.encode(&mut slot.bout);
-            return 0;
-        };
-        self.note_sent_verdicts(req);
-        let verdicts = std::mem::take(&mut self.parse_verdicts);
-        self.registry.write_batch(frames, slot, verdicts)
-    }
-
-    /// `req` went to `node` (on `slot`), to be answered with `ready` ReadyForQuery: its
-    /// statements wait for their answers there, and an open implicit transaction (a batch
-    /// not ended by Sync) keeps what follows on `node`.
-    pub fn sent(&mut self, req: &Request, ready: usize, node: usize, slot: &mut Slot) {
-        self.registry.track_syncs(ready, slot);
-        if ready > 0 {
-            self.open_unit = None;
-        } else if let Request::Extended { .. } = req {
-            self.open_unit = Some(node);
-        }
-    }
-
-    /// Until their answers settle them, the batch's Parses give their names a verdict when
-    /// PostgreSQL cannot refuse them for the name: the first Parse of a name that does not
-    /// exist (or was closed earlier in the batch), and any of the unnamed statement.
-    fn note_sent_verdicts(&mut self, req: &Request) {
-        let Request::Extended { frames, .. } = req else {
-            return;
-        };
-        let mut verdicts = self.parse_verdicts.iter();
-        let mut exists: smallvec::SmallVec<[(&str, bool); 4]> = Default::default();
-        for f in frames {
-            let (name, parse) = match f.tag {
-                tag::PARSE => match decode_parse(&f.body) {
-                    Ok(p) => (p.name, true),
-                    Err(_) => return,
-                },
-                tag::CLOSE => match protocol::decode_target(&f.body, "Close") {
-                    Ok((protocol::Target::Statement, n)) => (n, false),
-                    _ => continue,
-                },
-                _ => continue,
-            };
-            let known = exists.iter().find(|(n, _)| *n == name).map(|(_, e)| *e);
-            let existed = known.unwrap_or_else(|| self.registry.contains(name));
-            exists.retain(|(n, _)| *n != name);
-            exists.push((name, parse));
-            if !parse {
-                continue;
-            }
-            let Some(verdict) = verdicts.next() else {
-                return;
-            };
-            if name.is_empty() || !existed {
-                self.verdicts.insert(name.to_string(), verdict.clone());
-            }
-        }
-    }
-
-    /// A backend carried out a Parse or Close of the client's: the name's verdict follows.
-    pub fn settle(&mut self, op: Pending) {
-        match &op {
-            Pending::Parse { frame, verdict, .. } => {
-                if let Ok(p) = decode_parse(&frame.body) {
-                    match verdict {
-                        Some(v) => self.verdicts.insert(p.name.to_string(), v.clone()),
-                        // Not classified (routing stopped early): no verdict, the primary.
-                        None => self.verdicts.remove(p.name),
-                    };
-                }
-            }
-            Pending::Close { frame, .. } => {
-                if let Ok((protocol::Target::Statement, name)) =
-                    protocol::decode_target(&frame.body, "Close")
-                {
-                    self.verdicts.remove(name);
-                }
-            }
-            _ => {}
-        }
-        self.registry.settle(op);
-    }
-
-    /// Transaction pooling: a batch of only Parses and Closes is carried out here as if a
-    /// backend had (see [`Registry::carry_out_locally`]). False, changing nothing, when a
-    /// backend must judge it.
-    pub fn prepare_locally(&mut self, frames: &[Frame]) -> bool {
-        let (classifier, rcfg) = (&self.classifier, &self.rcfg);
-        let classify = |sql: &str| classifier.classify_for(sql, rcfg);
-        let Some(ops) = self.registry.carry_out_locally(frames, classify) else {
-            return false;
-        };
-        for op in ops {
-            self.settle(op);
-        }
-        true
-    }
-
     /// Messages went to a backend since its last sync point: until the next one (Sync, a
     /// simple Query), everything goes there (PostgreSQL runs them as one transaction).
     pub fn unit_open(&self) -> bool {
         self.open_unit.is_some()
     }
-}
-
-/// An ErrorResponse plus ReadyForQuery, for requests the proxy refuses itself.
-#[allow(dead_code)]
-pub fn error_answer(e: &PgError, status: u8) -> Bytes {
-    let mut out = BytesMut::new();
-    e.encode(&mut out);
-    protocol::ready_for_query(&mut out, status);
-    out.freeze()
 }
