@@ -2,9 +2,13 @@
 # Side-by-side benchmark: pgbench on loopback straight to PostgreSQL ("direct", the limit),
 # through PgBouncer (session mode), through Pgpool-II and through pgpool-rs, in alternating
 # rounds of one run, so every proxy is compared with direct under the same background load.
+# The transaction-pooling scenarios (txn_*) instead put 64 clients on 8 backend connections
+# through a second PgBouncer (pool_mode = transaction) and a second pgpool-rs (pool_mode =
+# transaction, every query to the primary, as PgBouncer does), with direct at 64 clients as
+# the reference; there the ratio is to PgBouncer's transaction mode.
 #
-#   scripts/bench.sh            full mode: pgbench -T 20, 3 rounds, every scenario (~25 min)
-#   scripts/bench.sh --quick    -T 5, 1 round, fewer scenarios (< 3 min)
+#   scripts/bench.sh            full mode: pgbench -T 20, 3 rounds, every scenario (~30 min)
+#   scripts/bench.sh --quick    -T 5, 1 round, fewer scenarios (< 4 min)
 #   --keep-cluster              leave the benchmark's primary + replica running afterwards
 #
 # Starts its own primary + streaming replica (scripts/pgcluster.sh in PGRS_CLUSTER_DIR,
@@ -13,9 +17,11 @@
 # builds pgpool-rs in release mode, runs each proxy on free loopback ports from a temporary
 # folder, and writes the tables to target/bench/results-<date>.md.
 #
-# Measured per scenario and target: median TPS, its ratio to direct in the same round, p50 and
-# p99 transaction latency (pgbench --log), and the proxy's own CPU per transaction (utime +
-# stime of all its processes from /proc, children it reaped included).
+# Measured per scenario and target: median TPS, its ratio to direct (txn_*: also to PgBouncer
+# in transaction mode) in the same round, p50 and p99 transaction latency (pgbench --log), and
+# the proxy's own CPU per transaction (utime + stime of all its processes from /proc, children
+# it reaped included). A run the proxy cannot serve (PgBouncer 1.18 has no protocol-level
+# prepared statements in transaction mode) is recorded as unsupported, not as an error.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +29,9 @@ HERE="$REPO_ROOT/scripts/bench"
 export PGRS_CLUSTER_DIR="${PGRS_CLUSTER_DIR:-$REPO_ROOT/target/bench-cluster}"
 OUT_DIR="$REPO_ROOT/target/bench"
 TARGETS=(direct pgbouncer pgpool2 pgpool-rs)
+TXN_TARGETS=(direct pgbouncer-txn pgpool-rs-txn)
+# Backend connections of each transaction-mode proxy (default_pool_size of both).
+TXN_POOL_SIZE=8
 SCALE=10
 DB=bench
 
@@ -41,10 +50,11 @@ done
 
 if [[ "$MODE" == quick ]]; then
     DURATION=5 ROUNDS=1 IDLE_CLIENTS=10000 COPY_REPEAT=1
-    SCENARIOS=(select_simple select_prepared tpcb connect idle copy)
+    SCENARIOS=(select_simple select_prepared tpcb connect idle copy txn_extended txn_prepared)
 else
     DURATION=20 ROUNDS=3 IDLE_CLIENTS=10000 COPY_REPEAT=11
-    SCENARIOS=(select_simple select_extended select_prepared tpcb connect idle copy)
+    SCENARIOS=(select_simple select_extended select_prepared tpcb connect idle copy
+        txn_extended txn_prepared)
 fi
 
 log() { printf 'bench: %s\n' "$*" >&2; }
@@ -64,6 +74,16 @@ pgbench_args() {
     select_prepared) echo "-S -M prepared -c 16 -j 2" ;;
     tpcb) echo "-M simple -c 16 -j 2" ;;
     connect) echo "-C -S -M simple -c 8 -j 2" ;;
+    txn_extended) echo "-S -M extended -c 64 -j 2" ;;
+    txn_prepared) echo "-S -M prepared -c 64 -j 2" ;;
+    esac
+}
+
+# The targets a scenario runs against.
+targets_of() {
+    case "$1" in
+    txn_*) printf '%s\n' "${TXN_TARGETS[@]}" ;;
+    *) printf '%s\n' "${TARGETS[@]}" ;;
     esac
 }
 
@@ -73,6 +93,8 @@ LABELS=(
     "select_prepared=-S -M prepared -c16"
     "tpcb=tpcb-like -c16"
     "connect=-C -S -c8"
+    "txn_extended=txn -S -M extended -c64"
+    "txn_prepared=txn -S -M prepared -c64"
 )
 
 # One pgbench run; appends `round scenario target metric value` lines to $RAW.
@@ -86,9 +108,10 @@ run_pgbench() {
     before="$(cpu_ticks "$pgid")"
     # shellcheck disable=SC2046
     if ! out="$("$PGBENCH" -n -h 127.0.0.1 -p "$port" -U postgres -T "$DURATION" \
-        $(pgbench_args "$scenario") --log --log-prefix="$logdir/tx" "$DB" 2>&1)"; then
-        log "pgbench $scenario via $target failed:"
-        printf '%s\n' "$out" | tail -n 5 >&2
+        $(pgbench_args "$scenario") --log --log-prefix="$logdir/tx" "$DB" 2>&1)" ||
+        [[ "$out" == *"Run was aborted"* ]]; then
+        record_failure "$round" "$scenario" "$target" "$out"
+        rm -rf "$logdir"
         return 0
     fi
     after="$(cpu_ticks "$pgid")"
@@ -112,6 +135,19 @@ run_pgbench() {
     } >>"$RAW"
     rm -rf "$logdir"
     log "round $round $scenario via $target: $tps TPS"
+}
+
+# A pgbench run that failed goes into the results as "unsupported" when the proxy lost the
+# clients' prepared statements (a statement prepared on one backend connection and used on
+# another: PgBouncer before 1.21 in transaction mode), else as "failed"; the run goes on.
+record_failure() {
+    local round="$1" scenario="$2" target="$3" out="$4" metric=pgbench_failed
+    if grep -Eq 'prepared statement "[^"]*" (does not|already) exist' <<<"$out"; then
+        metric=unsupported
+    fi
+    printf '%s %s %s %s 1\n' "$round" "$scenario" "$target" "$metric" >>"$RAW"
+    log "round $round $scenario via $target: $metric; pgbench said:"
+    grep -m 3 -E 'ERROR|FATAL|error|aborted' <<<"$out" >&2 || printf '%s\n' "$out" | tail -n 5 >&2
 }
 
 # Idle clients held through the proxy (10,000 by default): proxy memory per held client, and
@@ -182,11 +218,13 @@ run_copy() {
 }
 
 run_round() {
-    local round="$1" scenario target i n=${#TARGETS[@]}
+    local round="$1" scenario target i n targets
     for scenario in "${SCENARIOS[@]}"; do
+        mapfile -t targets < <(targets_of "$scenario")
+        n=${#targets[@]}
         # Rotate the order every round so no target always runs first (cold) or last.
         for ((i = 0; i < n; i++)); do
-            target="${TARGETS[$(((i + round - 1) % n))]}"
+            target="${targets[$(((i + round - 1) % n))]}"
             case "$scenario" in
             idle) run_idle "$round" "$target" ;;
             copy) run_copy "$round" "$target" ;;
@@ -204,7 +242,10 @@ write_results() {
         printf 'Versions: %s\n\n' "$(versions_line)"
         printf 'pgbench scale %s, -T %s s, %s round(s), medians over rounds; ratio = proxy / direct in the same round.\n' \
             "$SCALE" "$DURATION" "$ROUNDS"
-        printf 'pgbench runs on the same machine as the servers and proxies.\n\n'
+        printf 'pgbench runs on the same machine as the servers and proxies.\n'
+        printf 'Transaction pooling (txn_*): PgBouncer and pgpool-rs with pool_mode = transaction and default_pool_size = %s,\n' \
+            "$TXN_POOL_SIZE"
+        printf 'pgpool-rs with backend_weight1 = 0 (every query to the primary, like PgBouncer); ratios to pgbouncer-txn and to direct.\n\n'
         python3 "$HERE/report.py" "$RAW" "${LABELS[@]}"
     } >"$file"
     cat "$file"
@@ -223,10 +264,16 @@ main() {
     ensure_packages
     build_pgpool_rs
     init_pgbench_db
-    start_pgbouncer
+    start_pgbouncer pgbouncer session 100
     start_pgpool2
-    start_pgpool_rs 64
-    log "$MODE mode: ${#SCENARIOS[@]} scenarios x ${#TARGETS[@]} targets x $ROUNDS round(s), -T $DURATION"
+    start_pgpool_rs 64 pgpool-rs
+    if [[ " ${SCENARIOS[*]} " == *" txn_"* ]]; then
+        start_pgbouncer pgbouncer-txn transaction "$TXN_POOL_SIZE"
+        # Twice the clients as the session cap, so pgbench never waits for a slot.
+        start_pgpool_rs 128 pgpool-rs-txn "pool_mode = 'transaction'" \
+            "default_pool_size = $TXN_POOL_SIZE" "backend_weight1 = 0"
+    fi
+    log "$MODE mode: ${#SCENARIOS[@]} scenarios, ${#TARGETS[@]} targets (txn_*: ${#TXN_TARGETS[@]}), $ROUNDS round(s), -T $DURATION"
     local round
     for ((round = 1; round <= ROUNDS; round++)); do
         run_round "$round"

@@ -1,4 +1,4 @@
-# Helpers of scripts/bench.sh: the cluster, the three proxies' lifecycles, and the /proc
+# Helpers of scripts/bench.sh: the cluster, the proxies' lifecycles, and the /proc
 # readings (CPU ticks and resident memory summed over a process group). Sourced, not run.
 # Every proxy is started with setsid, so its process group id is its pid and all its
 # processes (Pgpool-II's children, runuser + pgbouncer) are found through that group.
@@ -124,11 +124,13 @@ fill_template() {
         -e "s|@MAX_CLIENTS@|$((IDLE_CLIENTS + 1000))|g" "$template" >"$dest"
 }
 
+# start_pgbouncer NAME POOL_MODE POOL_SIZE: one PgBouncer instance, known as target NAME.
 start_pgbouncer() {
-    local dir="$RUN_DIR/pgbouncer" port
+    local name="$1" mode="$2" size="$3" dir="$RUN_DIR/$1" port
     port="$(pick_free_port)"
     mkdir -p "$dir"
     fill_template "$HERE/pgbouncer.ini.in" "$dir/pgbouncer.ini" "$port"
+    sed -i -e "s|@POOL_MODE@|$mode|g" -e "s|@POOL_SIZE@|$size|g" "$dir/pgbouncer.ini"
     # PgBouncer refuses to run as root.
     local runas=()
     if is_root; then
@@ -138,10 +140,10 @@ start_pgbouncer() {
     # runuser's PAM session lowers the open-files limit; the idle clients need thousands.
     setsid "${runas[@]}" sh -c 'ulimit -n "$1" 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$2" "$3"' \
         sh "$(ulimit -Hn)" "$PGBOUNCER_BIN" "$dir/pgbouncer.ini" </dev/null >>"$dir/stdout.log" 2>&1 &
-    PGID[pgbouncer]=$!
-    PORT[pgbouncer]="$port"
-    wait_port pgbouncer "$port" "$dir/pgbouncer.log"
-    log "PgBouncer $("$PGBOUNCER_BIN" --version | head -n 1) on 127.0.0.1:$port"
+    PGID[$name]=$!
+    PORT[$name]="$port"
+    wait_port "$name" "$port" "$dir/pgbouncer.log"
+    log "PgBouncer $("$PGBOUNCER_BIN" --version | head -n 1) on 127.0.0.1:$port ($mode mode, pool size $size)"
 }
 
 start_pgpool2() {
@@ -158,19 +160,24 @@ start_pgpool2() {
     log "Pgpool-II on 127.0.0.1:$port ($PGPOOL2_CHILDREN children)"
 }
 
-# pgpool-rs reads the same pgpool.conf; num_init_children is its cap on client sessions.
+# start_pgpool_rs CHILDREN NAME [LINE...]: one pgpool-rs instance, known as target NAME. It
+# reads the same pgpool.conf as Pgpool-II; num_init_children (CHILDREN) is its cap on client
+# sessions; each LINE is appended to its pgpool.conf (the last assignment of a name wins).
 start_pgpool_rs() {
-    local children="$1" dir="$RUN_DIR/pgpool-rs" port
-    port="${PORT[pgpool-rs]:-$(pick_free_port)}"
+    local children="$1" name="$2" dir="$RUN_DIR/$2" port
+    shift 2
+    port="${PORT[$name]:-$(pick_free_port)}"
     mkdir -p "$dir"
     fill_template "$HERE/pgpool.conf.in" "$dir/pgpool.conf" "$port" "$children"
-    printf 'metrics_port = 0\n' >>"$dir/pgpool.conf"
+    printf '%s\n' 'metrics_port = 0' "$@" >>"$dir/pgpool.conf"
     # One socket per idle client: raise the open-files limit to the hard limit.
     setsid sh -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"' sh \
         "$PGPOOL_RS_BIN" -n -f "$dir/pgpool.conf" </dev/null >>"$dir/pgpool.log" 2>&1 &
-    PGID[pgpool-rs]=$!
-    PORT[pgpool-rs]="$port"
-    wait_port pgpool-rs "$port" "$dir/pgpool.log"
+    PGID[$name]=$!
+    PORT[$name]="$port"
+    wait_port "$name" "$port" "$dir/pgpool.log"
+    (($#)) && log "$name on 127.0.0.1:$port ($*)"
+    return 0
 }
 
 # Stop a proxy we started: SIGTERM to its process group, then wait (bounded) for it to go.
@@ -187,12 +194,12 @@ stop_group() {
 
 restart_pgpool_rs() {
     stop_group "${PGID[pgpool-rs]:-}"
-    start_pgpool_rs "$1"
+    start_pgpool_rs "$1" pgpool-rs
 }
 
 cleanup() {
     local target
-    for target in pgbouncer pgpool2 pgpool-rs; do
+    for target in pgbouncer pgbouncer-txn pgpool2 pgpool-rs pgpool-rs-txn; do
         stop_group "${PGID[$target]:-}"
     done
     stop_cluster
