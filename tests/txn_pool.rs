@@ -74,7 +74,7 @@ async fn pgbench_clients_share_a_bounded_pool_in_every_protocol() {
             "-M",
             mode,
             "-c",
-            "60",
+            "200",
             "-j",
             "2",
             "-T",
@@ -91,7 +91,7 @@ async fn pgbench_clients_share_a_bounded_pool_in_every_protocol() {
         })
         .await
         .unwrap();
-        assert!(text.contains("number of clients: 60"), "{mode}: {text}");
+        assert!(text.contains("number of clients: 200"), "{mode}: {text}");
     }
     done.store(true, Ordering::SeqCst);
     sampler.await.unwrap();
@@ -99,7 +99,7 @@ async fn pgbench_clients_share_a_bounded_pool_in_every_protocol() {
     assert!(most >= 1, "no backend connection was ever seen");
     assert!(
         most <= 10,
-        "{most} backend connections for 60 clients with default_pool_size = 10\n{}",
+        "{most} backend connections for 200 clients with default_pool_size = 10\n{}",
         proxy.log()
     );
 }
