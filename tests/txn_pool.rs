@@ -398,3 +398,29 @@ async fn a_login_that_needs_its_own_connection_makes_room_under_the_bound() {
         1
     );
 }
+
+#[tokio::test]
+async fn an_idle_connection_of_other_startup_parameters_makes_room_under_the_bound() {
+    // The one connection the bound allows is opened by a client that sends only user and
+    // database, and stays cached; tokio-postgres sends client_encoding and more, so it cannot
+    // use that connection and needs a new one.
+    let proxy = txn_proxy(1, "query_wait_timeout = 3\n");
+    let mut bare = common::wire::Raw::login(
+        proxy.port,
+        &[("user", "postgres"), ("database", "postgres")],
+    )
+    .await;
+    bare.send(&common::wire::query("select 1")).await;
+    let answers = bare.until_ready().await;
+    assert!(answers.iter().all(|m| m.tag != b'E'), "{answers:?}");
+    drop(bare);
+    let c = common::connect_str(&proxy.conn_str("postgres", "postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("login under a full bound: {e}\n{}", proxy.log()));
+    let one: i32 = c
+        .query_one("select 1", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()))
+        .get(0);
+    assert_eq!(one, 1);
+}

@@ -82,10 +82,12 @@ impl KeyLimit {
     }
 
     /// Waits until `find` yields a cached connection or a permit for a new one is free, at
-    /// most `limit` (None: no limit). None when the time ran out.
+    /// most `limit` (None: no limit). None when the time ran out. `make_room` may free a
+    /// permit held by an idle connection the caller cannot use (true when it did).
     pub async fn acquire<T>(
         &self,
         mut find: impl FnMut() -> Option<T>,
+        mut make_room: impl FnMut() -> bool,
         limit: Option<Duration>,
     ) -> Option<Acquired<T>> {
         let deadline = limit.map(|l| tokio::time::Instant::now() + l);
@@ -95,6 +97,9 @@ impl KeyLimit {
             }
             if let Ok(p) = self.permits.clone().try_acquire_owned() {
                 return Some(Acquired::Permit(p));
+            }
+            if make_room() {
+                continue;
             }
             // Registered before looking again, so a return in between is not missed.
             let notified = self.returned.notified();
@@ -141,20 +146,23 @@ mod tests {
         let limits = ConnLimits::new(2);
         let a = limits.of(&key(0, "a"));
         let none = || None::<()>;
-        let p1 = a.acquire(none, Some(Duration::ZERO)).await;
-        let p2 = a.acquire(none, Some(Duration::ZERO)).await;
+        let p1 = a.acquire(none, || false, Some(Duration::ZERO)).await;
+        let p2 = a.acquire(none, || false, Some(Duration::ZERO)).await;
         assert!(matches!(p1, Some(Acquired::Permit(_))));
         assert!(matches!(p2, Some(Acquired::Permit(_))));
-        assert!(a.acquire(none, Some(Duration::ZERO)).await.is_none());
+        assert!(a
+            .acquire(none, || false, Some(Duration::ZERO))
+            .await
+            .is_none());
         // Other users and nodes have bounds of their own.
         let other = limits
             .of(&key(0, "b"))
-            .acquire(none, Some(Duration::ZERO))
+            .acquire(none, || false, Some(Duration::ZERO))
             .await;
         assert!(matches!(other, Some(Acquired::Permit(_))));
         let replica = limits
             .of(&key(1, "a"))
-            .acquire(none, Some(Duration::ZERO))
+            .acquire(none, || false, Some(Duration::ZERO))
             .await;
         assert!(matches!(replica, Some(Acquired::Permit(_))));
         // A closed connection frees its permit; a cached one is found first.
@@ -162,11 +170,11 @@ mod tests {
         assert!(matches!(
             limits
                 .of(&key(0, "a"))
-                .acquire(none, Some(Duration::ZERO))
+                .acquire(none, || false, Some(Duration::ZERO))
                 .await,
             Some(Acquired::Permit(_))
         ));
-        let found = a.acquire(|| Some(7), Some(Duration::ZERO)).await;
+        let found = a.acquire(|| Some(7), || false, Some(Duration::ZERO)).await;
         assert!(matches!(found, Some(Acquired::Found(7))));
     }
 
@@ -174,12 +182,12 @@ mod tests {
     async fn a_waiter_wakes_when_a_connection_returns() {
         let limits = ConnLimits::new(1);
         let a = limits.of(&key(0, "a"));
-        let _held = a.acquire(|| None::<()>, None).await;
+        let _held = a.acquire(|| None::<()>, || false, None).await;
         let cached = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (a2, c2) = (a.clone(), cached.clone());
         let waiter = tokio::spawn(async move {
             let find = || c2.load(std::sync::atomic::Ordering::SeqCst).then_some(());
-            a2.acquire(find, None).await.is_some()
+            a2.acquire(find, || false, None).await.is_some()
         });
         tokio::task::yield_now().await;
         cached.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -173,6 +173,24 @@ impl Pool {
     /// What a cached connection for `key` would show a client (its authentication and the
     /// server's ParameterStatus set), without taking it: enough to greet a client whose
     /// backend connection is taken only at its first query.
+    /// The idle connection returned longest ago of `key`'s user, database and node but
+    /// opened with other startup parameters: under a transaction-mode bound it holds a
+    /// permit a session of `key` needs more. Counted as evicted; the caller closes it.
+    pub fn take_other_params(&self, key: &PoolKey) -> Option<Idle> {
+        let mut inner = self.lock();
+        let same_limit = |k: &PoolKey| {
+            k.node == key.node
+                && k.user == key.user
+                && k.database == key.database
+                && k.params != key.params
+        };
+        let idle = take_oldest(&mut inner, same_limit, |_| true)?;
+        if let Some(c) = self.counters(key.node) {
+            c.closed_evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(idle)
+    }
+
     pub fn peek(&self, key: &PoolKey) -> Option<CachedLogin> {
         let inner = self.lock();
         let last = inner.idle.get(key)?.last()?;

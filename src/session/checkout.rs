@@ -176,9 +176,19 @@ async fn wait_for_connection<T>(
         (cfg.query_wait_timeout, cfg.default_pool_size)
     };
     let limit = (wait > 0).then(|| Duration::from_secs(wait));
+    // Idle connections of the same user and database opened with other startup parameters
+    // (another client_encoding, say) hold permits this session cannot use: one is closed.
+    let make_room = || match ctx.pool.take_other_params(key) {
+        Some(mut idle) => {
+            drop(idle.permit.take());
+            tokio::spawn(async move { idle.conn.terminate().await });
+            true
+        }
+        None => false,
+    };
     ctx.conn_limits
         .of(key)
-        .acquire(find, limit)
+        .acquire(find, make_room, limit)
         .await
         .ok_or_else(|| {
             PgError::fatal(
