@@ -14,22 +14,31 @@ use crate::session::route::Router;
 use crate::session::SessionError;
 
 impl Relay {
+    /// The primary (its connection opened if need be) when it and the active backend have
+    /// answered everything, for the proxy's own queries; None when busy right now.
+    async fn idle_primary(&mut self) -> Result<Option<usize>, SessionError> {
+        let node = self.primary();
+        if self.active != node && !self.active_idle() {
+            return Ok(None);
+        }
+        self.ensure_connected(node).await?;
+        match self.slots[node].as_ref() {
+            Some(slot) => Ok(slot.idle().then_some(node)),
+            None => Err(BackendError::Closed { node }.into()),
+        }
+    }
+
     /// Asks the primary's catalog whether functions are VOLATILE (writes) and relations
     /// unlogged, and caches the answers for every session. Returns false when the primary is
     /// busy right now.
     pub(super) async fn look_up_catalog(&mut self, q: &Questions) -> Result<bool, SessionError> {
         let max = self.decoder.max_len;
-        let node = self.primary();
-        if self.active != node && !self.active_idle() {
+        let Some(node) = self.idle_primary().await? else {
             return Ok(false);
-        }
-        self.ensure_connected(node).await?;
-        let Some(primary) = self.slots[node].as_mut() else {
-            return Err(BackendError::Closed { node }.into());
         };
-        if !primary.idle() {
-            return Ok(false);
-        }
+        let primary = self.slots[node]
+            .as_mut()
+            .ok_or(BackendError::Closed { node })?;
         let asked_at = self.ctx.catalog.generation();
         let functions = q
             .functions
@@ -67,17 +76,12 @@ impl Relay {
     /// defaults (see [`crate::session::txnlb`]). Returns false when it is busy right now.
     pub(super) async fn ask_txn_defaults(&mut self) -> Result<bool, SessionError> {
         let max = self.decoder.max_len;
-        let node = self.primary();
-        if self.active != node && !self.active_idle() {
+        let Some(node) = self.idle_primary().await? else {
             return Ok(false);
-        }
-        self.ensure_connected(node).await?;
-        let Some(primary) = self.slots[node].as_mut() else {
-            return Err(BackendError::Closed { node }.into());
         };
-        if !primary.idle() {
-            return Ok(false);
-        }
+        let primary = self.slots[node]
+            .as_mut()
+            .ok_or(BackendError::Closed { node })?;
         // Never inside an open transaction or implicit unit (a server skipping to Sync
         // would not even answer).
         let answer = match primary.at_rest() {
