@@ -382,13 +382,7 @@ async fn a_long_batch_costs_linear_time() {
 /// writes before it, and the rows read back afterwards.
 #[tokio::test]
 async fn psycopg_pipeline_with_interleaved_writes_and_reads_commits_every_write() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import psycopg"])
-        .output();
-    if !matches!(&probe, Ok(o) if o.status.success()) {
-        println!(
-            "SKIPPED: python3 with psycopg 3 is not installed (pip install 'psycopg[binary]')"
-        );
+    if !common::have_psycopg() {
         return;
     }
     const N: i64 = 20;

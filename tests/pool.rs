@@ -43,23 +43,12 @@ async fn wait_cached(pid: i32) {
 }
 
 async fn wait_gone(pid: i32) -> bool {
-    let direct = common::primary_client().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let n: i64 = direct
-            .query_one(
-                "select count(*) from pg_stat_activity where pid = $1",
-                &[&pid],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n == 0 {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+    common::wait_backend_ended(
+        &common::primary_client().await,
+        pid,
+        Duration::from_secs(15),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -498,22 +498,10 @@ async fn a_replica_lost_mid_transaction_leaves_its_reads_to_the_primary() {
         .execute("select pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left: i64 = replica
-            .query_one(
-                "select count(*) from pg_stat_activity where pid = $1",
-                &[&pid],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the replica backend did not end");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        common::wait_backend_ended(&replica, pid, Duration::from_secs(20)).await,
+        "the replica backend did not end"
+    );
     let a = q(&mut w, "SELECT inet_server_port()").await;
     assert_eq!((a.values, a.error, a.status), (vec![p], None, 'T'));
     let commit = q(&mut w, "COMMIT").await;

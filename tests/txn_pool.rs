@@ -315,13 +315,7 @@ async fn a_client_finding_every_connection_busy_gets_53300_after_query_wait_time
 /// when evicted), many clients on two connections.
 #[tokio::test]
 async fn psycopg_prepared_statements_survive_transaction_pooling() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import psycopg"])
-        .output();
-    if !matches!(&probe, Ok(o) if o.status.success()) {
-        println!(
-            "SKIPPED: python3 with psycopg 3 is not installed (pip install 'psycopg[binary]')"
-        );
+    if !common::have_psycopg() {
         return;
     }
     let proxy = txn_proxy(2, "");

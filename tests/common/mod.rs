@@ -358,6 +358,42 @@ pub async fn create_database(name: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// Waits, up to `within`, until the server `direct` talks to has no backend `pid`; false
+/// when it is still there.
+pub async fn wait_backend_ended(direct: &Client, pid: i32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let n: i64 = direct
+            .query_one(
+                "select count(*) from pg_stat_activity where pid = $1",
+                &[&pid],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("pg_stat_activity: {e}"))
+            .get(0);
+        if n == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Whether python3 with psycopg 3 is installed (`scripts/test.sh` installs it); prints why
+/// a test is skipped when not.
+pub fn have_psycopg() -> bool {
+    let probe = Command::new("python3")
+        .args(["-c", "import psycopg"])
+        .output();
+    let ok = matches!(&probe, Ok(o) if o.status.success());
+    if !ok {
+        println!(
+            "SKIPPED: python3 with psycopg 3 is not installed (pip install 'psycopg[binary]')"
+        );
+    }
+    ok
+}
+
 /// A new login role on the primary (named from `prefix`) that the cluster trusts.
 pub async fn trusted_role(prefix: &str) -> String {
     let role = unique_name(prefix);
