@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, starts the local primary + replica once for all
-# test binaries, then runs rustfmt, clippy and the whole test suite.
+# test binaries, then runs rustfmt, clippy, the module-cycle check and the whole test suite.
 #
 #   bash scripts/test.sh
 #
@@ -165,6 +165,8 @@ main() {
     cargo fmt --all -- --check || failed+=("cargo fmt --check")
     log "cargo clippy --all-targets -- -D warnings"
     cargo clippy --all-targets -- -D warnings || failed+=("cargo clippy")
+    log "scripts/modcycles.py (no import cycle between folders)"
+    python3 scripts/modcycles.py || failed+=("scripts/modcycles.py")
     bash scripts/validate-k8s.sh || failed+=("scripts/validate-k8s.sh")
     log "cargo test --all-targets"
     cargo test --all-targets || failed+=("cargo test")

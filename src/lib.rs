@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub(crate) mod backend;
 pub mod config;
+pub mod context;
 pub mod lifecycle;
 pub(crate) mod listen;
 pub mod logging;

@@ -10,9 +10,10 @@ use tracing::{info, warn};
 
 use pgpool::auth::setup;
 use pgpool::config::{self, Config};
+use pgpool::context::Context;
 use pgpool::lifecycle::{self, PidFile, PidFileError, ShutdownMode, Sources};
 use pgpool::logging::LogHandle;
-use pgpool::server::{self, Context};
+use pgpool::server;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use bytes::BytesMut;
 
 use super::{execute, Answer, Explainer, SessionAdmin};
+use crate::context::Context;
 use crate::protocol::{
     self, decode_bind, decode_execute, decode_parse, decode_target, tag, Frame, PgError, Target,
 };
 use crate::router::{AdminCommand, Classifier, StmtKind};
-use crate::server::Context;
 
 const TEXT_OID: i32 = 25;
 

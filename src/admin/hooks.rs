@@ -5,11 +5,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::registry::BackendInfo;
 use super::{NewSession, SessionAdmin};
 use crate::backend::BackendConn;
+use crate::context::registry::BackendInfo;
+use crate::context::Context;
 use crate::router::Statement;
-use crate::server::Context;
 
 /// The session took a connection to `node` (opened or from the cache: the pool counts
 /// which, so `_ctx` is not needed here).

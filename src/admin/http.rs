@@ -3,7 +3,6 @@
 //! configuration is loaded, the primary accepts TCP connections, and we are not draining).
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::debug;
 
+use crate::context::Context;
 use crate::listen;
-use crate::server::Context;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -82,7 +81,7 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>) -> Response<Full<Byte
 
 /// Why the proxy should not get new clients now, if it should not.
 async fn readiness(ctx: &Context) -> Result<(), String> {
-    if ctx.draining.load(Ordering::Relaxed) {
+    if ctx.is_draining() {
         return Err("draining".into());
     }
     let cfg = ctx.config();

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 
 use super::cmd::{BACKEND_COUNTERS, CACHE_COLUMNS, HEALTH_COUNTS};
 use super::view::{nodes, NodeView};
-use crate::server::Context;
+use crate::context::Context;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -1,8 +1,8 @@
 //! Commands the proxy answers itself (`SHOW pool_*`, `PGPOOL SHOW/SET/RESET`, our `PGPOOL
 //! EXPLAIN ROUTE`), and the two other admin surfaces: the PCP server and the metrics/health
 //! HTTP server. Each SQL command is one file under `cmd/` behind the [`Command`] trait; the
-//! node, session and counter data they show comes from one place ([`view`], [`registry`],
-//! [`crate::stats`]) so SQL, PCP and `/metrics` cannot disagree.
+//! node, session and counter data they show comes from one place ([`view`],
+//! [`crate::context::registry`], [`crate::stats`]) so SQL, PCP and `/metrics` cannot disagree.
 
 mod cmd;
 pub(crate) mod extended;
@@ -10,19 +10,20 @@ mod hooks;
 pub mod http;
 pub(crate) mod metrics;
 pub mod pcp;
-pub(crate) mod registry;
 pub(crate) mod view;
 
 use bytes::BytesMut;
 
 use crate::config::Config;
+use crate::context::Context;
 use crate::protocol::{self, PgError};
 use crate::router::AdminCommand;
-use crate::server::Context;
 
+pub use crate::context::registry::{
+    NewSession, ProcStatus, SessionEntry, SessionInfo, SessionRegistry,
+};
 pub use cmd::{health_check_row, pools_rows, status_items, POOLS_COLUMNS};
 pub use hooks::{auth_failed, count_sent, note_backend, note_backend_closed, session_started};
-pub use registry::{NewSession, ProcStatus, SessionEntry, SessionInfo, SessionRegistry};
 
 /// Pgpool-II version line this proxy claims (pgpool2_exporter requires >= 4.2.0).
 pub const POOL_VERSION: &str = "4.3.5 (pgpool-rs)";

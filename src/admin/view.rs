@@ -5,9 +5,9 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
+use crate::context::Context;
 pub use crate::logging::chrono_like::timestamp;
 use crate::replication::NodeStatus;
-use crate::server::Context;
 
 /// One backend node as the admin views report it.
 #[derive(Debug, Clone)]

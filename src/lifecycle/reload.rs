@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 
 use super::sources::{LoadError, Sources};
 use crate::config::{self, Config};
-use crate::server::Context;
+use crate::context::Context;
 
 /// What a reload changed.
 #[derive(Debug, Default)]

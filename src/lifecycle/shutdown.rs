@@ -1,7 +1,6 @@
 //! The running proxy's main loop: serve, reload on request, and shut down in phases.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,8 @@ use tracing::{info, warn};
 use super::reload::{reload_logged, watch_files};
 use super::sources::Sources;
 use super::{Phase, ShutdownMode};
-use crate::server::{self, Context};
+use crate::context::Context;
+use crate::server;
 
 /// After `drain_timeout`, how long closed sessions get to send their last message, cancel
 /// their queries and say Terminate to the backends.
@@ -63,8 +63,8 @@ pub async fn serve_until_stopped(
     let mode = loop {
         let event = tokio::select! {
             e = signals.next() => e,
-            () = ctx.shutdown_requested.notified() => Event::Stop(ShutdownMode::Smart),
-            () = ctx.reload_requested.notified() => Event::Reload("reload requested"),
+            () = ctx.shutdown_requested() => Event::Stop(ShutdownMode::Smart),
+            () = ctx.reload_requested() => Event::Reload("reload requested"),
         };
         match event {
             Event::Stop(mode) => break mode,
@@ -89,7 +89,7 @@ async fn shutdown(
     signals: &mut Signals,
     mode: ShutdownMode,
 ) {
-    ctx.draining.store(true, Ordering::SeqCst);
+    ctx.start_draining();
     let cfg = ctx.config();
     info!(
         sessions = ctx.lifecycle.session_count(),
@@ -103,12 +103,12 @@ async fn shutdown(
     }
     server.abort();
     let _ = server.await;
-    ctx.lifecycle.sessions.close();
+    ctx.lifecycle.close_sessions();
     info!("stopped accepting connections");
     if smart {
         ctx.lifecycle.advance(Phase::Draining);
         let timeout = Duration::from_secs(cfg.drain_timeout);
-        let wait = tokio::time::timeout(timeout, ctx.lifecycle.sessions.wait());
+        let wait = tokio::time::timeout(timeout, ctx.lifecycle.sessions_ended());
         if !interrupted(signals, wait).await && ctx.lifecycle.session_count() == 0 {
             info!("all sessions ended; shutting down");
             return;
@@ -119,7 +119,7 @@ async fn shutdown(
         warn!(sessions = left, "closing the sessions that are left");
     }
     ctx.lifecycle.advance(Phase::Closing);
-    if tokio::time::timeout(CLOSE_GRACE, ctx.lifecycle.sessions.wait())
+    if tokio::time::timeout(CLOSE_GRACE, ctx.lifecycle.sessions_ended())
         .await
         .is_err()
     {

@@ -9,8 +9,9 @@ use tokio::io::AsyncWriteExt;
 use crate::auth::passwd::StoredPassword;
 use crate::backend::{self, BackendConn, BackendError, Credential, NodeAddr, Startup};
 use crate::config::Config;
+use crate::context::primary::{checker_login, Login};
+use crate::context::Context;
 use crate::protocol::{self, btag, decode_data_row, PgError};
-use crate::server::Context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -118,31 +119,6 @@ pub fn credential_for(ctx: &Context, user: &str, password: &str) -> Credential {
         // A SCRAM verifier cannot answer a server; no key, no password: try without.
         _ => Credential::None,
     }
-}
-
-/// Who the replication check and the primary search log in as: `sr_check_user`, or
-/// `health_check_user` when that is the only one set. `None`: no check user at all.
-pub fn checker_login(cfg: &Config) -> Option<Login> {
-    if !cfg.sr_check_user.is_empty() {
-        return Some(Login {
-            user: cfg.sr_check_user.clone(),
-            password: cfg.sr_check_password.clone(),
-            database: cfg.sr_check_database.clone(),
-        });
-    }
-    (!cfg.health_check_user.is_empty()).then(|| Login {
-        user: cfg.health_check_user.clone(),
-        password: cfg.health_check_password.clone(),
-        database: cfg.health_check_database.clone(),
-    })
-}
-
-/// A check's user, password (as in pool_passwd) and database.
-#[derive(Debug, Clone)]
-pub struct Login {
-    pub user: String,
-    pub password: String,
-    pub database: String,
 }
 
 /// How to reach node `id`, from the current configuration (with the proxy's backend TLS).

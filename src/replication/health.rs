@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::check::{self, CheckError, Login};
-use super::state::{PgRole, PrimaryMode};
+use super::check::{self, CheckError};
 use crate::config::{Config, HealthCheck};
-use crate::server::Context;
+use crate::context::nodes::{PgRole, PrimaryMode};
+use crate::context::primary::{checker_login, primary_mode, Login};
+use crate::context::Context;
 
 const IN_RECOVERY: &str = "SELECT pg_catalog.pg_is_in_recovery()";
 
@@ -29,19 +30,6 @@ const SEARCH_RETRY: Duration = Duration::from_secs(1);
 /// How often the search re-reads roles when neither the health check nor the
 /// replication check does.
 const SEARCH_RECHECK: Duration = Duration::from_secs(10);
-
-/// How the primary is found under `cfg`: the first `ALWAYS_PRIMARY` node; else detection,
-/// which needs a user to log in as (`sr_check_user` or `health_check_user`); without one,
-/// node 0, as before detection existed (the caller warns).
-pub fn primary_mode(cfg: &Config) -> PrimaryMode {
-    if let Some(i) = cfg.backends.iter().position(|b| b.flag.always_primary) {
-        return PrimaryMode::Fixed(i);
-    }
-    match check::checker_login(cfg) {
-        Some(_) => PrimaryMode::Detect,
-        None => PrimaryMode::Fixed(0),
-    }
-}
 
 /// Applies `primary_mode` to the node states, with a warning when detection is wanted but
 /// impossible.
@@ -180,7 +168,7 @@ pub async fn search_primary(ctx: Arc<Context>) {
         let detecting = ctx.nodes.primary_mode() == PrimaryMode::Detect;
         // With a fixed primary the roles are still read (for SHOW pool_nodes), when a
         // check user exists.
-        if check::checker_login(&cfg).is_some() {
+        if checker_login(&cfg).is_some() {
             read_roles(&ctx, &cfg).await;
         }
         let wait = if detecting && ctx.nodes.primary().is_none() {

@@ -10,22 +10,22 @@
 mod check;
 mod health;
 mod monitor;
-mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-pub use check::{cannot_connect_now, is_lagging, parse_lsn};
-pub use health::{configure_primary, primary_mode};
-pub use state::{
+pub use crate::context::nodes::{
     HealthStats, Measurement, NodeSnapshot, NodeState, NodeStates, NodeStatus, PgRole, PrimaryMode,
     Transition,
 };
+pub use crate::context::primary::primary_mode;
+pub use check::{cannot_connect_now, is_lagging, parse_lsn};
+pub use health::configure_primary;
 
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 /// First wait before retrying a node marked down; doubles up to [`PROBE_MAX`].
 const PROBE_FIRST: Duration = Duration::from_millis(100);

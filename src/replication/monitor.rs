@@ -9,10 +9,10 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::check::{connect_checker, is_lagging, parse_lsn, simple_query, CheckError};
-use super::state::{Measurement, PgRole, Transition};
 use crate::backend::BackendConn;
 use crate::config::{Config, LogStandbyDelay};
-use crate::server::Context;
+use crate::context::nodes::{Measurement, PgRole, Transition};
+use crate::context::Context;
 
 /// One query gives role and position on any node: the primary's current LSN, a standby's
 /// replayed LSN.

@@ -13,8 +13,8 @@ use crate::backend::{
     Startup,
 };
 use crate::config::PoolMode;
+use crate::context::Context;
 use crate::protocol::{AuthRequest, PgError};
-use crate::server::Context;
 
 /// Databases whose connections are never cached: a lingering connection to a template
 /// makes CREATE DATABASE fail.

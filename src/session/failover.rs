@@ -6,7 +6,6 @@
 //! connect at session start.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 
@@ -16,9 +15,9 @@ use tokio_util::io::poll_read_buf;
 use super::request::Request;
 use super::slot::Slot;
 use crate::backend::{BackendError, Startup};
+use crate::context::Context;
 use crate::protocol::{self, PgError};
 use crate::replication;
-use crate::server::Context;
 
 /// Unanswered requests of one replica connection and the state of the current answer.
 #[derive(Default)]
@@ -125,7 +124,7 @@ pub fn replica_died(
         replication::node_failed(ctx, node, &reason);
     }
     if let Some(n) = ctx.nodes.node(node) {
-        n.fallbacks.fetch_add(1, Ordering::Relaxed);
+        n.note_fallback();
     }
     if mid_message {
         tracing::warn!(
@@ -147,7 +146,7 @@ pub fn replica_died(
         }
     }
     if let Some(n) = ctx.nodes.node(node) {
-        n.retries.fetch_add(retry.len() as u64, Ordering::Relaxed);
+        n.note_retries(retry.len() as u64);
     }
     tracing::info!(
         node,

@@ -5,8 +5,8 @@
 
 use super::request::Request;
 use crate::backend::BackendConn;
+use crate::context::Context;
 use crate::protocol::{decode_execute, decode_parse, decode_query, tag};
-use crate::server::Context;
 
 /// Logs `req`, sent to `conn`, when the configuration asks for it (one atomic load when not).
 pub fn log_sent(ctx: &Context, conn: &BackendConn, req: &Request) {

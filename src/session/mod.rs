@@ -2,6 +2,7 @@
 //! decide where it goes, forward it, stream the answer back) until the client leaves.
 
 mod auth;
+mod cancel;
 pub mod catalog;
 mod checkout;
 mod failover;
@@ -12,7 +13,6 @@ mod relay;
 mod request;
 mod reset_list;
 mod route;
-mod routecfg;
 mod ryw;
 mod slot;
 mod startup;
@@ -27,13 +27,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, Instrument};
 
 use crate::backend::{BackendError, Credential};
+use crate::context::Context;
 use crate::protocol::{self, Frame, FrameDecoder, PgError, ProtocolError};
-use crate::server::{CancelHandle, Context};
 use crate::stream::Stream;
+use cancel::CancelHandle;
 
 pub use auth::ClientInfo;
+pub use cancel::CancelRegistry;
 pub use identity::StartupParams;
-pub use routecfg::router_config;
 pub use startup::FirstPacket;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,11 +101,16 @@ pub(crate) async fn read_frame(
 }
 
 /// Runs a client connection to its end. Errors are reported to the client here.
-pub async fn run(ctx: Arc<Context>, mut stream: Stream, client: ClientInfo) {
+pub async fn run(
+    ctx: Arc<Context>,
+    cancels: Arc<CancelRegistry>,
+    mut stream: Stream,
+    client: ClientInfo,
+) {
     if ctx.config().log_connections {
         info!("new connection received: connecting {}", host_port(&client));
     }
-    let clean = serve(&ctx, &mut stream, &client).await;
+    let clean = serve(&ctx, &cancels, &mut stream, &client).await;
     // Closing the socket sends the FIN: a separate shutdown is needed only for TLS (its
     // close_notify) and, to be gentle, after an error.
     if !clean || stream.is_tls() {
@@ -133,12 +139,17 @@ fn session_span(client: &ClientInfo) -> tracing::Span {
 }
 
 /// Runs the session's phases; false when it ended in an error.
-async fn serve(ctx: &Arc<Context>, stream: &mut Stream, client: &ClientInfo) -> bool {
+async fn serve(
+    ctx: &Arc<Context>,
+    cancels: &Arc<CancelRegistry>,
+    stream: &mut Stream,
+    client: &ClientInfo,
+) -> bool {
     // The task's future is as large as its largest state, and an idle client holds the task
     // for as long as it stays: each phase that needs a large state runs boxed, for its
     // moment only (startup with TLS and authentication; the relay and the release).
     let span = session_span(client);
-    let opened = match Box::pin(open(ctx, stream, client).instrument(span.clone())).await {
+    let opened = match Box::pin(open(ctx, cancels, stream, client).instrument(span.clone())).await {
         Ok(Some(opened)) => opened,
         Ok(None) => return true,
         Err(e) => {
@@ -313,6 +324,7 @@ struct Opened {
 /// the connection was a cancel request.
 async fn open(
     ctx: &Arc<Context>,
+    cancels: &Arc<CancelRegistry>,
     stream: &mut Stream,
     client: &ClientInfo,
 ) -> Result<Option<Opened>, SessionError> {
@@ -324,7 +336,7 @@ async fn open(
     .await?;
     let params = match first {
         FirstPacket::Cancel { pid, key } => {
-            ctx.cancel.cancel(pid, key).await;
+            cancels.cancel(pid, key).await;
             return Ok(None);
         }
         FirstPacket::Startup { minor, params } => {
@@ -344,16 +356,18 @@ async fn open(
     }
     // Waiting for a free slot is not part of authentication: no timeout here (FIFO).
     let permit = ctx.admit().await.map_err(SessionError::Client)?;
-    let (started, user, database) =
-        within_auth_timeout(ctx, start_session(ctx, stream, client, params, buf))
-            .await
-            .inspect_err(|e| match e {
-                SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
-                SessionError::Client(pg) if pg.code.starts_with("28") => {
-                    crate::admin::auth_failed(ctx, &pg.code)
-                }
-                _ => {}
-            })?;
+    let (started, user, database) = within_auth_timeout(
+        ctx,
+        start_session(ctx, cancels, stream, client, params, buf),
+    )
+    .await
+    .inspect_err(|e| match e {
+        SessionError::AuthTimeout => ctx.stats.auth_failed("timeout"),
+        SessionError::Client(pg) if pg.code.starts_with("28") => {
+            crate::admin::auth_failed(ctx, &pg.code)
+        }
+        _ => {}
+    })?;
     let new = crate::admin::NewSession {
         pid: started.cancel.pid(),
         client: client.addr,
@@ -403,6 +417,7 @@ struct Started {
 /// session's user and database.
 async fn start_session(
     ctx: &Arc<Context>,
+    cancels: &Arc<CancelRegistry>,
     stream: &mut Stream,
     client: &ClientInfo,
     params: StartupParams,
@@ -431,7 +446,7 @@ async fn start_session(
         let verified = auth::pool_hba(&mut a, ctx, client, &database).await?;
         checkout::start(ctx, &mut a, &bparams, verified).await?
     };
-    let cancel = ctx.cancel.register();
+    let cancel = cancels.register();
     if let Some(p) = &greeting.primary {
         cancel.add_backend(&p.conn);
     }
@@ -494,7 +509,12 @@ mod tests {
     #[test]
     fn an_idle_session_future_stays_small() {
         let ctx = Context::new(Default::default(), Default::default());
-        let session = run(ctx, Stream::Detached, ClientInfo::local());
+        let session = run(
+            ctx,
+            Default::default(),
+            Stream::Detached,
+            ClientInfo::local(),
+        );
         let size = std::mem::size_of_val(&session);
         assert!(size <= 1024, "session future is {size} bytes");
     }

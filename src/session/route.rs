@@ -12,12 +12,12 @@ use super::slot::{Slot, Stmts};
 use super::statements::Registry;
 use super::txnlb::{Defaults, TxnBalance};
 use crate::backend::{BackendError, Credential};
+use crate::context::Context;
 use crate::protocol::{decode_bind, decode_parse, decode_query, tag, Frame};
 use crate::router::{
     AdminCommand, Classifier, RouteResult, RouterConfig, SessionRouting, Statement, StmtKind,
     Target as PolicyTarget,
 };
-use crate::server::Context;
 
 mod explain;
 mod prepared;

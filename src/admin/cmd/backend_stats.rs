@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::admin::view::nodes;
 use crate::admin::{Answer, Command, SessionAdmin};
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 use crate::stats::NodeStats;
 
 pub struct ShowBackendStats;

@@ -2,8 +2,8 @@
 //! Pgpool-II reports with `memory_cache_enabled = off`.
 
 use crate::admin::{Answer, Command, SessionAdmin};
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 pub struct ShowCache;
 

@@ -3,8 +3,8 @@
 
 use crate::admin::view::nodes;
 use crate::admin::{Answer, Command, SessionAdmin};
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 pub struct ExplainRoute;
 

@@ -3,9 +3,9 @@
 
 use crate::admin::view::{nodes, timestamp, NodeView};
 use crate::admin::{Answer, Command, SessionAdmin};
+use crate::context::Context;
 use crate::protocol::PgError;
 use crate::replication::HealthStats;
-use crate::server::Context;
 
 pub struct ShowHealthCheckStats;
 

@@ -4,8 +4,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::admin::view::{nodes, timestamp};
 use crate::admin::{Answer, Command, SessionAdmin};
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 pub struct ShowNodes;
 

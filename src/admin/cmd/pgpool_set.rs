@@ -3,8 +3,8 @@
 
 use crate::admin::{Answer, Command, SessionAdmin};
 use crate::config::{context, is_session_settable};
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 /// `value: None` is a RESET.
 pub struct PgpoolSet {

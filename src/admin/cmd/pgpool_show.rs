@@ -1,8 +1,8 @@
 //! `PGPOOL SHOW <param> | <group> | ALL` (spec 7.3), with this session's `PGPOOL SET`s.
 
 use crate::admin::{Answer, Command, SessionAdmin};
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 pub struct PgpoolShow(pub String);
 

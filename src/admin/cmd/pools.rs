@@ -2,11 +2,11 @@
 //! backend connections are cached across sessions, a session's slot is the connections it
 //! holds; `pool_connected` is 1 on each row of a live session.
 
-use crate::admin::registry::SessionInfo;
 use crate::admin::view::timestamp;
 use crate::admin::{Answer, Command, SessionAdmin};
+use crate::context::registry::SessionInfo;
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 pub struct ShowPools;
 

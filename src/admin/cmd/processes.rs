@@ -4,8 +4,8 @@
 
 use crate::admin::view::timestamp;
 use crate::admin::{Answer, Command, SessionAdmin};
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 pub struct ShowProcesses;
 

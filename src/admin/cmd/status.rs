@@ -2,8 +2,8 @@
 //! prints them (`1`/`0`). PCP `pool_status` sends the same items.
 
 use crate::admin::{Answer, Command, SessionAdmin};
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 pub struct ShowStatus;
 

@@ -1,8 +1,8 @@
 //! `SHOW pool_version`: the version line pgpool2_exporter parses (`^(\d+)(\.\d+)(\.\d+)?`).
 
 use crate::admin::{Answer, Command, SessionAdmin, POOL_VERSION};
+use crate::context::Context;
 use crate::protocol::PgError;
-use crate::server::Context;
 
 pub struct ShowVersion;
 

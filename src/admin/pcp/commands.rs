@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 use super::wire::{self, read_packet, Packet, PcpError};
 use crate::admin::view::{epoch, nodes, NodeView};
 use crate::admin::{health_check_row, pools_rows, status_items, SessionAdmin};
-use crate::server::Context;
+use crate::context::Context;
 use crate::stream::Stream;
 
 /// Serves commands until the client says `X` or goes away.
@@ -48,14 +48,13 @@ fn answer(ctx: &Context, p: &Packet, out: &mut BytesMut) {
         b'P' => proc_info(ctx, p, out),
         b'B' => pool_status(ctx, out),
         b'Z' => {
-            ctx.reload_requested.notify_waiters();
+            ctx.request_reload();
             tracing::info!("configuration reload requested over PCP");
             wire::strings(out, b'z', &[DONE]);
         }
         b'T' => {
             tracing::info!("shutdown requested over PCP");
-            ctx.shutdown_requested.notify_waiters();
-            ctx.shutdown_requested.notify_one();
+            ctx.request_shutdown();
             wire::strings(out, b't', &[DONE]);
         }
         other => {

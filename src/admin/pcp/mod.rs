@@ -14,8 +14,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UnixListener};
 use tracing::{debug, info, warn};
 
+use crate::context::Context;
 use crate::listen;
-use crate::server::Context;
 use crate::stream::Stream;
 use wire::{read_packet, PcpError};
 

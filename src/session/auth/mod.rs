@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use super::SessionError;
 use crate::backend::Credential;
-use crate::server::Context;
+use crate::context::Context;
 
 pub use exchange::ClientAuth;
 

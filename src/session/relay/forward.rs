@@ -177,8 +177,7 @@ impl Relay {
                 // Down for everyone until the background retry reaches it again.
                 crate::replication::node_failed(&self.ctx, node, &e.to_string());
                 if let Some(n) = self.ctx.nodes.node(node) {
-                    n.fallbacks
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    n.note_fallback();
                 }
                 Box::pin(self.ensure_connected(primary)).await
             }

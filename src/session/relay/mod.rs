@@ -25,9 +25,10 @@ use super::slot::Slot;
 use super::SessionError;
 use crate::admin::{ProcStatus, SessionAdmin};
 use crate::backend::BackendError;
+use crate::context::Context;
 use crate::protocol::{FrameDecoder, PgError};
 use crate::router::AdminCommand;
-use crate::server::{CancelHandle, Context};
+use crate::session::cancel::CancelHandle;
 use crate::stream::Stream;
 
 /// Stop reading from one side while this much is waiting to be written to the other.
@@ -495,7 +496,7 @@ impl Relay {
     fn answer_admin(
         &mut self,
         f: impl FnOnce(
-            &crate::server::Context,
+            &crate::context::Context,
             &mut SessionAdmin,
             crate::admin::Explainer<'_>,
             &mut BytesMut,

@@ -1,8 +1,8 @@
 //! `PGPOOL EXPLAIN ROUTE`: the session's routing asked without routing anything.
 
 use super::{Questions, Router};
+use crate::context::Context;
 use crate::router::{RouteResult, Target as PolicyTarget};
-use crate::server::Context;
 
 impl Router {
     /// Catalog facts `PGPOOL EXPLAIN ROUTE <sql>` needs looked up first.

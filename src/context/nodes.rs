@@ -78,9 +78,9 @@ pub struct NodeState {
     /// Wakes the node's background retry when the node is marked down.
     pub(crate) wake: tokio::sync::Notify,
     /// Reads that went to the primary because this node failed (connect or mid-session).
-    pub fallbacks: AtomicU64,
+    fallbacks: AtomicU64,
     /// Requests retried on the primary after this node died under them.
-    pub retries: AtomicU64,
+    retries: AtomicU64,
     /// Health check counts (`SHOW pool_health_check_stats`).
     health: Mutex<HealthStats>,
 }
@@ -421,6 +421,24 @@ impl NodeStates {
 }
 
 impl NodeState {
+    /// A read meant for this node went to the primary because the node failed.
+    pub fn note_fallback(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` requests were retried on the primary after this node died under them.
+    pub fn note_retries(&self, n: u64) {
+        self.retries.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, NodeSnapshot> {
         self.detail.lock().unwrap_or_else(|p| p.into_inner())
     }
