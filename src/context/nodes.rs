@@ -76,7 +76,7 @@ pub struct NodeState {
     readable: AtomicBool,
     detail: Mutex<NodeSnapshot>,
     /// Wakes the node's background retry when the node is marked down.
-    pub(crate) wake: tokio::sync::Notify,
+    wake: tokio::sync::Notify,
     /// Reads that went to the primary because this node failed (connect or mid-session).
     fallbacks: AtomicU64,
     /// Requests retried on the primary after this node died under them.
@@ -104,7 +104,7 @@ pub struct NodeStates {
     /// Wakes sessions waiting for a primary and the primary search.
     primary_changed: tokio::sync::Notify,
     /// Wakes the primary search (the primary failed or was found in recovery).
-    pub(crate) search: tokio::sync::Notify,
+    search: tokio::sync::Notify,
 }
 
 /// One node's health check record, as Pgpool-II's `POOL_HEALTH_CHECK_STATISTICS`.
@@ -171,6 +171,17 @@ pub enum Transition {
 }
 
 impl NodeStates {
+    /// Wakes the primary search (the primary failed or was found in recovery).
+    pub fn request_primary_search(&self) {
+        self.search.notify_one();
+    }
+
+    /// Resolves at the next [`NodeStates::request_primary_search`] (one made while nobody
+    /// waited is kept for the next wait).
+    pub fn primary_search_requested(&self) -> tokio::sync::futures::Notified<'_> {
+        self.search.notified()
+    }
+
     pub fn new(count: usize) -> NodeStates {
         let now = SystemTime::now();
         let nodes = (0..count.max(1))
@@ -421,6 +432,17 @@ impl NodeStates {
 }
 
 impl NodeState {
+    /// Wakes the node's background retry (it was just marked down).
+    pub fn wake_retry(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves at the next [`NodeState::wake_retry`]; a wake sent while nobody waited is
+    /// kept for the next wait.
+    pub fn retry_woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
     /// A read meant for this node went to the primary because the node failed.
     pub fn note_fallback(&self) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);

@@ -178,7 +178,7 @@ pub async fn search_primary(ctx: Arc<Context>) {
         } else {
             SEARCH_RECHECK
         };
-        let _ = tokio::time::timeout(wait, ctx.nodes.search.notified()).await;
+        let _ = tokio::time::timeout(wait, ctx.nodes.primary_search_requested()).await;
     }
 }
 

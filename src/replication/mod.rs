@@ -73,7 +73,7 @@ pub fn node_answered(ctx: &Context, node: usize) {
 /// (which starts the primary search) and the caller must not write there.
 pub fn primary_in_recovery(ctx: &Context, node: usize) {
     health::note_role(ctx, node, PgRole::Standby);
-    ctx.nodes.search.notify_one();
+    ctx.nodes.request_primary_search();
 }
 
 /// The FATAL a session gets when the node it writes to is no longer the primary: the
@@ -119,7 +119,7 @@ pub fn node_failed(ctx: &Context, node: usize, reason: &str) {
         warn!(node, "backend marked down: {reason}");
     }
     if let Some(state) = ctx.nodes.node(node) {
-        state.wake.notify_one();
+        state.wake_retry();
     }
 }
 
@@ -132,7 +132,7 @@ async fn retry_when_down(ctx: Arc<Context>, node: usize) {
     loop {
         if ctx.nodes.status(node) != NodeStatus::Down {
             // A wake sent before this wait is kept by Notify, so none is lost.
-            state.wake.notified().await;
+            state.retry_woken().await;
             continue;
         }
         let mut wait = PROBE_FIRST;
