@@ -38,8 +38,8 @@ use primary::primary_mode;
 use registry::SessionRegistry;
 use routecfg::router_config;
 
-/// Everything sessions share. Config and credentials are swapped whole on reload, so readers
-/// never wait.
+/// Everything the running proxy shares. Config and credentials are swapped whole on reload,
+/// so readers never wait.
 pub struct Context {
     config: ArcSwap<Config>,
     passwd: ArcSwap<PoolPasswd>,
