@@ -1,6 +1,7 @@
 //! The shutdown as sessions see it: the phase, a watch per session that wakes it when the
-//! phase moves, and the tracker the shutdown waits on. The lifecycle (`crate::lifecycle`)
-//! moves the phase; this state lives in the shared context so sessions need nothing above it.
+//! phase moves, and the tracker the shutdown waits on. The process lifecycle (signals,
+//! drain) moves the phase; this state lives in the shared context so that sessions need
+//! nothing above it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};

@@ -250,7 +250,7 @@ impl From<NoMessage> for SessionError {
     fn from(n: NoMessage) -> SessionError {
         match n {
             NoMessage::Io(e) => SessionError::Io(e),
-            NoMessage::Shutdown => SessionError::Client(crate::lifecycle::shutdown_error()),
+            NoMessage::Shutdown => SessionError::Client(crate::context::control::shutdown_error()),
             NoMessage::IdleLimit(limit) => relay::idle_limit_reached(limit),
         }
     }
