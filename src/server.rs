@@ -26,7 +26,7 @@ pub async fn reap_idle(ctx: Arc<Context>) {
 
 /// Binds every configured listener. An empty `listen_addresses` means Unix socket only.
 pub async fn bind(cfg: &Config) -> anyhow::Result<(Vec<TcpListener>, Vec<UnixListener>)> {
-    let tcp = listen::bind_tcp(&cfg.listen_addresses, cfg.port).await?;
+    // The socket files first: a client that reached the TCP port finds them there.
     let mut unix = Vec::new();
     for dir in &cfg.unix_socket_directories {
         if let Some((l, path)) = listen::bind_unix(dir, cfg.port, "Unix") {
@@ -35,6 +35,7 @@ pub async fn bind(cfg: &Config) -> anyhow::Result<(Vec<TcpListener>, Vec<UnixLis
             unix.push(l);
         }
     }
+    let tcp = listen::bind_tcp(&cfg.listen_addresses, cfg.port).await?;
     if tcp.is_empty() && unix.is_empty() {
         anyhow::bail!("no listening socket could be created");
     }
