@@ -114,10 +114,7 @@ fn run(cli: Cli, logging: LogHandle) -> anyhow::Result<()> {
     let auth = load_auth(&sources, &cfg)?;
     let hba = sources.load_hba(&cfg)?;
     let _pid_file = create_pid_file(&cfg)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = runtime(cfg.worker_threads).context("starting the runtime")?;
     rt.block_on(async move {
         let ctx: Arc<Context> = Context::new(cfg, auth.passwd);
         ctx.set_logging(logging);
@@ -200,4 +197,22 @@ async fn start_admin_servers(ctx: &Arc<Context>, sources: &Sources) -> anyhow::R
     }
     tokio::spawn(pgpool::admin::http::serve(ctx.clone(), http));
     Ok(())
+}
+
+/// The runtime `worker_threads` asks for. One thread is tokio's current-thread scheduler:
+/// the same event loop without the work-stealing one needs to share tasks between threads.
+fn runtime(worker_threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => usize::from(n),
+    };
+    match threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
 }

@@ -57,9 +57,10 @@ const LOAD_BALANCED: &str = "load_balance_mode = on\nbackend_weight0 = 0\n\
 /// The proxies under test, each with its `pgpool.conf` lines on top of [`LOAD_BALANCED`].
 const PROXIES: &[(&str, &str)] = &[
     ("load balanced", ""),
+    // On one event loop (tokio's current-thread runtime) rather than the worker pool.
     (
-        "load balanced, disable_load_balance_on_write = always",
-        "disable_load_balance_on_write = 'always'\n",
+        "load balanced, disable_load_balance_on_write = always, worker_threads = 1",
+        "disable_load_balance_on_write = 'always'\nworker_threads = 1\n",
     ),
     // Reads after a write of the transaction stay on the replica (other tables): the
     // paths where a failing balanced read must abort a transaction that wrote.

@@ -231,3 +231,29 @@ async fn psql_describe_multistatement_and_copy_from_stdin() {
         &format!("drop table {table}"),
     );
 }
+
+/// The threads a proxy runs with `worker_threads`: 1 is one event loop on the main thread
+/// (no worker pool at all), N a pool of N workers besides it. Counted from /proc after
+/// queries on both servers, so the sessions ran on what the setting asked for.
+#[tokio::test]
+async fn worker_threads_sets_the_threads_sessions_run_on() {
+    for (setting, threads) in [(1, 1), (3, 4)] {
+        let proxy = Proxy::start(&format!(
+            "worker_threads = {setting}\nload_balance_mode = on\nbackend_weight0 = 1\nbackend_weight1 = 1"
+        ));
+        let mut ports = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let c = proxy.connect("postgres", "postgres").await;
+            let row = c
+                .query_one("select inet_server_port()", &[])
+                .await
+                .expect("query");
+            ports.insert(row.get::<_, i32>(0));
+        }
+        assert_eq!(ports.len(), 2, "worker_threads = {setting}: both servers answered");
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", proxy.pid()))
+            .expect("/proc")
+            .count();
+        assert_eq!(tasks, threads, "worker_threads = {setting}");
+    }
+}

@@ -213,6 +213,11 @@ pub struct Config {
     pub metrics_listen_addresses: Vec<String>,
     /// `metrics_port` (pgpool-rs extension), default 9930; 0 = no metrics listener.
     pub metrics_port: u16,
+    /// `worker_threads` (pgpool-rs extension), default 0: the threads that run sessions.
+    /// 0 = one per CPU the process may use (its cgroup quota included); 1 = a single
+    /// event loop, as PgBouncer runs — on a machine shared with the database it spends
+    /// the least CPU per transaction, since no thread wakes another.
+    pub worker_threads: u16,
     /// `shutdown_delay` (s, pgpool-rs extension), default 5: on SIGTERM keep accepting
     /// this long (readiness goes down first) so Kubernetes can remove the endpoint.
     pub shutdown_delay: u64,

@@ -207,6 +207,7 @@ pub(crate) static PARAMS: &[ParamDef] = &[
     p!(max_message_size, Init, "1GB", int(1024, i32::MAX as i64, Bytes), "pgpool-rs: largest client message accepted"),
     p!(metrics_listen_addresses, Init, "*", list(","), "pgpool-rs: metrics and health HTTP listen addresses"),
     p!(metrics_port, Init, "9930", int(0, 65535, None), "pgpool-rs: metrics and health HTTP port (0 = off)"),
+    p!(worker_threads, Init, "0", int(0, 1024, None), "pgpool-rs: threads that run sessions (0 = one per CPU available, 1 = one event loop)"),
     p!(shutdown_delay, Reload, "5", int(0, 3600, S), "pgpool-rs: seconds to keep accepting after SIGTERM"),
     p!(drain_timeout, Reload, "20", int(0, 86_400, S), "pgpool-rs: seconds to wait for sessions to end on shutdown"),
     p!(replica_connect_timeout, Reload, "1000", int(0, i32::MAX as i64, Ms), "pgpool-rs: connect timeout for replicas, and for the primary while it is down"),
