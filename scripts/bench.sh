@@ -33,6 +33,8 @@ TXN_TARGETS=(direct pgbouncer-txn pgpool-rs-txn)
 # Backend connections of each transaction-mode proxy (default_pool_size of both).
 TXN_POOL_SIZE=8
 SCALE=10
+# pgpool-rs's setting for one event loop, like PgBouncer's single process.
+ONE_LOOP="worker_threads = 1"
 DB=bench
 
 MODE=full
@@ -79,10 +81,13 @@ pgbench_args() {
     esac
 }
 
-# The targets a scenario runs against.
+# The targets a scenario runs against. pgpool-rs runs on one event loop (worker_threads = 1)
+# as PgBouncer does; pgpool-rs-mt, at its default of one worker thread per CPU, joins the
+# steady-load scenarios.
 targets_of() {
     case "$1" in
     txn_*) printf '%s\n' "${TXN_TARGETS[@]}" ;;
+    select_* | tpcb) printf '%s\n' "${TARGETS[@]}" pgpool-rs-mt ;;
     *) printf '%s\n' "${TARGETS[@]}" ;;
     esac
 }
@@ -245,7 +250,9 @@ write_results() {
         printf 'pgbench runs on the same machine as the servers and proxies.\n'
         printf 'Transaction pooling (txn_*): PgBouncer and pgpool-rs with pool_mode = transaction and default_pool_size = %s,\n' \
             "$TXN_POOL_SIZE"
-        printf 'pgpool-rs with backend_weight1 = 0 (every query to the primary, like PgBouncer); ratios to pgbouncer-txn and to direct.\n\n'
+        printf 'pgpool-rs with backend_weight1 = 0 (every query to the primary, like PgBouncer); ratios to pgbouncer-txn and to direct.\n'
+        printf 'pgpool-rs and pgpool-rs-txn run with %s (one event loop, as PgBouncer); pgpool-rs-mt with the default (one worker per CPU).\n\n' \
+            "$ONE_LOOP"
         python3 "$HERE/report.py" "$RAW" "${LABELS[@]}"
     } >"$file"
     cat "$file"
@@ -266,12 +273,13 @@ main() {
     init_pgbench_db
     start_pgbouncer pgbouncer session 100
     start_pgpool2
-    start_pgpool_rs 64 pgpool-rs
+    start_pgpool_rs 64 pgpool-rs "$ONE_LOOP"
+    start_pgpool_rs 64 pgpool-rs-mt
     if [[ " ${SCENARIOS[*]} " == *" txn_"* ]]; then
         start_pgbouncer pgbouncer-txn transaction "$TXN_POOL_SIZE"
         # Twice the clients as the session cap, so pgbench never waits for a slot.
         start_pgpool_rs 128 pgpool-rs-txn "pool_mode = 'transaction'" \
-            "default_pool_size = $TXN_POOL_SIZE" "backend_weight1 = 0"
+            "default_pool_size = $TXN_POOL_SIZE" "backend_weight1 = 0" "$ONE_LOOP"
     fi
     log "$MODE mode: ${#SCENARIOS[@]} scenarios, ${#TARGETS[@]} targets (txn_*: ${#TXN_TARGETS[@]}), $ROUNDS round(s), -T $DURATION"
     local round

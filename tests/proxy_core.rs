@@ -250,7 +250,11 @@ async fn worker_threads_sets_the_threads_sessions_run_on() {
                 .expect("query");
             ports.insert(row.get::<_, i32>(0));
         }
-        assert_eq!(ports.len(), 2, "worker_threads = {setting}: both servers answered");
+        assert_eq!(
+            ports.len(),
+            2,
+            "worker_threads = {setting}: both servers answered"
+        );
         let tasks = std::fs::read_dir(format!("/proc/{}/task", proxy.pid()))
             .expect("/proc")
             .count();

@@ -194,12 +194,12 @@ stop_group() {
 
 restart_pgpool_rs() {
     stop_group "${PGID[pgpool-rs]:-}"
-    start_pgpool_rs "$1" pgpool-rs
+    start_pgpool_rs "$1" pgpool-rs "$ONE_LOOP"
 }
 
 cleanup() {
     local target
-    for target in pgbouncer pgbouncer-txn pgpool2 pgpool-rs pgpool-rs-txn; do
+    for target in pgbouncer pgbouncer-txn pgpool2 pgpool-rs pgpool-rs-mt pgpool-rs-txn; do
         stop_group "${PGID[$target]:-}"
     done
     stop_cluster

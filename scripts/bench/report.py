@@ -12,7 +12,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-TARGETS = ["direct", "pgbouncer", "pgpool2", "pgpool-rs"]
+TARGETS = ["direct", "pgbouncer", "pgpool2", "pgpool-rs", "pgpool-rs-mt"]
 TXN_TARGETS = ["direct", "pgbouncer-txn", "pgpool-rs-txn"]
 TXN_BASELINE = "pgbouncer-txn"
 # Metric recorded for a pgbench run that printed no TPS -> word shown in its TPS cell.

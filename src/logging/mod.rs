@@ -20,8 +20,12 @@ use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 use crate::config::Config;
 
+mod entry;
+use entry::SkipEntry;
+
 /// The subscriber the format layer sits on: the registry under the (reloadable) level filter.
-type Filtered = tracing_subscriber::layer::Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+type Filtered =
+    tracing_subscriber::layer::Layered<SkipEntry<reload::Layer<EnvFilter, Registry>>, Registry>;
 type BoxedLayer = Box<dyn Layer<Filtered> + Send + Sync>;
 
 /// Switches the process's logging to what the configuration says. Filter and format are
@@ -109,9 +113,17 @@ pub fn init(debug: bool) -> LogHandle {
     let settings = LogSettings::initial(debug);
     let (filter, filter_handle) = reload::Layer::new(filter(&settings));
     let (format, format_handle) = reload::Layer::new(format(&settings));
+    // Only a `PGPOOL_LOG` directive can scope a level to a span (see `entry`).
+    let span_directives = std::env::var_os("PGPOOL_LOG").is_some();
     tracing_subscriber::registry()
-        .with(filter)
-        .with(format)
+        .with(SkipEntry {
+            inner: filter,
+            skip: !span_directives,
+        })
+        .with(SkipEntry {
+            inner: format,
+            skip: true,
+        })
         .init();
     LogHandle {
         filter: filter_handle,
