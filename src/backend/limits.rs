@@ -3,7 +3,6 @@
 //! each such connection carries a permit, idle in the cache or in use, so the count never
 //! passes the bound; a session that finds none free waits for one to come back.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,14 +37,14 @@ pub enum Acquired<T> {
 
 pub struct ConnLimits {
     size: usize,
-    keys: Mutex<HashMap<LimitKey, Arc<KeyLimit>>>,
+    keys: Mutex<foldhash::HashMap<LimitKey, Arc<KeyLimit>>>,
 }
 
 impl ConnLimits {
     pub fn new(size: usize) -> ConnLimits {
         ConnLimits {
             size: size.max(1),
-            keys: Mutex::new(HashMap::new()),
+            keys: Mutex::new(foldhash::HashMap::default()),
         }
     }
 

@@ -3,7 +3,6 @@
 //! and the client's startup parameters, bounded per node with least-recently-returned
 //! eviction, and aged out by `connection_life_time` / `child_life_time`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -94,9 +93,9 @@ pub struct PoolCounters {
 
 #[derive(Default)]
 struct Inner {
-    idle: HashMap<PoolKey, Vec<Idle>>,
+    idle: foldhash::HashMap<PoolKey, Vec<Idle>>,
     /// Idle connections per node, to enforce the per-node bound.
-    per_node: HashMap<usize, usize>,
+    per_node: foldhash::HashMap<usize, usize>,
 }
 
 /// Limits taken from the configuration at construction (pool limits are start-only in

@@ -31,9 +31,20 @@ pub fn resets_only_session_state(list: &[String]) -> bool {
     list.iter().all(|q| is_one_of(q, STATE_RESETS))
 }
 
+/// `q` is one of `list` up to case and runs of white space (no allocation: this runs at
+/// every release of a connection).
 fn is_one_of(q: &str, list: &[&str]) -> bool {
-    let q = q.split_whitespace().collect::<Vec<_>>().join(" ");
-    list.iter().any(|r| q.eq_ignore_ascii_case(r))
+    list.iter().any(|r| {
+        let mut a = q.split_whitespace();
+        let mut b = r.split_whitespace();
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return true,
+                (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => {}
+                _ => return false,
+            }
+        }
+    })
 }
 
 /// What running `list` did to named statements: `Some(true)` dropped them all,
