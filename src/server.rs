@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::listen;
 use crate::protocol::PgError;
 use crate::router::{Classifier, ClassifyOptions, RouterConfig};
-use crate::session::{router_config, ClientInfo};
+use crate::session::ClientInfo;
 use crate::stats::Stats;
 use crate::stream::Stream;
 
@@ -87,7 +87,7 @@ impl Context {
             allow_sql_comments: config.allow_sql_comments,
             ignore_leading_white_space: config.ignore_leading_white_space,
         });
-        let router = router_config(&config);
+        let router = RouterConfig::from_config(&config);
         let logging = statement_logging_bits(&config);
         let nodes = crate::replication::NodeStates::new(config.backends.len());
         nodes.set_primary_mode(crate::replication::primary_mode(&config));
@@ -136,7 +136,8 @@ impl Context {
     pub fn replace_config(&self, config: Config) {
         self.nodes
             .set_primary_mode(crate::replication::primary_mode(&config));
-        self.router.store(Arc::new(router_config(&config)));
+        self.router
+            .store(Arc::new(RouterConfig::from_config(&config)));
         self.statement_logging
             .store(statement_logging_bits(&config), Ordering::Relaxed);
         if let Some(h) = self.logging.get() {

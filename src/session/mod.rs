@@ -12,7 +12,6 @@ mod relay;
 mod request;
 mod reset_list;
 mod route;
-mod routecfg;
 mod ryw;
 mod slot;
 mod startup;
@@ -33,7 +32,6 @@ use crate::stream::Stream;
 
 pub use auth::ClientInfo;
 pub use identity::StartupParams;
-pub use routecfg::router_config;
 pub use startup::FirstPacket;
 
 #[derive(Debug, thiserror::Error)]

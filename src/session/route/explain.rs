@@ -1,7 +1,7 @@
 //! `PGPOOL EXPLAIN ROUTE`: the session's routing asked without routing anything.
 
 use super::{Questions, Router};
-use crate::router::{RouteResult, Target as PolicyTarget};
+use crate::router::{Reason, RouteResult, Target as PolicyTarget};
 use crate::server::Context;
 
 impl Router {
@@ -34,12 +34,12 @@ impl Router {
             .policy
             .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
         {
-            RouteResult::Decided(d) => (d.target, d.reason.code()),
-            RouteResult::NeedCatalog { .. } => (PolicyTarget::Primary, "volatility_unknown"),
+            RouteResult::Decided(d) => (d.target, d.reason),
+            RouteResult::NeedCatalog { .. } => (PolicyTarget::Primary, Reason::VolatilityUnknown),
         };
         let (node, mut reason) = self.final_node(ctx, decision, in_txn, reason, &[stmt]);
         if node != self.primary() && ctx.config().read_your_writes && self.ryw.pending(node) {
-            reason = "read_your_writes_check";
+            reason = Reason::ReadYourWritesCheck;
         }
         crate::admin::Explained { node, reason }
     }
