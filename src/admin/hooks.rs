@@ -41,7 +41,7 @@ pub fn note_backend_closed(ctx: &Context, node: usize) {
 pub fn count_sent(ctx: &Context, node: usize, stmts: &[Arc<Statement>], reason: Reason) {
     let counters = ctx.stats.node(node);
     for s in stmts {
-        counters.count_statement(s.class());
+        counters.count_statement(s.class);
     }
     ctx.stats.routed(node, reason);
 }
