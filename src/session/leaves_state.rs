@@ -126,6 +126,17 @@ mod tests {
             ),
             ("update t set v = (v + 1) where id in (1, 2)", false),
             ("update t set v = nextval('s')", true),
+            // Types and syntax are no calls; a call anywhere in the statement is one.
+            (
+                "update t set v = cast(v as numeric(10, 2)), w = w::varchar(8)",
+                false,
+            ),
+            ("update t set (a, b) = row(1, 2)", false),
+            ("insert into t values (1) returning my_function(a)", true),
+            (
+                "insert into t values (1) on conflict (a) do update set a = f(1)",
+                true,
+            ),
             ("delete from t where id = any(f())", true),
             ("insert into t select * from \"F\"(1)", true),
             ("update t set v = 'unterminated", true),
