@@ -66,25 +66,43 @@ pub(crate) fn dml(c: &mut Cur, word: &str) -> Facts {
 fn called_functions(c: &mut Cur) -> Vec<String> {
     let mut functions = Vec::new();
     while let Some(t) = c.tok(c.pos) {
-        if !matches!(t.kind, TokKind::Word | TokKind::QuotedIdent) {
-            c.pos += 1;
+        let start = c.pos;
+        let end = name_end(c, start);
+        if end == start || !c.is_punct(end, b'(') {
+            c.pos = end.max(start + 1);
             continue;
         }
-        let start = c.pos;
         let is_type = start > 0
             && c.tok(start - 1)
                 .is_some_and(|p| p.kind == TokKind::Cast || c.kw_at(start - 1, "as"));
         let Some(name) = c.qualified_name() else {
-            c.pos = start + 1; // `t.*`
+            c.pos = start + 1;
             continue;
         };
         let syntax = t.kind == TokKind::Word
             && c.pos == start + 1
             && (NOT_FUNCTIONS.contains(&name.as_str())
                 || DML_NOT_FUNCTIONS.contains(&name.as_str()));
-        if c.is_punct(c.pos, b'(') && !is_type && !syntax {
+        if !is_type && !syntax {
             push_unique(&mut functions, name);
         }
     }
     functions
+}
+
+/// Where the (possibly qualified) name at `i` ends; `i` if there is none. Found before any
+/// name is built, so only calls cost an allocation.
+fn name_end(c: &Cur, i: usize) -> usize {
+    let is_ident = |j: usize| {
+        c.tok(j)
+            .is_some_and(|t| matches!(t.kind, TokKind::Word | TokKind::QuotedIdent))
+    };
+    if !is_ident(i) {
+        return i;
+    }
+    let mut end = i + 1;
+    while c.is_punct(end, b'.') && is_ident(end + 1) {
+        end += 2;
+    }
+    end
 }
