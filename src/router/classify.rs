@@ -90,12 +90,11 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
             stmt.changes_catalog |= changes_catalog(sql, p, &other);
             stmt.pins_session |= sets_state_elsewhere(&other, true);
         }
-        stmt.outlives = outlives.verdict();
-        if matches!(facts.kind, StmtKind::Admin(_)) {
-            return (stmt, facts.literal_names); // admin commands are only answered alone
-        }
     }
     stmt.outlives = outlives.verdict();
+    if stmt.multi && matches!(facts.kind, StmtKind::Admin(_)) {
+        return (stmt, facts.literal_names); // admin commands are only answered alone
+    }
     stmt.kind = facts.kind;
     stmt.functions = facts.functions;
     stmt.relations = facts.relations;

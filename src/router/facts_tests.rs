@@ -156,6 +156,8 @@ fn state_that_outlives_the_transaction_is_reported() {
         ("LISTEN a; PREPARE p AS SELECT 1", Some(Listen)),
         ("LISTEN a; SELECT pg_advisory_lock(1)", Some(AdvisoryLock)),
         ("CREATE TEMP TABLE t (a int); LISTEN a", Some(Listen)),
+        // An admin command among other statements is sent on, so what follows counts.
+        ("PGPOOL SHOW all; LISTEN a", Some(Listen)),
         ("SELECT 1", None),
         ("INSERT INTO t VALUES (1)", None),
         ("listen 'unterminated", None),
