@@ -229,15 +229,7 @@ impl Stats {
         }
     }
 
-    /// A routing decision the session reports by its code.
-    pub fn routed_code(&self, node: usize, code: &'static str) {
-        match Reason::from_code(code) {
-            Some(reason) => self.routed(node, reason),
-            None => self.routed_other(node, code),
-        }
-    }
-
-    /// A code that is no [`Reason`], or a node past [`MAX_NODES`]: still counted, under a lock.
+    /// A node past [`MAX_NODES`]: still counted, under a lock.
     fn routed_other(&self, node: usize, code: &'static str) {
         let mut v = self.routed.lock().unwrap_or_else(|p| p.into_inner());
         match v.iter_mut().find(|(n, r, _)| *n == node && *r == code) {
@@ -278,15 +270,13 @@ mod tests {
         let s = Stats::default();
         s.routed(1, Reason::LoadBalance);
         s.routed(1, Reason::LoadBalance);
-        s.routed_code(0, "session_pinned");
-        s.routed_code(0, "not_a_reason");
+        s.routed(0, Reason::SessionPinned);
         s.routed(MAX_NODES + 1, Reason::Write);
         let mut got = s.routed_counts();
         got.sort();
         assert_eq!(
             got,
             [
-                (0, "not_a_reason", 1),
                 (0, "session_pinned", 1),
                 (1, "load_balance", 2),
                 (MAX_NODES + 1, "write", 1),

@@ -78,8 +78,8 @@ const PROXIES: &[(&str, &str)] = &[
 ];
 
 /// The proxy that shares backend connections between transactions: it refuses what would
-/// outlive one (temp tables, a SET among other statements), so sequences using those are
-/// not run through it.
+/// outlive one (temp tables, a SET among other statements, set_config in a data change), so
+/// sequences using those are not run through it.
 const TXN_POOLING: &str = "load balanced, pool_mode = transaction";
 
 /// Whether `seq` uses nothing transaction pooling refuses.
@@ -91,7 +91,7 @@ fn poolable(seq: &Sequence) -> bool {
             _ => return true,
         };
         let multi_set = sql.contains(';') && (sql.contains("set ") || sql.contains("reset "));
-        !(sql.contains("tmp") || sql.contains("temp") || multi_set)
+        !(sql.contains("tmp") || sql.contains("temp") || multi_set || sql.contains("set_config"))
     })
 }
 

@@ -394,6 +394,37 @@ async fn set_config_search_path_follows_the_session_to_the_replica() {
 }
 
 /// Catalog facts are cached: a change made outside the proxy is seen after a reload.
+/// A setting made inside a data change (`set_config` in an UPDATE) cannot be replayed on
+/// the replica: the session's later reads stay on the primary, where the setting holds.
+#[tokio::test]
+async fn a_setting_made_by_a_data_change_keeps_the_session_on_the_primary() {
+    let proxy = Proxy::start(ALL_READS_TO_REPLICA);
+    let c = proxy.connect("postgres", "postgres").await;
+    let (p, r) = (cluster().primary_port as i32, cluster().replica_port as i32);
+    assert_eq!(answered_by(&c, "select inet_server_port()").await, r);
+    let t = common::unique_name("setdml");
+    c.batch_execute(&format!(
+        "create table {t}(id int, note text); insert into {t} values (1, '')"
+    ))
+    .await
+    .unwrap();
+    c.batch_execute(&format!(
+        "update {t} set note = set_config('app.dml_note', 'kept', false) where id = 1"
+    ))
+    .await
+    .unwrap();
+    let row = c
+        .query_one(
+            "select coalesce(current_setting('app.dml_note', true), ''), inet_server_port()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "kept");
+    assert_eq!(row.get::<_, i32>(1), p);
+    c.batch_execute(&format!("drop table {t}")).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_table_made_unlogged_outside_the_proxy_is_seen_after_a_reload() {
     let proxy = Proxy::start(ALL_READS_TO_REPLICA);

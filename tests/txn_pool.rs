@@ -253,6 +253,58 @@ async fn state_that_outlives_a_transaction_is_refused_with_0a000() {
     assert_eq!(locks, 0);
 }
 
+/// Session state need not come from a statement of its own: a data change may take a
+/// session-level advisory lock, a later statement of a query may, and `pg_temp.x` is a
+/// temporary table by its schema. Each is refused before it runs.
+#[tokio::test]
+async fn state_left_by_a_data_change_or_a_later_statement_is_refused() {
+    let proxy = txn_proxy(10, "");
+    let direct = common::primary_client().await;
+    let t = common::unique_name("txn_pool_dml");
+    direct
+        .batch_execute(&format!("CREATE TABLE {t} (a int)"))
+        .await
+        .unwrap();
+    let c = proxy.connect("postgres", "postgres").await;
+    let refused = [
+        format!("INSERT INTO {t} SELECT 1 WHERE pg_try_advisory_lock(4343)"),
+        "SELECT 1; SELECT pg_advisory_lock(4343)".to_string(),
+        format!("CREATE TABLE pg_temp.{t} (a int)"),
+    ];
+    for sql in &refused {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert_refused(e, sql);
+    }
+    let held: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4343",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0, "a refused statement ran");
+    let temp: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = $1 AND relpersistence = 't'",
+            &[&t],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(temp, 0, "a refused temporary table was made");
+    let rows: i64 = direct
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+    // The same data change without the lock runs.
+    c.batch_execute(&format!("INSERT INTO {t} SELECT 1 WHERE now() IS NOT NULL"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_client_gone_mid_transaction_is_rolled_back_and_its_backend_reused() {
     let proxy = txn_proxy(1, "");

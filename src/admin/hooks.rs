@@ -9,7 +9,7 @@ use super::{NewSession, SessionAdmin};
 use crate::backend::BackendConn;
 use crate::context::registry::BackendInfo;
 use crate::context::Context;
-use crate::router::Statement;
+use crate::router::{Reason, Statement};
 
 /// The session took a connection to `node` (opened or from the cache: the pool counts
 /// which, so `_ctx` is not needed here).
@@ -38,12 +38,12 @@ pub fn note_backend_closed(ctx: &Context, node: usize) {
 }
 
 /// A request with `stmts` went to `node` because of `reason`.
-pub fn count_sent(ctx: &Context, node: usize, stmts: &[Arc<Statement>], reason: &'static str) {
+pub fn count_sent(ctx: &Context, node: usize, stmts: &[Arc<Statement>], reason: Reason) {
     let counters = ctx.stats.node(node);
     for s in stmts {
-        counters.count_statement(s.class());
+        counters.count_statement(s.class);
     }
-    ctx.stats.routed_code(node, reason);
+    ctx.stats.routed(node, reason);
 }
 
 /// An authenticated session begins: its registry entry and admin state.

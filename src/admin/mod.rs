@@ -57,7 +57,7 @@ pub trait Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Explained {
     pub node: usize,
-    pub reason: &'static str,
+    pub reason: crate::router::Reason,
 }
 
 /// A session's admin state: its registry entry, `PGPOOL SET` values, what the session

@@ -10,7 +10,6 @@ pub mod control;
 pub mod nodes;
 pub mod primary;
 pub mod registry;
-pub mod routecfg;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -36,7 +35,6 @@ use control::Control;
 use nodes::NodeStates;
 use primary::primary_mode;
 use registry::SessionRegistry;
-use routecfg::router_config;
 
 /// Everything the running proxy shares. Config and credentials are swapped whole on reload,
 /// so readers never wait.
@@ -100,7 +98,7 @@ impl Context {
             allow_sql_comments: config.allow_sql_comments,
             ignore_leading_white_space: config.ignore_leading_white_space,
         });
-        let router = router_config(&config);
+        let router = RouterConfig::from_config(&config);
         let logging = statement_logging_bits(&config);
         let nodes = NodeStates::new(config.backends.len());
         nodes.set_primary_mode(primary_mode(&config));
@@ -147,7 +145,8 @@ impl Context {
     /// are picked up.
     pub fn replace_config(&self, config: Config) {
         self.nodes.set_primary_mode(primary_mode(&config));
-        self.router.store(Arc::new(router_config(&config)));
+        self.router
+            .store(Arc::new(RouterConfig::from_config(&config)));
         self.statement_logging
             .store(statement_logging_bits(&config), Ordering::Relaxed);
         if let Some(h) = self.logging.get() {

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use super::cursor::Cur;
 use super::fast;
 use super::lexer::{self, TokKind, Token};
-use super::statement::{ClassifyOptions, Facts, Memo, PrimaryCause, Statement, StmtKind};
+use super::outlives::{statement_outlives, takes_session_lock};
+use super::statement::{ClassifyOptions, Facts, Memo, Outlives, PrimaryCause, Statement, StmtKind};
+use super::stmt_class::StmtClass;
 
 /// How deep EXPLAIN / PREPARE / COPY may nest statements inside statements.
 const MAX_NESTING: u8 = 4;
@@ -44,6 +46,7 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     let text: Arc<str> = Arc::from(sql);
     let mut stmt = Statement {
         kind: StmtKind::Unparseable,
+        class: StmtClass::Other,
         functions: Vec::new(),
         relations: Vec::new(),
         creates_temp: Vec::new(),
@@ -52,6 +55,7 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
         writes: false,
         changes_catalog: false,
         pins_session: false,
+        outlives: None,
         text,
         memo: Memo::default(),
     };
@@ -59,6 +63,7 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
         return (stmt, false);
     }
     let lexed = lexer::lex(sql);
+    stmt.class = StmtClass::of_tokens(sql, &lexed.tokens);
     if lexed.unterminated {
         return (stmt, false);
     }
@@ -72,19 +77,23 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     stmt.writes = is_writing(&facts.kind);
     stmt.changes_catalog = changes_catalog(sql, first, &facts);
     stmt.pins_session = sets_state_elsewhere(&facts, stmt.multi);
+    let mut outlives = Outlasting::default();
+    outlives.add(sql, first, &facts);
     let mut later_temp = Vec::new();
     if stmt.multi {
         for p in &parts[1..] {
             let mut other = classify_one(sql, p, nesting);
+            outlives.add(sql, p, &other);
             // A temp table made anywhere in the text exists only where the text ran.
             later_temp.append(&mut other.creates_temp);
             stmt.writes |= is_writing(&other.kind);
             stmt.changes_catalog |= changes_catalog(sql, p, &other);
             stmt.pins_session |= sets_state_elsewhere(&other, true);
         }
-        if matches!(facts.kind, StmtKind::Admin(_)) {
-            return (stmt, facts.literal_names); // admin commands are only answered alone
-        }
+    }
+    stmt.outlives = outlives.verdict();
+    if stmt.multi && matches!(facts.kind, StmtKind::Admin(_)) {
+        return (stmt, facts.literal_names); // admin commands are only answered alone
     }
     stmt.kind = facts.kind;
     stmt.functions = facts.functions;
@@ -92,6 +101,30 @@ pub(crate) fn classify_text(sql: &str, nesting: u8) -> (Statement, bool) {
     stmt.creates_temp = facts.creates_temp;
     stmt.creates_temp.append(&mut later_temp);
     (stmt, facts.literal_names)
+}
+
+/// What the statements of one text leave past their transaction (see [`Outlives`]).
+#[derive(Default)]
+struct Outlasting {
+    lock: bool,
+    first: Option<Outlives>,
+    temp: bool,
+}
+
+impl Outlasting {
+    fn add(&mut self, sql: &str, toks: &[Token], facts: &Facts) {
+        self.lock |= takes_session_lock(&facts.functions);
+        match statement_outlives(sql, toks, facts) {
+            Some(Outlives::TempTable) => self.temp = true,
+            found => self.first = self.first.or(found),
+        }
+    }
+
+    fn verdict(&self) -> Option<Outlives> {
+        let lock = self.lock.then_some(Outlives::AdvisoryLock);
+        let temp = self.temp.then_some(Outlives::TempTable);
+        lock.or(self.first).or(temp)
+    }
 }
 
 /// Statements led by these words change what the catalog says about names (DO may too).

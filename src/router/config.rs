@@ -1,4 +1,5 @@
-//! Routing settings, built from plain values (the config module maps `pgpool.conf` onto this).
+//! Routing settings: the parts of the configuration the router reads, with the regex lists
+//! compiled once per (re)load.
 
 use regex::Regex;
 
@@ -49,6 +50,34 @@ impl RouterConfig {
             app_name_redirect: Vec::new(),
         }
     }
+}
+
+impl RouterConfig {
+    /// The routing settings of `cfg`.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self {
+            load_balance_mode: cfg.load_balance_mode,
+            weights: cfg.backends.iter().map(|b| b.weight).collect(),
+            primary_node: 0,
+            disable_lb_on_write: cfg.disable_load_balance_on_write,
+            statement_level_load_balance: cfg.statement_level_load_balance,
+            write_function_list: compile_valid(&cfg.write_function_list),
+            read_only_function_list: compile_valid(&cfg.read_only_function_list),
+            primary_routing_query_patterns: compile_valid(&cfg.primary_routing_query_pattern_list),
+            check_unlogged_table: cfg.check_unlogged_table,
+            user_redirect: cfg.user_redirect_preference_list.to_vec(),
+            database_redirect: cfg.database_redirect_preference_list.to_vec(),
+            app_name_redirect: cfg.app_name_redirect_preference_list.to_vec(),
+        }
+    }
+}
+
+/// Patterns were validated when the configuration was loaded; one that still fails to
+/// compile is skipped.
+fn compile_valid(list: &[String]) -> Vec<Regex> {
+    list.iter()
+        .filter_map(|p| compile_anchored(p).ok())
+        .collect()
 }
 
 /// Compile one regex the way Pgpool-II matches them: anchored `^…$`, case-insensitive.

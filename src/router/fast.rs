@@ -7,7 +7,7 @@
 use super::cursor::{unquote, Cur};
 use super::lexer::{TokKind, Token};
 use super::statement::{AdminCommand, Facts, PrimaryCause, StmtKind};
-use super::{parse, select, txn};
+use super::{dml, parse, select, txn};
 
 /// First words that always mean "changes something": primary, marks the transaction written.
 const WRITE_WORDS: &[&str] = &[
@@ -55,7 +55,7 @@ pub(crate) fn classify_tokens(text: &str, toks: &[Token]) -> Facts {
         }),
         "with" | "values" => parse::classify_read_text(c.text_of_all()),
         "table" => table_statement(&mut c),
-        "insert" | "update" | "delete" | "merge" | "truncate" => dml(&mut c, &word),
+        "insert" | "update" | "delete" | "merge" | "truncate" => dml::dml(&mut c, &word),
         "create" => create(&mut c),
         w if WRITE_WORDS.contains(&w) => Facts::kind(StmtKind::Write),
         "execute" => execute(&mut c),
@@ -95,45 +95,6 @@ fn table_statement(c: &mut Cur) -> Facts {
     Facts {
         relations: vec![name],
         ..Facts::kind(StmtKind::Read)
-    }
-}
-
-/// INSERT/UPDATE/DELETE/MERGE/TRUNCATE: a write; the target table(s) are kept for
-/// `dml_adaptive`.
-fn dml(c: &mut Cur, word: &str) -> Facts {
-    let mut relations = Vec::new();
-    match word {
-        "insert" | "merge" => {
-            c.eat_kw("into");
-        }
-        "delete" => {
-            c.eat_kw("from");
-        }
-        "truncate" => {
-            c.eat_kw("table");
-        }
-        _ => {}
-    }
-    loop {
-        c.eat_kw("only");
-        match c.qualified_name() {
-            Some(n) => relations.push(n),
-            None => break,
-        }
-        if word != "truncate" {
-            break;
-        }
-        if c.tok(c.pos).is_some_and(|t| c.src(t) == "*") {
-            c.pos += 1;
-        }
-        if !c.is_punct(c.pos, b',') {
-            break;
-        }
-        c.pos += 1;
-    }
-    Facts {
-        relations,
-        ..Facts::kind(StmtKind::Write)
     }
 }
 

@@ -11,9 +11,11 @@ mod cache;
 mod classify;
 mod config;
 mod cursor;
+mod dml;
 mod fast;
 mod functions;
 mod lexer;
+mod outlives;
 mod parse;
 mod policy;
 mod reason;
@@ -25,6 +27,8 @@ mod txn;
 
 #[cfg(test)]
 mod cache_tests;
+#[cfg(test)]
+mod facts_tests;
 #[cfg(test)]
 mod lexer_equivalence_tests;
 #[cfg(test)]
@@ -44,12 +48,12 @@ pub use functions::{
     parse_volatility_answer, unlogged_query, volatility_query,
 };
 pub use lexer::passes_first_char_rule;
-pub(crate) use lexer::{lex, TokKind};
 pub use policy::{
     is_system_relation, Catalog, CatalogKey, Decision, RouteResult, SessionRouting, Target,
 };
 pub use reason::Reason;
 pub use statement::{
-    AdminCommand, ClassifyOptions, Isolation, PrimaryCause, SetEffect, Statement, StmtKind,
+    AdminCommand, ClassifyOptions, Isolation, Outlives, PrimaryCause, SetEffect, Statement,
+    StmtKind,
 };
 pub use stmt_class::StmtClass;

@@ -24,7 +24,7 @@ const BAIL: &[&str] = &[
 ];
 
 /// Words followed by `(` that are syntax, not function calls.
-const NOT_FUNCTIONS: &[&str] = &[
+pub(crate) const NOT_FUNCTIONS: &[&str] = &[
     "in",
     "exists",
     "any",

@@ -6,7 +6,7 @@
 //! comments and case included) except inside *holes*: literals at the same places, of the
 //! same kind. So all that needs proving is that a literal's value cannot change the verdict:
 //!
-//! * A literal is a hole only in a form that our lexer, sqlparser's and `StmtClass` all read
+//! * A literal is a hole only in a form that our lexer and sqlparser's read
 //!   alike whatever its value: an integer of at most 18 digits (sqlparser parses some
 //!   integers as `u64`/`i64`) or a decimal `12.5`, not followed by a letter, digit, `_`, `$`
 //!   or `.` (so `0into`, `1e5` and `0x1F` keep their bytes); or a `'…'` string with no prefix

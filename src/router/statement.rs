@@ -29,7 +29,11 @@ impl Default for ClassifyOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
     pub kind: StmtKind,
-    /// Functions called, as written: lower-cased unless quoted, schema-qualified if written so.
+    /// Pgpool-II's statement class of the text (`SHOW pool_backend_stats`), from its first
+    /// word.
+    pub class: StmtClass,
+    /// Functions the first statement calls (SELECT, INSERT/UPDATE/DELETE/MERGE alike), as
+    /// written: lower-cased unless quoted, schema-qualified if written so.
     pub functions: Vec<String>,
     /// Relations referenced (same spelling rules). CTE names are left out.
     pub relations: Vec<String>,
@@ -48,6 +52,9 @@ pub struct Statement {
     /// (`set_config(…, false)` with non-literal arguments or inside a larger statement, a
     /// SET in a multi-statement text): on success the session stays on the primary.
     pub pins_session: bool,
+    /// Some statement in the text leaves state on its backend that outlives the transaction
+    /// (what transaction pooling refuses).
+    pub outlives: Option<Outlives>,
     /// The full text, for `primary_routing_query_pattern_list`. From
     /// [`Classifier::classify_for`](super::Classifier::classify_for) it may be another text of
     /// the same shape (same bytes but for the values of plain literals).
@@ -56,15 +63,13 @@ pub struct Statement {
     pub memo: Memo,
 }
 
-/// Per-statement facts computed on first use (the same for every text of one shape: they
-/// depend on keywords and names, never on literal values).
+/// Per-statement facts the session computes on first use from the ones above (the same for
+/// every text of one shape).
 #[derive(Debug, Clone, Default)]
 pub struct Memo {
-    /// Pgpool-II's statement class (`SHOW pool_backend_stats`).
-    pub class: OnceLock<StmtClass>,
     /// Running it may leave session state on the backend (see the session's reset skip),
     /// indexed by whether calls under the built-in "safe" names are trusted (`[0]`: not).
-    pub leaves_state: [std::sync::OnceLock<bool>; 2],
+    pub leaves_state: [OnceLock<bool>; 2],
 }
 
 /// Derived data: never part of a verdict's identity.
@@ -74,11 +79,24 @@ impl PartialEq for Memo {
     }
 }
 
-impl Statement {
-    /// The statement's class, computed once.
-    pub fn class(&self) -> StmtClass {
-        *self.memo.class.get_or_init(|| StmtClass::of(&self.text))
-    }
+/// Session state a statement leaves on its backend past the end of its transaction: the
+/// next client of a transaction-pooled connection would find it. A text with several
+/// reports an advisory lock first, then the first statement's in text order, a temporary
+/// table last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outlives {
+    /// `pg_advisory_lock` and the other session-level advisory locks (the `_xact_` ones end
+    /// with the transaction).
+    AdvisoryLock,
+    Listen,
+    /// SQL `PREPARE name AS …` (not `PREPARE TRANSACTION`).
+    SqlPrepare,
+    /// `DECLARE … WITH HOLD`.
+    HoldCursor,
+    /// `SET [SESSION] SESSION AUTHORIZATION`, `SET session_authorization`.
+    SessionAuthorization,
+    /// A temporary table, view or sequence not dropped at commit (no `ON COMMIT DROP`).
+    TempTable,
 }
 
 /// Why a statement that is not a write still cannot be load balanced.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::request::Request;
 use crate::protocol::{decode_parse, tag};
-use crate::router::{Statement, StmtKind};
+use crate::router::{Statement, StmtClass, StmtKind};
 
 /// Whether running `req` (whose executed statements are `stmts`) may leave session state on
 /// the backend that the next client must not inherit: settings, prepared statements,
@@ -67,17 +67,13 @@ fn safe_builtin(name: &str, trust_builtins: bool) -> bool {
 }
 
 fn compute_leaves_state(s: &Statement, trust_builtins: bool) -> bool {
-    use crate::stats::StmtClass;
     let clean_kind = match &s.kind {
         StmtKind::Read => true,
-        // The classifier does not list the functions a write calls (it goes to the primary
-        // whatever they are): look for calls here.
-        StmtKind::Write => {
-            matches!(
-                s.class(),
-                StmtClass::Insert | StmtClass::Update | StmtClass::Delete
-            ) && !calls_unknown_function(&s.text, trust_builtins)
-        }
+        // Plain INSERT / UPDATE / DELETE; what they call is checked below with the rest.
+        StmtKind::Write => matches!(
+            s.class,
+            StmtClass::Insert | StmtClass::Update | StmtClass::Delete
+        ),
         StmtKind::Begin { .. }
         | StmtKind::Commit
         | StmtKind::Rollback
@@ -91,87 +87,6 @@ fn compute_leaves_state(s: &Statement, trust_builtins: bool) -> bool {
         || s.multi
         || !s.creates_temp.is_empty()
         || s.functions.iter().any(|f| !safe_builtin(f, trust_builtins))
-}
-
-/// Whether `sql` may call a function other than the known side-effect-free built-ins: a
-/// word right before `(` that is not a keyword taking a parenthesised list, nor the table
-/// of `INSERT INTO t (columns)`.
-fn calls_unknown_function(sql: &str, trust_builtins: bool) -> bool {
-    use crate::router::TokKind;
-    if !sql.contains('(') {
-        return false;
-    }
-    const NOT_CALLS: &[&str] = &[
-        "values",
-        "in",
-        "and",
-        "or",
-        "not",
-        "where",
-        "set",
-        "exists",
-        "any",
-        "all",
-        "some",
-        "cast",
-        "on",
-        "using",
-        "returning",
-        "select",
-        "from",
-        "join",
-        "conflict",
-        "when",
-        "then",
-        "else",
-        "as",
-        "by",
-        "is",
-        "between",
-        "like",
-        "ilike",
-    ];
-    let lexed = crate::router::lex(sql);
-    if lexed.unterminated {
-        return true;
-    }
-    let toks = &lexed.tokens;
-    let word = |i: usize| sql.get(toks[i].start..toks[i].end).unwrap_or("");
-    let is_kw =
-        |i: usize, k: &str| toks[i].kind == TokKind::Word && word(i).eq_ignore_ascii_case(k);
-    for i in 1..toks.len() {
-        if toks[i].kind != TokKind::Punct(b'(') {
-            continue;
-        }
-        let p = i - 1;
-        match toks[p].kind {
-            TokKind::Word => {}
-            TokKind::QuotedIdent => {
-                // `INSERT INTO "T" (…)` names a table; elsewhere a quoted function.
-                if p >= 1 && is_kw(p - 1, "into") {
-                    continue;
-                }
-                return true;
-            }
-            _ => continue, // grouping, not a call
-        }
-        if NOT_CALLS.iter().any(|k| is_kw(p, k)) {
-            continue;
-        }
-        // INSERT INTO [schema.]table (columns)
-        let table_start = if p >= 2 && toks[p - 1].kind == TokKind::Punct(b'.') {
-            p - 2
-        } else {
-            p
-        };
-        if table_start >= 1 && is_kw(table_start - 1, "into") {
-            continue;
-        }
-        if !safe_builtin(word(p), trust_builtins) {
-            return true;
-        }
-    }
-    false
 }
 
 #[cfg(test)]
@@ -211,6 +126,17 @@ mod tests {
             ),
             ("update t set v = (v + 1) where id in (1, 2)", false),
             ("update t set v = nextval('s')", true),
+            // Types and syntax are no calls; a call anywhere in the statement is one.
+            (
+                "update t set v = cast(v as numeric(10, 2)), w = w::varchar(8)",
+                false,
+            ),
+            ("update t set (a, b) = row(1, 2)", false),
+            ("insert into t values (1) returning my_function(a)", true),
+            (
+                "insert into t values (1) on conflict (a) do update set a = f(1)",
+                true,
+            ),
             ("delete from t where id = any(f())", true),
             ("insert into t select * from \"F\"(1)", true),
             ("update t set v = 'unterminated", true),

@@ -15,8 +15,8 @@ use crate::backend::{BackendError, Credential};
 use crate::context::Context;
 use crate::protocol::{decode_bind, decode_parse, decode_query, tag, Frame};
 use crate::router::{
-    AdminCommand, Classifier, RouteResult, RouterConfig, SessionRouting, Statement, StmtKind,
-    Target as PolicyTarget,
+    AdminCommand, Classifier, Reason, RouteResult, RouterConfig, SessionRouting, Statement,
+    StmtKind, Target as PolicyTarget,
 };
 
 mod explain;
@@ -24,7 +24,7 @@ mod prepared;
 
 /// Routing reason: the request belongs to an implicit transaction still open on a backend
 /// (a batch ended by Flush, not yet by Sync), or opens one.
-const UNSYNCED: &str = "unsynced_batch";
+const UNSYNCED: Reason = Reason::UnsyncedBatch;
 
 /// Where a request goes.
 pub enum Target {
@@ -71,8 +71,8 @@ pub struct Router {
     /// A statement of the open transaction changed the catalog: clear the cached facts
     /// again when it ends (sessions may have cached what they saw before the commit).
     catalog_changed_in_txn: bool,
-    /// Reason code of the last routing decision (per-reason metrics).
-    last_reason: &'static str,
+    /// Why the last routing decision went where it went (per-reason metrics).
+    last_reason: Reason,
     /// Read-your-writes bookkeeping (`read_your_writes`).
     pub(super) ryw: super::ryw::ReadYourWrites,
     /// What reads inside the open transaction may run on the load-balance node.
@@ -114,7 +114,7 @@ impl Router {
             pinned: false,
             lookups: Questions::default(),
             catalog_changed_in_txn: false,
-            last_reason: "primary_default",
+            last_reason: Reason::PrimaryDefault,
             ryw: Default::default(),
             txn: TxnBalance::default(),
             params,
@@ -127,7 +127,7 @@ impl Router {
         self.current.clear();
         self.parse_verdicts.clear();
         self.lookups.clear();
-        self.last_reason = "primary_default";
+        self.last_reason = Reason::PrimaryDefault;
         let target = self.route_inner(ctx, req, in_txn);
         // No catalog look-up when the node is set already: it would run on that node
         // inside the client's open implicit transaction.
@@ -187,9 +187,9 @@ impl Router {
         ctx: &Context,
         decision: PolicyTarget,
         in_txn: bool,
-        reason: &'static str,
+        reason: Reason,
         stmts: &[Arc<Statement>],
-    ) -> (usize, &'static str) {
+    ) -> (usize, Reason) {
         let primary = self.rcfg.primary_node;
         if let Some(node) = self.open_unit {
             return (node, UNSYNCED);
@@ -201,28 +201,28 @@ impl Router {
         let (node, reason) = match (decision, gate) {
             (PolicyTarget::Node(_), Some(why)) => (primary, why),
             (PolicyTarget::Node(n), None) if !self.pinned => (n, reason),
-            (PolicyTarget::Node(_), None) => (primary, "session_pinned"),
+            (PolicyTarget::Node(_), None) => (primary, Reason::SessionPinned),
             _ => (primary, reason),
         };
         if self.unusable.get(node).copied().unwrap_or(true) {
-            (primary, "node_unusable")
+            (primary, Reason::NodeUnusable)
         } else {
             let readable = self.readable_or_fallback(ctx, node, in_txn);
             if readable == node {
                 (node, reason)
             } else {
-                (readable, "replica_unavailable")
+                (readable, Reason::ReplicaUnavailable)
             }
         }
     }
 
-    /// Reason code of the last [`Router::route`] verdict.
-    pub fn last_reason(&self) -> &'static str {
+    /// Why the last [`Router::route`] verdict went where it went.
+    pub fn last_reason(&self) -> Reason {
         self.last_reason
     }
 
     /// A later stage moved the request elsewhere, for this reason.
-    pub fn set_reason(&mut self, reason: &'static str) {
+    pub fn set_reason(&mut self, reason: Reason) {
         self.last_reason = reason;
     }
 
@@ -272,7 +272,7 @@ impl Router {
         {
             RouteResult::Decided(d) => {
                 tracing::debug!(reason = %d.reason, target = ?d.target, "routed");
-                self.last_reason = d.reason.code();
+                self.last_reason = d.reason;
                 d.target
             }
             RouteResult::NeedCatalog {

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::router::{is_set_config, Isolation, SetEffect, Statement, StmtKind};
+use crate::router::{is_set_config, Isolation, Reason, SetEffect, Statement, StmtKind};
 
 /// Asked of the primary once per session, before its first balanced transaction: the
 /// session's defaults for transactions that do not name their modes (they may come from
@@ -115,30 +115,30 @@ impl TxnBalance {
 
     /// `None` when a read the policy balanced may run on the replica inside the open
     /// transaction; else the reason it stays on the primary.
-    pub fn gate(&self, stmts: &[Arc<Statement>]) -> Option<&'static str> {
+    pub fn gate(&self, stmts: &[Arc<Statement>]) -> Option<Reason> {
         let Some(t) = self.txn else {
-            return Some("in_transaction");
+            return Some(Reason::InTransaction);
         };
         if self.failed {
-            return Some("failed_transaction");
+            return Some(Reason::FailedTransaction);
         }
         if !t.known {
-            return Some("in_transaction");
+            return Some(Reason::InTransaction);
         }
         if t.pinned {
-            return Some("transaction_pinned");
+            return Some(Reason::TransactionPinned);
         }
         let Some(Some(d)) = self.defaults else {
-            return Some("in_transaction");
+            return Some(Reason::InTransaction);
         };
         if stmts.iter().any(|s| uses_transaction_time(s)) {
-            return Some("transaction_time");
+            return Some(Reason::TransactionTime);
         }
         match self.isolation(d) {
             Isolation::ReadCommitted => None,
             Isolation::RepeatableRead if self.read_only(d) => None,
-            Isolation::RepeatableRead => Some("snapshot_transaction"),
-            Isolation::Serializable => Some("serializable"),
+            Isolation::RepeatableRead => Some(Reason::SnapshotTransaction),
+            Isolation::Serializable => Some(Reason::Serializable),
         }
     }
 
@@ -386,18 +386,18 @@ mod tests {
     #[test]
     fn gate_table() {
         let c = Classifier::new(ClassifyOptions::default());
-        let cases: &[(&str, &[&str], &str, Option<&str>)] = &[
+        let cases: &[(&str, &[&str], &str, Option<Reason>)] = &[
             (
                 "read committed/off",
                 &["begin", "!execute nothing"],
                 "select 1",
-                Some("failed_transaction"),
+                Some(Reason::FailedTransaction),
             ),
             (
                 "read committed/off",
                 &["begin", "savepoint a", "!select 1/0", "rollback to a"],
                 "select 1",
-                Some("transaction_pinned"),
+                Some(Reason::TransactionPinned),
             ),
             ("read committed/off", &["begin"], "select 1", None),
             ("read committed/off", &["begin read only"], "select 1", None),
@@ -405,20 +405,20 @@ mod tests {
                 "repeatable read/off",
                 &["begin"],
                 "select 1",
-                Some("snapshot_transaction"),
+                Some(Reason::SnapshotTransaction),
             ),
             ("repeatable read/on", &["begin"], "select 1", None),
             (
                 "repeatable read/on",
                 &["begin read write"],
                 "select 1",
-                Some("snapshot_transaction"),
+                Some(Reason::SnapshotTransaction),
             ),
             (
                 "read committed/off",
                 &["begin isolation level repeatable read"],
                 "select 1",
-                Some("snapshot_transaction"),
+                Some(Reason::SnapshotTransaction),
             ),
             (
                 "read committed/off",
@@ -439,49 +439,49 @@ mod tests {
                 "read committed/off",
                 &["begin", "set transaction isolation level repeatable read"],
                 "select 1",
-                Some("snapshot_transaction"),
+                Some(Reason::SnapshotTransaction),
             ),
             (
                 "read committed/off",
                 &["begin isolation level serializable read only"],
                 "select 1",
-                Some("serializable"),
+                Some(Reason::Serializable),
             ),
             (
                 "serializable/on",
                 &["begin"],
                 "select 1",
-                Some("serializable"),
+                Some(Reason::Serializable),
             ),
             (
                 "read committed/off",
                 &["begin", "savepoint a"],
                 "select 1",
-                Some("transaction_pinned"),
+                Some(Reason::TransactionPinned),
             ),
             (
                 "read committed/off",
                 &["begin", "set local work_mem = '8MB'"],
                 "select 1",
-                Some("transaction_pinned"),
+                Some(Reason::TransactionPinned),
             ),
             (
                 "read committed/off",
                 &["begin", "select set_config('a.b', 'c', true)"],
                 "select 1",
-                Some("transaction_pinned"),
+                Some(Reason::TransactionPinned),
             ),
             (
                 "read committed/off",
                 &["begin", "declare c cursor for select 1"],
                 "select 1",
-                Some("transaction_pinned"),
+                Some(Reason::TransactionPinned),
             ),
             (
                 "read committed/off",
                 &["begin", "create temp table tt (a int)"],
                 "select 1",
-                Some("transaction_pinned"),
+                Some(Reason::TransactionPinned),
             ),
             (
                 "read committed/off",
@@ -499,19 +499,19 @@ mod tests {
                 "read committed/off",
                 &["begin; select 1"],
                 "select 1",
-                Some("in_transaction"),
+                Some(Reason::InTransaction),
             ),
             (
                 "read committed/off",
                 &["begin"],
                 "select now()",
-                Some("transaction_time"),
+                Some(Reason::TransactionTime),
             ),
             (
                 "read committed/off",
                 &["begin"],
                 "select current_timestamp",
-                Some("transaction_time"),
+                Some(Reason::TransactionTime),
             ),
         ];
         for (defaults, before, read, want) in cases {
@@ -549,7 +549,7 @@ mod tests {
         let e = t.epoch();
         t.answered(&stmts(&c, "commit and chain"), true, b'T', false);
         assert!(!t.replica_txn_current(e));
-        assert_eq!(t.gate(&stmts(&c, "select 1")), Some("in_transaction"));
+        assert_eq!(t.gate(&stmts(&c, "select 1")), Some(Reason::InTransaction));
     }
 
     #[test]

@@ -459,4 +459,15 @@ pub const CASES: &[(&str, &str)] = &[
 'Y'
 "#,
     ),
+    (
+        // A data change that sets a session setting: the session stays where it ran, so a
+        // later read of the setting (balanced otherwise) sees it.
+        "setting_made_by_an_update_is_read_back_where_it_was_set",
+        r#"
+'Q' "UPDATE acct SET note = set_config('app.note', 'x', false) WHERE id = 1"
+'Y'
+'Q' "SELECT coalesce(current_setting('app.note', true), '')"
+'Y'
+"#,
+    ),
 ];

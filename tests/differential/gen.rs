@@ -66,7 +66,7 @@ fn statement(rng: &mut Rng) -> Stmt {
     let k = (1 + rng.below(8)).to_string();
     let v = rng.below(100).to_string();
     let s = |sql: &str, params: &[String]| Stmt::new(sql, params);
-    match rng.below(38) {
+    match rng.below(41) {
         0 | 1 => s("SELECT id, n, note FROM acct WHERE id = $1", &[k]),
         2 => s("SELECT count(*), sum(n) FROM acct", &[]),
         3 => s("SELECT id, n FROM acct ORDER BY id", &[]),
@@ -111,6 +111,21 @@ fn statement(rng: &mut Rng) -> Stmt {
         35 => s("SET LOCAL work_mem = '4MB'", &[]),
         36 => s("DECLARE c CURSOR FOR SELECT id FROM acct ORDER BY id", &[]),
         37 => s("FETCH 2 FROM c", &[]),
+        // Data changes that call functions, one setting session state as it goes.
+        38 => s(
+            "UPDATE acct SET n = abs(n - $1) WHERE id = $2 RETURNING id, n",
+            &[v, k],
+        ),
+        39 => s(
+            "UPDATE acct SET note = set_config('app.note', $1, false) WHERE id = $2",
+            &[v, k],
+        ),
+        // A placeholder setting once made stays defined, reset to '' (not NULL), on a
+        // connection the cache hands on: only its value may tell.
+        40 => s(
+            "SELECT coalesce(current_setting('app.note', true), '')",
+            &[],
+        ),
         _ => s("ROLLBACK TO SAVEPOINT sp", &[]),
     }
 }

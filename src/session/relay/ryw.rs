@@ -32,7 +32,7 @@ const REPLAYED: &str = "SELECT pg_catalog.pg_last_wal_replay_lsn()";
 
 /// Routing reason for a read sent to the primary because the replica had not replayed the
 /// session's writes in time.
-const REASON: &str = "read_your_writes";
+const REASON: crate::router::Reason = crate::router::Reason::ReadYourWrites;
 
 /// Pauses between later checks of a replica that is behind: short at first (replay on a
 /// healthy replica is a matter of a millisecond or two), then capped.

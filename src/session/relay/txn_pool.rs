@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::Relay;
 use crate::protocol::{tag, Frame, PgError};
-use crate::router::{PrimaryCause, Statement, StmtKind, TokKind};
+use crate::router::{Outlives, Statement};
 use crate::session::request::Request;
 use crate::session::slot::Slot;
 use crate::session::SessionError;
@@ -122,14 +122,6 @@ fn refusal_sql(what: &str) -> String {
     )
 }
 
-/// Advisory locks held until the session ends (the `_xact_` ones end with the transaction).
-const SESSION_LOCKS: &[&str] = &[
-    "pg_advisory_lock",
-    "pg_advisory_lock_shared",
-    "pg_try_advisory_lock",
-    "pg_try_advisory_lock_shared",
-];
-
 /// What in `stmts` would outlive its transaction on the backend, if anything. SET and RESET
 /// are not here: the session replays them on each connection it gets.
 pub(super) fn unpoolable(stmts: &[Arc<Statement>]) -> Option<&'static str> {
@@ -137,84 +129,18 @@ pub(super) fn unpoolable(stmts: &[Arc<Statement>]) -> Option<&'static str> {
 }
 
 fn unpoolable_stmt(s: &Statement) -> Option<&'static str> {
-    let locks = s.functions.iter().any(|f| {
-        let name = f.strip_prefix("pg_catalog.").unwrap_or(f);
-        SESSION_LOCKS.contains(&name)
-    });
-    if locks {
-        return Some("a session-level advisory lock");
-    }
-    if s.pins_session {
+    match s.outlives {
+        Some(Outlives::AdvisoryLock) => Some("a session-level advisory lock"),
         // A setting the session cannot replay: set_config(…, false), or SET in a
         // multi-statement query.
-        return Some("a session setting in this form (send SET on its own)");
+        _ if s.pins_session => Some("a session setting in this form (send SET on its own)"),
+        Some(Outlives::Listen) => Some("LISTEN"),
+        Some(Outlives::SqlPrepare) => Some("PREPARE (SQL prepared statements)"),
+        Some(Outlives::HoldCursor) => Some("a WITH HOLD cursor"),
+        Some(Outlives::SessionAuthorization) => Some("SET SESSION AUTHORIZATION"),
+        Some(Outlives::TempTable) => Some("a temporary table that outlives its transaction"),
+        None => None,
     }
-    let worth_lexing = s.multi
-        || !s.creates_temp.is_empty()
-        || matches!(
-            s.kind,
-            StmtKind::PrimaryOnly(PrimaryCause::Listen | PrimaryCause::Cursor)
-                | StmtKind::Prepare { .. }
-                | StmtKind::SessionSet { .. }
-        );
-    if !worth_lexing {
-        return None;
-    }
-    let lexed = crate::router::lex(&s.text);
-    let text = &*s.text;
-    let mut words: smallvec::SmallVec<[&str; 16]> = Default::default();
-    let mut found = None;
-    let mut temp_kept = false;
-    let mut check = |words: &[&str]| {
-        let (what, keeps_temp) = statement_refusal(words);
-        temp_kept |= keeps_temp;
-        if found.is_none() {
-            found = what;
-        }
-    };
-    for t in &lexed.tokens {
-        match t.kind {
-            TokKind::Punct(b';') => {
-                check(&words);
-                words.clear();
-            }
-            TokKind::Word => words.push(text.get(t.start..t.end).unwrap_or("")),
-            _ if words.is_empty() => {}
-            // Only the keywords matter; anything else just keeps its place.
-            _ => words.push(""),
-        }
-    }
-    check(&words);
-    if found.is_none() && !s.creates_temp.is_empty() && temp_kept {
-        return Some("a temporary table that outlives its transaction");
-    }
-    found
-}
-
-/// What one statement's words say: the refused feature, and whether it creates a temp
-/// object that is not dropped at commit.
-fn statement_refusal(w: &[&str]) -> (Option<&'static str>, bool) {
-    let is = |i: usize, k: &str| w.get(i).is_some_and(|x| x.eq_ignore_ascii_case(k));
-    let has_seq = |seq: &[&str]| {
-        w.windows(seq.len())
-            .any(|win| win.iter().zip(seq).all(|(a, b)| a.eq_ignore_ascii_case(b)))
-    };
-    if is(0, "listen") {
-        return (Some("LISTEN"), false);
-    }
-    if is(0, "prepare") && !is(1, "transaction") {
-        return (Some("PREPARE (SQL prepared statements)"), false);
-    }
-    if is(0, "declare") && has_seq(&["with", "hold"]) {
-        return (Some("a WITH HOLD cursor"), false);
-    }
-    if is(0, "set")
-        && (has_seq(&["session", "authorization"]) || has_seq(&["session_authorization"]))
-    {
-        return (Some("SET SESSION AUTHORIZATION"), false);
-    }
-    let temp = has_seq(&["temp"]) || has_seq(&["temporary"]);
-    (None, temp && !has_seq(&["on", "commit", "drop"]))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use super::{Questions, Router};
 use crate::context::Context;
-use crate::router::{RouteResult, Target as PolicyTarget};
+use crate::router::{Reason, RouteResult, Target as PolicyTarget};
 
 impl Router {
     /// Catalog facts `PGPOOL EXPLAIN ROUTE <sql>` needs looked up first.
@@ -34,12 +34,12 @@ impl Router {
             .policy
             .route(&stmt, &self.rcfg, &|k| ctx.catalog.get(&self.database, k))
         {
-            RouteResult::Decided(d) => (d.target, d.reason.code()),
-            RouteResult::NeedCatalog { .. } => (PolicyTarget::Primary, "volatility_unknown"),
+            RouteResult::Decided(d) => (d.target, d.reason),
+            RouteResult::NeedCatalog { .. } => (PolicyTarget::Primary, Reason::VolatilityUnknown),
         };
         let (node, mut reason) = self.final_node(ctx, decision, in_txn, reason, &[stmt]);
         if node != self.primary() && ctx.config().read_your_writes && self.ryw.pending(node) {
-            reason = "read_your_writes_check";
+            reason = Reason::ReadYourWritesCheck;
         }
         crate::admin::Explained { node, reason }
     }
