@@ -25,10 +25,29 @@ pub struct AdminStatements {
 }
 
 fn admin_of(classifier: &Classifier, sql: &str) -> Option<AdminCommand> {
+    if !may_be_admin(sql) {
+        return None;
+    }
     match &classifier.classify(sql).kind {
         StmtKind::Admin(cmd) => Some(cmd.clone()),
         _ => None,
     }
+}
+
+/// False only for a text that cannot be an admin command: one statement whose first word
+/// is neither `SHOW` nor `PGPOOL`. Every Parse is asked, and the router classifies the
+/// statement again anyway; this spares the common case the classifier's pass here.
+fn may_be_admin(sql: &str) -> bool {
+    let text = sql.trim_start();
+    let word_len = text
+        .bytes()
+        .take_while(|b| b.is_ascii_alphabetic() || *b == b'_')
+        .count();
+    let word = text.get(..word_len).unwrap_or("");
+    word.is_empty()
+        || sql.contains(';')
+        || word.eq_ignore_ascii_case("show")
+        || word.eq_ignore_ascii_case("pgpool")
 }
 
 impl AdminStatements {
@@ -225,4 +244,42 @@ fn describe(
         Answer::Tag(_) => protocol::no_data(out),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_be_admin;
+    use crate::router::{classify_uncached, ClassifyOptions, StmtKind};
+
+    /// The pre-check never turns away what the classifier calls an admin command.
+    #[test]
+    fn may_be_admin_never_rejects_an_admin_command() {
+        let texts = [
+            "SHOW pool_nodes",
+            "  show pool_version",
+            "/* c */ SHOW pool_nodes",
+            "-- c\nshow pool_pools",
+            "PGPOOL SHOW ALL",
+            "pgpool set statement_level_load_balance to on",
+            "PGPOOL EXPLAIN ROUTE select 1",
+            "show pool_nodes;",
+            "SHOW/**/pool_nodes",
+            "select 1",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            "showx pool_nodes",
+            "(select 1)",
+        ];
+        for t in texts {
+            let admin = matches!(
+                classify_uncached(t, &ClassifyOptions::default()).kind,
+                StmtKind::Admin(_)
+            );
+            assert!(!admin || may_be_admin(t), "{t:?}");
+        }
+        assert!(!may_be_admin(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+        ));
+        assert!(!may_be_admin("insert into t values (1)"));
+        assert!(may_be_admin("SHOW pool_nodes"));
+    }
 }
