@@ -229,3 +229,36 @@ fn metrics_and_probes_listen_on_ipv6_and_ipv4_for_star() {
         assert!(raw.starts_with("HTTP/1.1 200"), "{host}: {raw}");
     }
 }
+
+/// With every client slot taken (num_init_children = 1, no reserved connections), a second
+/// client waits in the queue: the gauge shows it, and drops back once the slot came free.
+#[tokio::test]
+async fn a_client_waiting_for_a_slot_is_shown_until_it_gets_one() {
+    let proxy = Proxy::start("num_init_children = 1\nreserved_connections = 0");
+    let first = proxy.connect("postgres", "postgres").await;
+    first.simple_query("select 1").await.expect("first client");
+    let waiting = [("state", "waiting")];
+    let gauge = |proxy: &Proxy| value(&scrape(proxy), "pgpool_rs_client_sessions", &waiting);
+    assert_eq!(gauge(&proxy), 0.0);
+    let conn = proxy.conn_str("postgres", "postgres");
+    let second = tokio::spawn(async move { common::connect_str(&conn).await });
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        seen = gauge(&proxy);
+        if seen == 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 1.0, "the waiting client is counted");
+    drop(first);
+    let second = second
+        .await
+        .expect("second client task")
+        .expect("second client connects once the slot is free");
+    second
+        .simple_query("select 1")
+        .await
+        .expect("second client, admitted");
+    assert_eq!(gauge(&proxy), 0.0, "an admitted client no longer waits");
+}

@@ -11,7 +11,7 @@ pub mod nodes;
 pub mod primary;
 pub mod registry;
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -63,8 +63,6 @@ pub struct Context {
     client_slots: Arc<Semaphore>,
     /// With `reserved_connections > 0`, clients past the limit are refused, not queued.
     refuse_when_full: bool,
-    /// Clients waiting for a slot now.
-    waiting_clients: AtomicUsize,
     /// Counters read by SHOW pool_*, PCP and /metrics.
     pub stats: Arc<Stats>,
     /// Client sessions now running (SHOW pool_processes / pool_pools, PCP proc_info).
@@ -118,7 +116,6 @@ impl Context {
             conn_limits: ConnLimits::new(config.default_pool_size as usize),
             client_slots: Arc::new(Semaphore::new(slots as usize)),
             refuse_when_full: config.reserved_connections > 0,
-            waiting_clients: AtomicUsize::new(0),
             router: ArcSwap::from_pointee(router),
             classifier: Arc::new(classifier),
             config: ArcSwap::from_pointee(config),
@@ -201,15 +198,17 @@ impl Context {
         if let Ok(p) = self.client_slots.clone().try_acquire_owned() {
             return Ok(p);
         }
-        self.waiting_clients.fetch_add(1, Ordering::Relaxed);
-        let permit = self.client_slots.clone().acquire_owned().await;
-        self.waiting_clients.fetch_sub(1, Ordering::Relaxed);
-        permit.map_err(|_| too_many())
-    }
-
-    /// Clients waiting for a client slot now.
-    pub fn waiting_clients(&self) -> usize {
-        self.waiting_clients.load(Ordering::Relaxed)
+        // Counted while waiting, also when the client leaves before a slot frees up.
+        let waiting = &self.stats.sessions_waiting;
+        waiting.fetch_add(1, Ordering::Relaxed);
+        let _counted = scopeguard(|| {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+        });
+        self.client_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| too_many())
     }
 
     /// Marks the proxy as shutting down: from now on `/readyz` fails.
@@ -289,4 +288,17 @@ fn idle_lifetime(cfg: &Config) -> Option<Duration> {
         .filter(|&s| s > 0)
         .min()
         .map(Duration::from_secs)
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
