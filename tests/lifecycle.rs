@@ -99,35 +99,20 @@ async fn sigterm_ends_idle_sessions_and_lets_open_transactions_commit_first() {
     );
 }
 
-fn pgbench_args<'a>(port: &'a str, db: &'a str, more: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["-h", "127.0.0.1", "-p", port, "-U", "postgres"];
-    args.extend_from_slice(more);
-    args.push(db);
-    args
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_pgbench_ends_clients_only_between_transactions() {
     let mut proxy = Proxy::start("shutdown_delay = 1\ndrain_timeout = 120\n");
     let db = common::unique_name("drainbench");
     common::create_database(&db).await;
-    let primary = cluster().primary_port.to_string();
-    let init = common::pgbench(&pgbench_args(&primary, &db, &["-i", "-s", "1", "-q"]));
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    common::pgbench_init(cluster().primary_port, &db);
 
-    let port = proxy.port.to_string();
-    let (port2, db2) = (port.clone(), db.clone());
+    let (port, db2) = (proxy.port, db.clone());
     // -T bounds the run; the drain ends it much earlier.
     let bench = std::thread::spawn(move || {
-        common::pgbench(&pgbench_args(
-            &port2,
-            &db2,
-            &["-M", "simple", "-c", "6", "-j", "2", "-T", "120"],
-        ))
+        common::pgbench(
+            port,
+            &["-M", "simple", "-c", "6", "-j", "2", "-T", "120", &db2],
+        )
     });
     let check = direct(cluster().primary_port, &db).await;
     let deadline = Instant::now() + LIMIT;

@@ -9,27 +9,11 @@ async fn pgbench_all_modes_without_failures() {
     let proxy = Proxy::start("");
     let db = common::unique_name("bench");
     common::create_database(&db).await;
-    let port = proxy.port.to_string();
     common::pgbench_init(proxy.port, &db);
     for mode in ["simple", "extended", "prepared"] {
         let text = common::pgbench_ok(
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-M",
-                mode,
-                "-c",
-                "8",
-                "-j",
-                "2",
-                "-T",
-                "5",
-                &db,
-            ],
+            proxy.port,
+            &["-M", mode, "-c", "8", "-j", "2", "-T", "5", &db],
             mode,
         );
         let processed = text

@@ -306,17 +306,11 @@ async fn a_vanished_client_releases_its_row_lock_at_once() {
 #[tokio::test]
 async fn pgbench_with_a_new_connection_per_transaction() {
     let proxy = Proxy::start("");
-    let port = proxy.port.to_string();
     let script = proxy.dir.path().join("select1.sql");
     std::fs::write(&script, "select 1;\n").unwrap();
     common::pgbench_ok(
+        proxy.port,
         &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "postgres",
             "-C",
             "-c",
             "4",

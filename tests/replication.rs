@@ -105,11 +105,10 @@ async fn replica_stop_during_pgbench_fails_no_transaction_and_reads_come_back() 
     let pc = PrivateCluster::start("pc_stop");
     init_pgbench(&pc).await;
     let proxy = Proxy::start(&format!("{ALL_READS_TO_REPLICA}{}", pc.proxy_conf()));
-    let port = proxy.port.to_string();
+    let port = proxy.port;
     let bench = std::thread::spawn(move || {
-        let args = ["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-S", "-n"];
-        let load = ["-c", "8", "-j", "2", "-T", "15", "postgres"];
-        common::pgbench(&[&args[..], &load[..]].concat())
+        let args = ["-S", "-n", "-c", "8", "-j", "2", "-T", "15", "postgres"];
+        common::pgbench(port, &args)
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(

@@ -175,7 +175,6 @@ async fn pgbench_select_only_reads_land_on_the_replica() {
     let proxy = Proxy::start(ALL_READS_TO_REPLICA);
     let db = common::unique_name("lbbench");
     common::create_database(&db).await;
-    let port = proxy.port.to_string();
     common::pgbench_init(proxy.port, &db);
     common::wait_replica_caught_up().await;
     let count = |sql: &str| {
@@ -186,22 +185,8 @@ async fn pgbench_select_only_reads_land_on_the_replica() {
         count("select xact_commit from pg_stat_database where datname = current_database()");
     for mode in ["simple", "extended", "prepared"] {
         common::pgbench_ok(
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-S",
-                "-M",
-                mode,
-                "-c",
-                "4",
-                "-T",
-                "3",
-                &db,
-            ],
+            proxy.port,
+            &["-S", "-M", mode, "-c", "4", "-T", "3", &db],
             mode,
         );
     }

@@ -62,35 +62,16 @@ async fn pgbench_clients_share_a_bounded_pool_in_every_protocol() {
             }
         })
     };
-    let port = proxy.port.to_string();
     for mode in ["simple", "extended", "prepared"] {
-        let args: Vec<String> = [
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-M",
-            mode,
-            "-c",
-            "200",
-            "-j",
-            "2",
-            "-T",
-            "4",
-            &db,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args: Vec<String> = ["-M", mode, "-c", "200", "-j", "2", "-T", "4", &db]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         // Blocking: the sampler keeps running on the test's runtime meanwhile.
-        let text = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            common::pgbench_ok(&args, mode)
-        })
-        .await
-        .unwrap();
+        let port = proxy.port;
+        let text = tokio::task::spawn_blocking(move || common::pgbench_ok(port, &args, mode))
+            .await
+            .unwrap();
         assert!(text.contains("number of clients: 200"), "{mode}: {text}");
     }
     done.store(true, Ordering::SeqCst);

@@ -48,31 +48,12 @@ async fn pgbench_prepares_its_statements_once_per_backend_connection() {
     let db = common::unique_name("stmtshare");
     common::create_database(&db).await;
     common::pgbench_init(common::cluster().primary_port, &db);
-    let port = proxy.port.to_string();
     let args = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-U",
-        "postgres",
-        "-M",
-        "prepared",
-        "-S",
-        "-c",
-        "8",
-        "-j",
-        "2",
-        "-t",
-        "50",
-        &db,
+        "-M", "prepared", "-S", "-c", "8", "-j", "2", "-t", "50", &db,
     ];
     let text = tokio::task::spawn_blocking({
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            common::pgbench_ok(&args, "prepared")
-        }
+        let (port, args) = (proxy.port, args.map(String::from));
+        move || common::pgbench_ok(port, &args, "prepared")
     })
     .await
     .unwrap();

@@ -234,20 +234,7 @@ pub fn psql_stdin(port: u16, user: &str, db: &str, script: &str) -> Output {
 
 /// `pgbench -i -s 1 -q` of `db` through 127.0.0.1:`port`; panics with pgbench's stderr on failure.
 pub fn pgbench_init(port: u16, db: &str) {
-    let port = port.to_string();
-    let out = pgbench(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-U",
-        "postgres",
-        "-i",
-        "-s",
-        "1",
-        "-q",
-        db,
-    ]);
+    let out = pgbench(port, &["-i", "-s", "1", "-q", db]);
     assert!(
         out.status.success(),
         "pgbench -i: {}",
@@ -255,9 +242,11 @@ pub fn pgbench_init(port: u16, db: &str) {
     );
 }
 
-/// Runs `pgbench` of the cluster's version with the given arguments.
-pub fn pgbench(args: &[&str]) -> Output {
+/// Runs `pgbench` of the cluster's version as `postgres` through 127.0.0.1:`port`, with
+/// the given further arguments.
+pub fn pgbench<S: AsRef<std::ffi::OsStr>>(port: u16, args: &[S]) -> Output {
     Command::new(cluster().bin("pgbench"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -266,8 +255,8 @@ pub fn pgbench(args: &[&str]) -> Output {
 
 /// Runs `pgbench` and asserts it succeeded with no failed transaction; returns its report.
 /// `what` names the run in failure messages.
-pub fn pgbench_ok(args: &[&str], what: &str) -> String {
-    let out = pgbench(args);
+pub fn pgbench_ok<S: AsRef<std::ffi::OsStr>>(port: u16, args: &[S], what: &str) -> String {
+    let out = pgbench(port, args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
